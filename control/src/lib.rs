@@ -1,0 +1,1 @@
+//! Configuration, control-socket protocol and the `vpnd` / `vpnctl` binaries. Filled in by the daemon issue.
