@@ -153,7 +153,9 @@ pub fn parse_identity(s: &str) -> Result<Identification, IdParseError> {
         });
     }
     if s.contains('=') {
-        return Err(bad("distinguished names need certificates (not supported yet)"));
+        return Err(bad(
+            "distinguished names need certificates (not supported yet)",
+        ));
     }
     if s.contains('@') {
         return Ok(Identification {

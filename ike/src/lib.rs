@@ -1,10 +1,9 @@
-
-pub mod crypto;
-pub mod wire;
-pub mod proposal;
 pub mod auth;
 pub mod config;
+pub mod crypto;
 pub mod keys;
+pub mod proposal;
 pub mod sa;
 pub mod testing;
 pub mod ts;
+pub mod wire;

@@ -90,7 +90,9 @@ impl Side {
     }
 
     pub fn is_established(&self) -> bool {
-        self.events.iter().any(|e| matches!(e, Event::Established { .. }))
+        self.events
+            .iter()
+            .any(|e| matches!(e, Event::Established { .. }))
             && self.sa.as_ref().is_some_and(|s| !s.is_closed())
     }
 
@@ -155,7 +157,13 @@ pub struct Pair {
 
 /// A connection config for tests: `aes256gcm16-prfsha256-x25519`, ESP
 /// `aes256gcm16`, one child `net` 198.19.1.0/24 === 198.19.2.0/24.
-pub fn test_config(name: &str, local_id: &str, remote_id: &str, psk: &str, initiator: bool) -> PeerConfig {
+pub fn test_config(
+    name: &str,
+    local_id: &str,
+    remote_id: &str,
+    psk: &str,
+    initiator: bool,
+) -> PeerConfig {
     let (l, r) = if initiator {
         ("198.19.1.0/24", "198.19.2.0/24")
     } else {
@@ -166,7 +174,9 @@ pub fn test_config(name: &str, local_id: &str, remote_id: &str, psk: &str, initi
         local_id: crate::config::parse_identity(local_id).expect("id"),
         remote_id: Some(crate::config::parse_identity(remote_id).expect("id")),
         psk: Some(Psk::new(psk.as_bytes().to_vec())),
-        ike_proposals: vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519").expect("proposal")],
+        ike_proposals: vec![
+            ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519").expect("proposal")
+        ],
         children: vec![ChildConfig {
             name: "net".into(),
             local_ts: vec![crate::ts::parse_ts(l).expect("ts")],
@@ -199,7 +209,7 @@ impl Pair {
             delivered: HashMap::new(),
             dropped: HashMap::new(),
             seed,
-            rng: SeededRandom::new(seed ^ 0x5eed_0f_1a_b0),
+            rng: SeededRandom::new(seed ^ 0x005e_ed0f_1ab0),
             in_flight: Vec::new(),
             seq: 0,
             providers: 0,
@@ -210,8 +220,20 @@ impl Pair {
     pub fn default_with_seed(seed: u64) -> Pair {
         Pair::new(
             seed,
-            test_config("a-to-b", "a.test", "b.test", "correct horse battery staple", true),
-            test_config("b-from-a", "b.test", "a.test", "correct horse battery staple", false),
+            test_config(
+                "a-to-b",
+                "a.test",
+                "b.test",
+                "correct horse battery staple",
+                true,
+            ),
+            test_config(
+                "b-from-a",
+                "b.test",
+                "a.test",
+                "correct horse battery staple",
+                false,
+            ),
         )
     }
 
@@ -221,13 +243,24 @@ impl Pair {
 
     fn provider(&mut self) -> Box<dyn crate::sa::Provider> {
         self.providers += 1;
-        Box::new(SeededRandom::new(self.seed.wrapping_mul(1_000_003).wrapping_add(self.providers)))
+        Box::new(SeededRandom::new(
+            self.seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(self.providers),
+        ))
     }
 
     /// Start the initiator with the given children (first in IKE_AUTH).
     pub fn initiate(&mut self, children: &[&str]) {
         let provider = self.provider();
-        let sa = IkeSa::initiate(self.now, self.a.config.clone(), self.a.addr, self.b.addr, provider, children);
+        let sa = IkeSa::initiate(
+            self.now,
+            self.a.config.clone(),
+            self.a.addr,
+            self.b.addr,
+            provider,
+            children,
+        );
         self.a.sa = Some(sa);
         self.collect();
     }
@@ -310,11 +343,12 @@ impl Pair {
 
     fn send(&mut self, dir: Dir, mut t: Transmit) {
         if let Ok(h) = Header::decode(&t.data) {
-            if let Some(rule) = self
-                .drops
-                .iter_mut()
-                .find(|r| r.count > 0 && r.dir == dir && r.exchange == h.exchange && r.response == h.is_response())
-            {
+            if let Some(rule) = self.drops.iter_mut().find(|r| {
+                r.count > 0
+                    && r.dir == dir
+                    && r.exchange == h.exchange
+                    && r.response == h.is_response()
+            }) {
                 rule.count -= 1;
                 if rule.tamper {
                     if let Some(b) = t.data.last_mut() {
@@ -330,7 +364,11 @@ impl Pair {
             *self.dropped.entry(dir).or_default() += 1;
             return;
         }
-        let copies = if self.roll(self.impair.duplicate_pct) { 2 } else { 1 };
+        let copies = if self.roll(self.impair.duplicate_pct) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let mut t = t.clone();
             if self.roll(self.impair.tamper_pct) && !t.data.is_empty() {
@@ -375,7 +413,11 @@ impl Pair {
                     require_cookie: self.cookies.as_ref(),
                 };
                 self.providers += 1;
-                let provider = Box::new(SeededRandom::new(self.seed.wrapping_mul(1_000_003).wrapping_add(self.providers)));
+                let provider = Box::new(SeededRandom::new(
+                    self.seed
+                        .wrapping_mul(1_000_003)
+                        .wrapping_add(self.providers),
+                ));
                 match IkeSa::accept(now, params, provider, &f.t.data) {
                     Accept::Created(sa) => self.b.sa = Some(*sa),
                     Accept::Reply(t, why) => {

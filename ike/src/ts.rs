@@ -91,7 +91,11 @@ fn prefix_range(addr: IpAddr, prefix: u32) -> (IpAddr, IpAddr) {
     match addr {
         IpAddr::V4(a) => {
             let v = u32::from(a);
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix)
+            };
             (
                 IpAddr::V4(Ipv4Addr::from(v & mask)),
                 IpAddr::V4(Ipv4Addr::from(v | !mask)),
@@ -173,7 +177,10 @@ pub fn narrow(proposed: &[TrafficSelector], ours: &[TrafficSelector]) -> Vec<Tra
 /// True when every selector of `answer` lies within one of `offered`: what an
 /// initiator checks of the responder's narrowed selectors.
 pub fn all_within(answer: &[TrafficSelector], offered: &[TrafficSelector]) -> bool {
-    !answer.is_empty() && answer.iter().all(|a| offered.iter().any(|o| contains(o, a)))
+    !answer.is_empty()
+        && answer
+            .iter()
+            .all(|a| offered.iter().any(|o| contains(o, a)))
 }
 
 /// strongSwan-style display: `198.19.1.0/24`, `10.0.0.1..10.0.0.9`,

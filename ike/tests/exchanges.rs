@@ -27,7 +27,12 @@ fn pair_with(f: impl FnOnce(&mut ike::config::PeerConfig, &mut ike::config::Peer
 fn up(p: &mut Pair) {
     p.initiate(&["net"]);
     p.drive();
-    assert!(established(p), "not established: a={:?} b={:?}", p.a.closed_reason(), p.b.closed_reason());
+    assert!(
+        established(p),
+        "not established: a={:?} b={:?}",
+        p.a.closed_reason(),
+        p.b.closed_reason()
+    );
 }
 
 fn dmz_child(initiator: bool) -> ChildConfig {
@@ -66,8 +71,14 @@ fn handshake_establishes_and_installs_mirrored_child() {
     assert_ne!(c.keys.inbound[..], c.keys.outbound[..]);
     assert_eq!(p.a.sa().state(), State::Established);
     assert_eq!(p.b.sa().state(), State::Established);
-    assert_eq!(p.a.sa().proposal().unwrap().describe(), "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519");
-    assert_eq!(p.b.sa().remote_id(), Some(&parse_identity("a.test").unwrap()));
+    assert_eq!(
+        p.a.sa().proposal().unwrap().describe(),
+        "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519"
+    );
+    assert_eq!(
+        p.b.sa().remote_id(),
+        Some(&parse_identity("a.test").unwrap())
+    );
     assert_eq!(p.b.sa().name(), "b-from-a");
     assert!(!p.a.sa().encap(), "no NAT between the pair");
     // Four datagrams: two requests, two responses.
@@ -117,15 +128,25 @@ fn every_esp_proposal_combination_completes() {
         assert!(p.children_mirror(), "{esp}");
         let c = p.b.children.values().next().unwrap();
         assert_eq!(c.proposal.esn, esp.ends_with("-esn"), "{esp}");
-        assert_eq!(c.keys.inbound.len(), c.proposal.encr.key_material_len(), "{esp}");
+        assert_eq!(
+            c.keys.inbound.len(),
+            c.proposal.encr.key_material_len(),
+            "{esp}"
+        );
     }
 }
 
 #[test]
 fn responder_prefers_its_own_proposal_order() {
     let mut p = pair_with(|a, b| {
-        a.ike_proposals = ProposalSpec::parse_ike_list("aes128gcm16-prfsha256-x25519,aes256gcm16-prfsha384-x25519").unwrap();
-        b.ike_proposals = ProposalSpec::parse_ike_list("aes256gcm16-prfsha384-x25519,aes128gcm16-prfsha256-x25519").unwrap();
+        a.ike_proposals = ProposalSpec::parse_ike_list(
+            "aes128gcm16-prfsha256-x25519,aes256gcm16-prfsha384-x25519",
+        )
+        .unwrap();
+        b.ike_proposals = ProposalSpec::parse_ike_list(
+            "aes256gcm16-prfsha384-x25519,aes128gcm16-prfsha256-x25519",
+        )
+        .unwrap();
     });
     up(&mut p);
     let chosen = p.a.sa().proposal().unwrap();
@@ -136,7 +157,8 @@ fn responder_prefers_its_own_proposal_order() {
 #[test]
 fn sa_init_invalid_ke_payload_retries_with_requested_group() {
     let mut p = pair_with(|a, b| {
-        a.ike_proposals = vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519-ecp256").unwrap()];
+        a.ike_proposals =
+            vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519-ecp256").unwrap()];
         b.ike_proposals = vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-ecp256").unwrap()];
     });
     up(&mut p);
@@ -163,7 +185,10 @@ fn cookie_from_another_initiator_is_refused() {
     assert!(!jar.verify(&c, &ni, "198.18.0.1".parse().unwrap(), 43));
     let mut rotated = jar;
     rotated.rotate(&mut rng);
-    assert!(rotated.verify(&c, &ni, "198.18.0.1".parse().unwrap(), 42), "previous secret stays valid");
+    assert!(
+        rotated.verify(&c, &ni, "198.18.0.1".parse().unwrap(), 42),
+        "previous secret stays valid"
+    );
     rotated.rotate(&mut rng);
     assert!(!rotated.verify(&c, &ni, "198.18.0.1".parse().unwrap(), 42));
 }
@@ -171,12 +196,16 @@ fn cookie_from_another_initiator_is_refused() {
 #[test]
 fn sa_init_proposal_mismatch_is_no_proposal_chosen() {
     let mut p = pair_with(|a, b| {
-        a.ike_proposals = vec![ProposalSpec::parse_ike("chacha20poly1305-prfsha256-x25519").unwrap()];
+        a.ike_proposals =
+            vec![ProposalSpec::parse_ike("chacha20poly1305-prfsha256-x25519").unwrap()];
         b.ike_proposals = vec![ProposalSpec::parse_ike("aes256gcm16-prfsha384-ecp384").unwrap()];
     });
     p.initiate(&["net"]);
     p.drive();
-    assert_eq!(p.a.closed_reason().unwrap(), "peer rejected our proposals: NO_PROPOSAL_CHOSEN");
+    assert_eq!(
+        p.a.closed_reason().unwrap(),
+        "peer rejected our proposals: NO_PROPOSAL_CHOSEN"
+    );
     assert_eq!(p.b.stateless_replies, vec!["no proposal chosen"]);
     assert!(p.b.sa.is_none(), "responder keeps no state");
 }
@@ -186,10 +215,19 @@ fn auth_wrong_psk_is_refused_on_both_sides() {
     let mut p = pair_with(|_, b| b.psk = Some(Psk::new(b"not the same".to_vec())));
     p.initiate(&["net"]);
     p.drive();
-    assert_eq!(p.b.closed_reason().unwrap(), "authentication of 'a.test' failed");
-    assert_eq!(p.a.closed_reason().unwrap(), "peer rejected our authentication: AUTHENTICATION_FAILED");
+    assert_eq!(
+        p.b.closed_reason().unwrap(),
+        "authentication of 'a.test' failed"
+    );
+    assert_eq!(
+        p.a.closed_reason().unwrap(),
+        "peer rejected our authentication: AUTHENTICATION_FAILED"
+    );
     assert!(p.a.children.is_empty() && p.b.children.is_empty());
-    assert_eq!(count(&p.a.events, |e| matches!(e, Event::Established { .. })), 0);
+    assert_eq!(
+        count(&p.a.events, |e| matches!(e, Event::Established { .. })),
+        0
+    );
 }
 
 #[test]
@@ -197,8 +235,15 @@ fn auth_unknown_identity_is_refused() {
     let mut p = pair_with(|a, _| a.local_id = parse_identity("mallory.test").unwrap());
     p.initiate(&["net"]);
     p.drive();
-    assert_eq!(p.b.closed_reason().unwrap(), "no connection accepts peer identity 'mallory.test'");
-    assert!(p.a.closed_reason().unwrap().contains("AUTHENTICATION_FAILED"));
+    assert_eq!(
+        p.b.closed_reason().unwrap(),
+        "no connection accepts peer identity 'mallory.test'"
+    );
+    assert!(p
+        .a
+        .closed_reason()
+        .unwrap()
+        .contains("AUTHENTICATION_FAILED"));
 }
 
 #[test]
@@ -210,8 +255,14 @@ fn auth_idr_naming_another_identity_is_refused_by_responder() {
     });
     p.initiate(&["net"]);
     p.drive();
-    assert_eq!(p.a.closed_reason().unwrap(), "peer rejected our authentication: AUTHENTICATION_FAILED");
-    assert_eq!(p.b.closed_reason().unwrap(), "no connection accepts peer identity 'a.test'");
+    assert_eq!(
+        p.a.closed_reason().unwrap(),
+        "peer rejected our authentication: AUTHENTICATION_FAILED"
+    );
+    assert_eq!(
+        p.b.closed_reason().unwrap(),
+        "no connection accepts peer identity 'a.test'"
+    );
 }
 
 #[test]
@@ -219,7 +270,10 @@ fn auth_without_psk_names_the_identities() {
     let mut p = pair_with(|a, _| a.psk = None);
     p.initiate(&["net"]);
     p.drive();
-    assert_eq!(p.a.closed_reason().unwrap(), "no pre-shared key for 'a.test' - 'b.test'");
+    assert_eq!(
+        p.a.closed_reason().unwrap(),
+        "no pre-shared key for 'a.test' - 'b.test'"
+    );
 }
 
 #[test]
@@ -230,7 +284,10 @@ fn auth_esp_proposal_mismatch_keeps_ike_sa() {
     });
     up(&mut p);
     assert!(p.a.children.is_empty() && p.b.children.is_empty());
-    assert_eq!(p.a.child_failures(), vec!["peer rejected CHILD_SA 'net': NO_PROPOSAL_CHOSEN"]);
+    assert_eq!(
+        p.a.child_failures(),
+        vec!["peer rejected CHILD_SA 'net': NO_PROPOSAL_CHOSEN"]
+    );
     assert!(p.b.child_failures()[0].contains("NO_PROPOSAL_CHOSEN"));
 }
 
@@ -255,15 +312,22 @@ fn auth_ts_narrowing_of_ports_and_protocol() {
     });
     up(&mut p);
     let ca = p.a.children.values().next().unwrap();
-    assert_eq!(ca.remote_ts, vec![parse_ts("198.19.2.0/25[tcp/443]").unwrap()]);
+    assert_eq!(
+        ca.remote_ts,
+        vec![parse_ts("198.19.2.0/25[tcp/443]").unwrap()]
+    );
 }
 
 #[test]
 fn auth_disjoint_selectors_are_ts_unacceptable() {
-    let mut p = pair_with(|_, b| b.children[0].local_ts = vec![parse_ts("203.0.113.0/24").unwrap()]);
+    let mut p =
+        pair_with(|_, b| b.children[0].local_ts = vec![parse_ts("203.0.113.0/24").unwrap()]);
     up(&mut p);
     assert!(p.a.children.is_empty());
-    assert_eq!(p.a.child_failures(), vec!["peer rejected CHILD_SA 'net': TS_UNACCEPTABLE"]);
+    assert_eq!(
+        p.a.child_failures(),
+        vec!["peer rejected CHILD_SA 'net': TS_UNACCEPTABLE"]
+    );
     assert!(p.b.child_failures()[0].contains("unacceptable"));
 }
 
@@ -284,7 +348,11 @@ fn auth_transport_refused_by_tunnel_responder_fails_child_and_cleans_peer() {
     up(&mut p);
     assert!(p.a.child_failures()[0].contains("did not accept transport mode"));
     // The responder installed its half; the initiator asked it to delete it.
-    assert!(p.b.children.is_empty(), "responder still holds {:?}", p.b.children.keys());
+    assert!(
+        p.b.children.is_empty(),
+        "responder still holds {:?}",
+        p.b.children.keys()
+    );
 }
 
 #[test]
@@ -295,7 +363,12 @@ fn forced_encapsulation_floats_to_natt_port() {
     assert_eq!(p.a.sa().local_addr().port(), 4500);
     assert_eq!(p.a.sa().remote_addr().port(), 4500);
     assert_eq!(p.b.sa().local_addr().port(), 4500);
-    assert!(p.a.children.values().chain(p.b.children.values()).all(|c| c.encap && c.remote.port() == 4500));
+    assert!(p
+        .a
+        .children
+        .values()
+        .chain(p.b.children.values())
+        .all(|c| c.encap && c.remote.port() == 4500));
 }
 
 // ----- loss, duplication, reordering, tampering ------------------------------
@@ -310,7 +383,10 @@ fn lost_request_at_every_step_is_retransmitted() {
             p.drive()
         };
         assert!(established(&p), "{ex}");
-        assert!(t >= Duration::from_secs(1), "{ex}: waited for the retransmit ({t:?})");
+        assert!(
+            t >= Duration::from_secs(1),
+            "{ex}: waited for the retransmit ({t:?})"
+        );
         assert!(p.children_mirror());
     }
     // CREATE_CHILD_SA and INFORMATIONAL requests.
@@ -340,8 +416,16 @@ fn lost_response_at_every_step_is_answered_from_cache() {
         p.initiate(&["net"]);
         p.drive();
         assert!(established(&p), "{ex}");
-        assert_eq!(p.b.children.len(), 1, "{ex}: responder created one child only");
-        assert_eq!(count(&p.b.events, |e| matches!(e, Event::ChildReady(_))), 1, "{ex}");
+        assert_eq!(
+            p.b.children.len(),
+            1,
+            "{ex}: responder created one child only"
+        );
+        assert_eq!(
+            count(&p.b.events, |e| matches!(e, Event::ChildReady(_))),
+            1,
+            "{ex}"
+        );
         assert!(p.children_mirror());
     }
     let mut p = pair_with(|a, b| {
@@ -352,7 +436,11 @@ fn lost_response_at_every_step_is_answered_from_cache() {
     p.drop_next(Dir::BtoA, ExchangeType::CREATE_CHILD_SA, true, 1);
     p.command(Dir::AtoB, Command::CreateChild { name: "dmz".into() });
     p.drive();
-    assert_eq!(p.b.children.len(), 2, "responder answered the retransmit from its cache");
+    assert_eq!(
+        p.b.children.len(),
+        2,
+        "responder answered the retransmit from its cache"
+    );
     assert!(p.children_mirror());
     p.drop_next(Dir::BtoA, ExchangeType::INFORMATIONAL, true, 1);
     p.command(Dir::AtoB, Command::Liveness);
@@ -390,13 +478,21 @@ fn random_loss_duplication_and_reordering_converge() {
             p.command(Dir::BtoA, Command::RekeyIke);
             p.drive();
             if !p.a.sa().is_closed() && !p.b.sa().is_closed() {
-                assert!(p.children_mirror(), "seed {seed}: {:?} vs {:?}", p.a.children.keys(), p.b.children.keys());
+                assert!(
+                    p.children_mirror(),
+                    "seed {seed}: {:?} vs {:?}",
+                    p.a.children.keys(),
+                    p.b.children.keys()
+                );
                 assert_eq!(p.a.children.len(), 1, "seed {seed}");
             }
         } else {
             // Give-up is allowed only as a timeout after the retransmissions.
             let r = p.a.closed_reason().unwrap_or_default();
-            assert!(r.contains("did not answer") || r.contains("did not complete"), "seed {seed}: {r}");
+            assert!(
+                r.contains("did not answer") || r.contains("did not complete"),
+                "seed {seed}: {r}"
+            );
         }
     }
 }
@@ -407,8 +503,20 @@ fn tampered_messages_are_rejected_and_retransmitted() {
     p.tamper_next(Dir::AtoB, ExchangeType::IKE_AUTH, false, 1);
     p.tamper_next(Dir::BtoA, ExchangeType::IKE_AUTH, true, 1);
     up(&mut p);
-    assert!(p.b.rejected.iter().any(|r| r.contains("integrity check failed")), "{:?}", p.b.rejected);
-    assert!(p.a.rejected.iter().any(|r| r.contains("integrity check failed")), "{:?}", p.a.rejected);
+    assert!(
+        p.b.rejected
+            .iter()
+            .any(|r| r.contains("integrity check failed")),
+        "{:?}",
+        p.b.rejected
+    );
+    assert!(
+        p.a.rejected
+            .iter()
+            .any(|r| r.contains("integrity check failed")),
+        "{:?}",
+        p.a.rejected
+    );
     assert!(p.children_mirror());
 }
 
@@ -489,7 +597,9 @@ fn unsupported_critical_payload_is_refused_statelessly() {
         Box::new(SeededRandom::new(1)),
         &m.encode(),
     );
-    let ike::sa::Accept::Reply(reply, _) = r else { panic!("expected a stateless reply") };
+    let ike::sa::Accept::Reply(reply, _) = r else {
+        panic!("expected a stateless reply")
+    };
     let reply = Message::decode(&reply.data).unwrap();
     assert!(reply
         .payloads
@@ -507,7 +617,10 @@ fn retransmissions_back_off_exponentially() {
     let t = p.drive();
     assert!(established(&p));
     // Waits of 1 + 2 + 4 seconds, plus round trips.
-    assert!(t >= Duration::from_secs(7) && t < Duration::from_secs(8), "{t:?}");
+    assert!(
+        t >= Duration::from_secs(7) && t < Duration::from_secs(8),
+        "{t:?}"
+    );
 }
 
 #[test]
@@ -516,7 +629,10 @@ fn silent_peer_times_out_after_configured_tries() {
     p.drop_next(Dir::AtoB, ExchangeType::IKE_SA_INIT, false, 100);
     p.initiate(&["net"]);
     let t = p.drive();
-    assert_eq!(p.a.closed_reason().unwrap(), "peer did not answer IKE_SA_INIT after 4 retransmissions");
+    assert_eq!(
+        p.a.closed_reason().unwrap(),
+        "peer did not answer IKE_SA_INIT after 4 retransmissions"
+    );
     // 1 + 2 + 4 + 8 + 10 (capped) seconds.
     assert_eq!(t, Duration::from_secs(25));
     assert!(p.a.sa().poll_timeout().is_none());
@@ -528,7 +644,10 @@ fn responder_half_open_sa_expires() {
     p.drop_next(Dir::AtoB, ExchangeType::IKE_AUTH, false, 100);
     p.initiate(&["net"]);
     p.drive();
-    assert_eq!(p.b.closed_reason().unwrap(), "peer did not complete IKE_AUTH within 30s");
+    assert_eq!(
+        p.b.closed_reason().unwrap(),
+        "peer did not complete IKE_AUTH within 30s"
+    );
 }
 
 #[test]
@@ -541,8 +660,14 @@ fn liveness_check_detects_dead_peer() {
     p.drop_next(Dir::AtoB, ExchangeType::INFORMATIONAL, false, 100);
     p.command(Dir::AtoB, Command::Liveness);
     p.drive();
-    assert_eq!(p.a.closed_reason().unwrap(), "peer did not answer INFORMATIONAL after 4 retransmissions");
-    assert!(p.a.children.is_empty(), "children reported deleted on close");
+    assert_eq!(
+        p.a.closed_reason().unwrap(),
+        "peer did not answer INFORMATIONAL after 4 retransmissions"
+    );
+    assert!(
+        p.a.children.is_empty(),
+        "children reported deleted on close"
+    );
 }
 
 // ----- CREATE_CHILD_SA -------------------------------------------------------
@@ -559,7 +684,11 @@ fn create_child_from_initiator_and_from_responder() {
         p.drive();
         assert_eq!(p.a.children.len(), 2, "{side:?}");
         assert!(p.children_mirror(), "{side:?}");
-        assert!(p.a.children.values().any(|c| c.name == "dmz" && c.proposal.encr == AeadAlg::AesGcm16_128));
+        assert!(p
+            .a
+            .children
+            .values()
+            .any(|c| c.name == "dmz" && c.proposal.encr == AeadAlg::AesGcm16_128));
     }
 }
 
@@ -579,9 +708,17 @@ fn initiate_with_several_children_creates_the_rest_after_auth() {
 fn create_unknown_child_fails_locally() {
     let mut p = Pair::default_with_seed(22);
     up(&mut p);
-    p.command(Dir::AtoB, Command::CreateChild { name: "nope".into() });
+    p.command(
+        Dir::AtoB,
+        Command::CreateChild {
+            name: "nope".into(),
+        },
+    );
     p.drive();
-    assert_eq!(p.a.child_failures(), vec!["connection 'a-to-b' has no child 'nope'"]);
+    assert_eq!(
+        p.a.child_failures(),
+        vec!["connection 'a-to-b' has no child 'nope'"]
+    );
 }
 
 #[test]
@@ -606,7 +743,10 @@ fn child_rekey_from_either_side_replaces_the_sa() {
                 .iter()
                 .any(|e| matches!(e, Event::ChildDeleted { reason, .. } if reason == "rekeyed"))
         };
-        assert!(rekeyed(&p.a.events) && rekeyed(&p.b.events), "{side:?}: old SA reported as rekeyed");
+        assert!(
+            rekeyed(&p.a.events) && rekeyed(&p.b.events),
+            "{side:?}: old SA reported as rekeyed"
+        );
     }
 }
 
@@ -629,7 +769,8 @@ fn child_rekey_with_pfs_uses_a_new_key_exchange() {
 #[test]
 fn child_rekey_pfs_invalid_ke_retries_with_responder_group() {
     let mut p = pair_with(|a, b| {
-        a.children[0].esp_proposals = vec![ProposalSpec::parse_esp("aes256gcm16-x25519-ecp256").unwrap()];
+        a.children[0].esp_proposals =
+            vec![ProposalSpec::parse_esp("aes256gcm16-x25519-ecp256").unwrap()];
         b.children[0].esp_proposals = vec![ProposalSpec::parse_esp("aes256gcm16-ecp256").unwrap()];
     });
     up(&mut p);
@@ -637,7 +778,10 @@ fn child_rekey_pfs_invalid_ke_retries_with_responder_group() {
     p.command(Dir::AtoB, Command::RekeyChild { spi_in: old });
     p.drive();
     assert!(p.children_mirror());
-    assert_eq!(p.a.children.values().next().unwrap().proposal.dh, Some(DhGroup::Ecp256));
+    assert_eq!(
+        p.a.children.values().next().unwrap().proposal.dh,
+        Some(DhGroup::Ecp256)
+    );
 }
 
 #[test]
@@ -650,12 +794,24 @@ fn simultaneous_child_rekey_collision_leaves_one_sa() {
         p.command(Dir::AtoB, Command::RekeyChild { spi_in: c.spi_in });
         p.command(Dir::BtoA, Command::RekeyChild { spi_in: c.spi_out });
         p.drive();
-        assert_eq!(p.a.children.len(), 1, "seed {seed}: a has {:?}", p.a.children.keys());
+        assert_eq!(
+            p.a.children.len(),
+            1,
+            "seed {seed}: a has {:?}",
+            p.a.children.keys()
+        );
         assert_eq!(p.b.children.len(), 1, "seed {seed}");
         assert!(p.children_mirror(), "seed {seed}");
-        assert!(!p.a.children.contains_key(&c.spi_in), "seed {seed}: old SA gone");
+        assert!(
+            !p.a.children.contains_key(&c.spi_in),
+            "seed {seed}: old SA gone"
+        );
         // Three SAs existed; two were deleted as rekeyed/redundant.
-        assert_eq!(count(&p.a.events, |e| matches!(e, Event::ChildReady(_))), 3, "seed {seed}");
+        assert_eq!(
+            count(&p.a.events, |e| matches!(e, Event::ChildReady(_))),
+            3,
+            "seed {seed}"
+        );
     }
 }
 
@@ -673,8 +829,16 @@ fn ike_rekey_from_either_side_keeps_children() {
         assert_eq!(new, (p.b.sa().spi_i(), p.b.sa().spi_r()));
         assert_eq!(p.a.children.keys().copied().collect::<Vec<_>>(), children);
         for s in [&p.a, &p.b] {
-            assert_eq!(count(&s.events, |e| matches!(e, Event::IkeRekeyed { .. })), 1, "{side:?}");
-            assert_eq!(count(&s.events, |e| matches!(e, Event::Retired { .. })), 1, "{side:?}");
+            assert_eq!(
+                count(&s.events, |e| matches!(e, Event::IkeRekeyed { .. })),
+                1,
+                "{side:?}"
+            );
+            assert_eq!(
+                count(&s.events, |e| matches!(e, Event::Retired { .. })),
+                1,
+                "{side:?}"
+            );
             assert_eq!(s.sa().spi_pairs().len(), 1, "{side:?}: old SA retired");
         }
         // The rekeyed SA works: liveness and a new child.
@@ -697,17 +861,32 @@ fn simultaneous_ike_rekey_collision_converges() {
         p.command(Dir::AtoB, Command::RekeyIke);
         p.command(Dir::BtoA, Command::RekeyIke);
         p.drive();
-        assert!(!p.a.sa().is_closed() && !p.b.sa().is_closed(), "seed {seed}");
+        assert!(
+            !p.a.sa().is_closed() && !p.b.sa().is_closed(),
+            "seed {seed}"
+        );
         assert_eq!(
             (p.a.sa().spi_i(), p.a.sa().spi_r()),
             (p.b.sa().spi_i(), p.b.sa().spi_r()),
             "seed {seed}: both sides kept the same IKE SA"
         );
-        assert_eq!(p.a.sa().spi_pairs().len(), 1, "seed {seed}: a retired the others");
-        assert_eq!(p.b.sa().spi_pairs().len(), 1, "seed {seed}: b retired the others");
+        assert_eq!(
+            p.a.sa().spi_pairs().len(),
+            1,
+            "seed {seed}: a retired the others"
+        );
+        assert_eq!(
+            p.b.sa().spi_pairs().len(),
+            1,
+            "seed {seed}: b retired the others"
+        );
         p.command(Dir::AtoB, Command::Liveness);
         p.drive();
-        assert_eq!(count(&p.a.events, |e| matches!(e, Event::Alive)), 1, "seed {seed}");
+        assert_eq!(
+            count(&p.a.events, |e| matches!(e, Event::Alive)),
+            1,
+            "seed {seed}"
+        );
     }
 }
 
@@ -719,10 +898,17 @@ fn delete_child_from_either_side() {
         let mut p = Pair::default_with_seed(25);
         up(&mut p);
         let c = p.a.children.values().next().unwrap().clone();
-        let spi = if side == Dir::AtoB { c.spi_in } else { c.spi_out };
+        let spi = if side == Dir::AtoB {
+            c.spi_in
+        } else {
+            c.spi_out
+        };
         p.command(side, Command::DeleteChild { spi_in: spi });
         p.drive();
-        assert!(p.a.children.is_empty() && p.b.children.is_empty(), "{side:?}");
+        assert!(
+            p.a.children.is_empty() && p.b.children.is_empty(),
+            "{side:?}"
+        );
         assert_eq!(p.a.sa().state(), State::Established);
     }
 }
@@ -734,7 +920,11 @@ fn delete_ike_from_either_side_removes_everything() {
         up(&mut p);
         p.command(side, Command::Delete);
         p.drive();
-        let (us, them) = if side == Dir::AtoB { (&p.a, &p.b) } else { (&p.b, &p.a) };
+        let (us, them) = if side == Dir::AtoB {
+            (&p.a, &p.b)
+        } else {
+            (&p.b, &p.a)
+        };
         assert_eq!(us.closed_reason().unwrap(), "deleted locally");
         assert_eq!(them.closed_reason().unwrap(), "deleted by peer");
         assert!(p.a.children.is_empty() && p.b.children.is_empty());
@@ -748,7 +938,10 @@ fn kill_sends_one_delete_and_closes_at_once() {
     let now = p.now;
     p.a.sa_mut().kill(now);
     assert!(p.a.sa().is_closed());
-    assert!(p.a.sa().poll_timeout().is_none(), "no retransmission after kill");
+    assert!(
+        p.a.sa().poll_timeout().is_none(),
+        "no retransmission after kill"
+    );
     p.drive();
     assert_eq!(p.a.closed_reason().unwrap(), "killed locally");
     assert_eq!(p.b.closed_reason().unwrap(), "deleted by peer");
@@ -771,8 +964,28 @@ fn same_seed_same_transcript() {
         let mut p = Pair::default_with_seed(seed);
         up(&mut p);
         let c = p.a.children.values().next().unwrap().clone();
-        (p.a.sa().spi_i(), p.a.sa().spi_r(), c.spi_in, c.keys.inbound.to_vec())
+        (
+            p.a.sa().spi_i(),
+            p.a.sa().spi_r(),
+            c.spi_in,
+            c.keys.inbound.to_vec(),
+        )
     };
     assert_eq!(run(42), run(42));
     assert_ne!(run(42), run(43));
+}
+
+#[test]
+fn responder_accepts_the_initiators_ke_group_without_a_round_trip() {
+    // The responder prefers ecp384 but also allows x25519, which the
+    // initiator sent: no INVALID_KE_PAYLOAD.
+    let mut p = pair_with(|a, b| {
+        a.ike_proposals =
+            vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519-ecp384").unwrap()];
+        b.ike_proposals =
+            vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-ecp384-x25519").unwrap()];
+    });
+    up(&mut p);
+    assert!(p.b.stateless_replies.is_empty());
+    assert_eq!(p.a.sa().proposal().unwrap().dh, Some(DhGroup::Curve25519));
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::crypto::AeadAlg;
 use crate::keys::IkeKeys;
 use crate::wire::{
-    self, flags, encode_payloads, ExchangeType, Header, Message, Payload, PayloadType,
+    self, encode_payloads, flags, ExchangeType, Header, Message, Payload, PayloadType,
 };
 
 /// A request of ours awaiting its response.
@@ -92,7 +92,13 @@ impl Core {
     }
 
     /// A plaintext message (IKE_SA_INIT).
-    pub fn plain(&self, exchange: ExchangeType, response: bool, id: u32, payloads: Vec<Payload>) -> Vec<u8> {
+    pub fn plain(
+        &self,
+        exchange: ExchangeType,
+        response: bool,
+        id: u32,
+        payloads: Vec<Payload>,
+    ) -> Vec<u8> {
         Message {
             header: self.header(exchange, response, id),
             payloads,
@@ -101,9 +107,22 @@ impl Core {
     }
 
     /// A message whose payloads travel inside an SK payload.
-    pub fn protect(&mut self, exchange: ExchangeType, response: bool, id: u32, payloads: &[Payload]) -> Vec<u8> {
-        let keys = self.keys.as_ref().expect("protect() before keys: caller bug");
-        let key = if self.initiator { &keys.sk_ei } else { &keys.sk_er };
+    pub fn protect(
+        &mut self,
+        exchange: ExchangeType,
+        response: bool,
+        id: u32,
+        payloads: &[Payload],
+    ) -> Vec<u8> {
+        let keys = self
+            .keys
+            .as_ref()
+            .expect("protect() before keys: caller bug");
+        let key = if self.initiator {
+            &keys.sk_ei
+        } else {
+            &keys.sk_er
+        };
         let (first, mut inner) = encode_payloads(payloads);
         inner.push(0); // Pad Length: AEAD needs no padding (RFC 5282 §3)
         let body_len = AeadAlg::IV_LEN + inner.len() + AeadAlg::ICV_LEN;
@@ -130,7 +149,11 @@ impl Core {
             return Err(OpenError::NotEncrypted);
         };
         // The peer's key: messages from the original initiator use SK_ei.
-        let key = if msg.header.is_initiator() { &keys.sk_ei } else { &keys.sk_er };
+        let key = if msg.header.is_initiator() {
+            &keys.sk_ei
+        } else {
+            &keys.sk_er
+        };
         let body = &sk.body;
         if body.len() < AeadAlg::IV_LEN + AeadAlg::ICV_LEN + 1 || data.len() < body.len() {
             return Err(OpenError::Short);
@@ -150,7 +173,13 @@ impl Core {
     }
 
     /// Record a request we are sending; returns its message ID.
-    pub fn begin_request(&mut self, now: Instant, exchange: ExchangeType, data: Vec<u8>, first_wait: std::time::Duration) -> u32 {
+    pub fn begin_request(
+        &mut self,
+        now: Instant,
+        exchange: ExchangeType,
+        data: Vec<u8>,
+        first_wait: std::time::Duration,
+    ) -> u32 {
         let id = self.next_id;
         self.out = Some(Outstanding {
             id,

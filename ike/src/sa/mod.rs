@@ -165,7 +165,10 @@ pub enum Event {
         remote_id: Identification,
     },
     ChildReady(Box<ChildSa>),
-    ChildFailed { name: String, reason: String },
+    ChildFailed {
+        name: String,
+        reason: String,
+    },
     ChildDeleted {
         name: String,
         spi_in: u32,
@@ -181,24 +184,39 @@ pub enum Event {
         proposal: Chosen,
     },
     /// An old IKE SA (after rekey) is gone: its SPIs are free.
-    Retired { spi_i: u64, spi_r: u64 },
+    Retired {
+        spi_i: u64,
+        spi_r: u64,
+    },
     /// A request we initiated failed without closing the IKE SA (for
     /// example a rejected rekey); the daemon may retry later.
-    ExchangeFailed { exchange: ExchangeType, reason: String },
+    ExchangeFailed {
+        exchange: ExchangeType,
+        reason: String,
+    },
     /// The peer answered a liveness check.
     Alive,
     /// The IKE SA is gone. Every CHILD SA was reported deleted before this.
-    Closed { reason: Reason, was_established: bool },
+    Closed {
+        reason: Reason,
+        was_established: bool,
+    },
 }
 
 /// Requests from the driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Negotiate the named CHILD SA of the connection (CREATE_CHILD_SA).
-    CreateChild { name: String },
-    RekeyChild { spi_in: u32 },
+    CreateChild {
+        name: String,
+    },
+    RekeyChild {
+        spi_in: u32,
+    },
     RekeyIke,
-    DeleteChild { spi_in: u32 },
+    DeleteChild {
+        spi_in: u32,
+    },
     /// Delete the IKE SA and all its CHILD SAs, waiting for the answer.
     Delete,
     /// Empty INFORMATIONAL: a liveness check (DPD).
@@ -292,7 +310,10 @@ enum Pending {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Task {
-    CreateChild { name: String, rekey_of: Option<u32> },
+    CreateChild {
+        name: String,
+        rekey_of: Option<u32>,
+    },
     RekeyIke,
     DeleteChildren(Vec<u32>),
     /// Delete an SA the peer installed but we refused.
@@ -434,7 +455,9 @@ fn child_payloads(payloads: &[Payload]) -> ChildPayloads<'_> {
             Payload::Ke(k) => c.ke = Some(k),
             Payload::TsI(t) => c.tsi = Some(t),
             Payload::TsR(t) => c.tsr = Some(t),
-            Payload::Notify(n) if n.notify_type == NotifyType::USE_TRANSPORT_MODE => c.transport = true,
+            Payload::Notify(n) if n.notify_type == NotifyType::USE_TRANSPORT_MODE => {
+                c.transport = true
+            }
             Payload::Notify(n) if n.notify_type == NotifyType::REKEY_SA => c.rekey = Some(n),
             _ => {}
         }
@@ -596,7 +619,7 @@ impl IkeSa {
             .iter()
             .flat_map(|c| c.ike_proposals.iter().cloned())
             .collect();
-        let Some(chosen) = proposal::select(&ours, sa, DhMode::Negotiate) else {
+        let Some(chosen) = select_preferring_ke(&ours, sa, Some(ke.group)) else {
             return stateless(
                 vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new())],
                 "no proposal chosen",
@@ -874,7 +897,9 @@ impl IkeSa {
                 }
             }
             Command::RekeyIke => self.tasks.push_back(Task::RekeyIke),
-            Command::DeleteChild { spi_in } => self.tasks.push_back(Task::DeleteChildren(vec![spi_in])),
+            Command::DeleteChild { spi_in } => {
+                self.tasks.push_back(Task::DeleteChildren(vec![spi_in]))
+            }
             Command::Liveness => self.tasks.push_back(Task::Liveness),
             Command::Delete => match self.phase {
                 Phase::Established => {
@@ -905,7 +930,9 @@ impl IkeSa {
                 spi_size: 0,
                 spis: Vec::new(),
             })];
-            let data = self.core.protect(ExchangeType::INFORMATIONAL, false, id, &payloads);
+            let data = self
+                .core
+                .protect(ExchangeType::INFORMATIONAL, false, id, &payloads);
             self.transmit(data);
         }
         self.close(Reason::Killed);
@@ -913,7 +940,13 @@ impl IkeSa {
 
     /// A datagram for this SA (the non-ESP marker already removed). `local`
     /// and `remote` are the addresses it was received on and from.
-    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) -> Result<(), DatagramError> {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), DatagramError> {
         if self.phase == Phase::Closed {
             return Err(DatagramError::Closed);
         }
@@ -941,7 +974,9 @@ impl IkeSa {
             .is_some_and(|c| c.core.spi_i == h.spi_i && c.core.spi_r == h.spi_r)
         {
             // The peer resolved the collision first; it retransmits.
-            Err(DatagramError::Unexpected("message for a colliding IKE SA before resolution"))
+            Err(DatagramError::Unexpected(
+                "message for a colliding IKE SA before resolution",
+            ))
         } else {
             Err(DatagramError::UnknownSpi)
         }
@@ -966,7 +1001,13 @@ impl IkeSa {
         });
     }
 
-    fn send_request(&mut self, now: Instant, exchange: ExchangeType, payloads: &[Payload], pending: Pending) {
+    fn send_request(
+        &mut self,
+        now: Instant,
+        exchange: ExchangeType,
+        payloads: &[Payload],
+        pending: Pending,
+    ) {
         let id = self.core.next_request_id();
         let data = if exchange == ExchangeType::IKE_SA_INIT {
             self.core.plain(exchange, false, id, payloads.to_vec())
@@ -996,7 +1037,10 @@ impl IkeSa {
         };
         vec![
             notify(NotifyType::NAT_DETECTION_SOURCE_IP, src),
-            notify(NotifyType::NAT_DETECTION_DESTINATION_IP, natd_hash(si, sr, self.remote)),
+            notify(
+                NotifyType::NAT_DETECTION_DESTINATION_IP,
+                natd_hash(si, sr, self.remote),
+            ),
         ]
     }
 
@@ -1045,7 +1089,12 @@ impl IkeSa {
         self.core.spi_r = 0;
         self.core.next_id = 0;
         self.send_request(now, ExchangeType::IKE_SA_INIT, &payloads, Pending::SaInit);
-        let sent = self.core.out.as_ref().map(|o| o.data.clone()).unwrap_or_default();
+        let sent = self
+            .core
+            .out
+            .as_ref()
+            .map(|o| o.data.clone())
+            .unwrap_or_default();
         self.init.as_mut().expect("init").msg_i = sent;
     }
 
@@ -1055,11 +1104,12 @@ impl IkeSa {
         let child = config
             .child(name)
             .ok_or_else(|| format!("connection '{}' has no child '{name}'", config.name))?;
-        let (ts_i, ts_r) = match rekey_of.and_then(|s| self.children.iter().find(|c| c.sa.spi_in == s)) {
-            // A rekey proposes the selectors the old SA has (§2.9.2).
-            Some(old) => (old.sa.local_ts.clone(), old.sa.remote_ts.clone()),
-            None => (child.local_ts.clone(), child.remote_ts.clone()),
-        };
+        let (ts_i, ts_r) =
+            match rekey_of.and_then(|s| self.children.iter().find(|c| c.sa.spi_in == s)) {
+                // A rekey proposes the selectors the old SA has (§2.9.2).
+                Some(old) => (old.sa.local_ts.clone(), old.sa.remote_ts.clone()),
+                None => (child.local_ts.clone(), child.remote_ts.clone()),
+            };
         Ok(ChildRequest {
             name: name.to_string(),
             spi_in: self.provider.alloc_child_spi(),
@@ -1100,7 +1150,11 @@ impl IkeSa {
             None => {
                 let reason = Reason::NoSecret {
                     local: id_string(&config.local_id),
-                    remote: config.remote_id.as_ref().map(id_string).unwrap_or_else(|| "%any".into()),
+                    remote: config
+                        .remote_id
+                        .as_ref()
+                        .map(id_string)
+                        .unwrap_or_else(|| "%any".into()),
                 };
                 self.close(reason);
                 return;
@@ -1121,7 +1175,10 @@ impl IkeSa {
             payloads.extend(Self::child_sa_payloads(req, false));
             payloads.push(Payload::TsI(req.ts_i.clone()));
             payloads.push(Payload::TsR(req.ts_r.clone()));
-            payloads.push(notify(NotifyType::ESP_TFC_PADDING_NOT_SUPPORTED, Vec::new()));
+            payloads.push(notify(
+                NotifyType::ESP_TFC_PADDING_NOT_SUPPORTED,
+                Vec::new(),
+            ));
         }
         self.phase = Phase::AuthSent;
         self.send_request(now, ExchangeType::IKE_AUTH, &payloads, Pending::Auth);
@@ -1141,7 +1198,9 @@ impl IkeSa {
             Task::CreateChild { name, rekey_of } => {
                 if let Some(old) = rekey_of {
                     match self.children.iter_mut().find(|c| c.sa.spi_in == old) {
-                        Some(c) if c.state == ChildState::Installed => c.state = ChildState::Rekeying,
+                        Some(c) if c.state == ChildState::Installed => {
+                            c.state = ChildState::Rekeying
+                        }
                         _ => return, // gone or already being replaced
                     }
                 }
@@ -1151,12 +1210,19 @@ impl IkeSa {
                 }
             }
             Task::RekeyIke => {
-                let Some(config) = self.config.clone() else { return };
+                let Some(config) = self.config.clone() else {
+                    return;
+                };
                 let group = self
                     .proposal
                     .as_ref()
                     .and_then(|p| p.dh)
-                    .or_else(|| config.ike_proposals.first().and_then(|s| s.dh.first().copied()))
+                    .or_else(|| {
+                        config
+                            .ike_proposals
+                            .first()
+                            .and_then(|s| s.dh.first().copied())
+                    })
                     .unwrap_or(DhGroup::Curve25519);
                 let req = IkeRekeyRequest {
                     spi_i: random_spi(self.provider.as_mut()),
@@ -1165,7 +1231,12 @@ impl IkeSa {
                     ke_retries: 0,
                 };
                 let payloads = Self::ike_rekey_payloads(&config.ike_proposals, &req);
-                self.send_request(now, ExchangeType::CREATE_CHILD_SA, &payloads, Pending::RekeyIke(req));
+                self.send_request(
+                    now,
+                    ExchangeType::CREATE_CHILD_SA,
+                    &payloads,
+                    Pending::RekeyIke(req),
+                );
             }
             Task::DeleteChildren(spis) => {
                 let spis: Vec<u32> = spis
@@ -1179,7 +1250,11 @@ impl IkeSa {
                 if spis.is_empty() {
                     return;
                 }
-                for c in self.children.iter_mut().filter(|c| spis.contains(&c.sa.spi_in)) {
+                for c in self
+                    .children
+                    .iter_mut()
+                    .filter(|c| spis.contains(&c.sa.spi_in))
+                {
                     c.state = ChildState::Deleting;
                 }
                 let payloads = [Payload::Delete(Delete {
@@ -1187,7 +1262,12 @@ impl IkeSa {
                     spi_size: 4,
                     spis: spis.iter().map(|s| spi_bytes(*s)).collect(),
                 })];
-                self.send_request(now, ExchangeType::INFORMATIONAL, &payloads, Pending::DeleteChildren(spis));
+                self.send_request(
+                    now,
+                    ExchangeType::INFORMATIONAL,
+                    &payloads,
+                    Pending::DeleteChildren(spis),
+                );
             }
             Task::DeleteUnknown(spi) => {
                 let payloads = [Payload::Delete(Delete {
@@ -1195,7 +1275,12 @@ impl IkeSa {
                     spi_size: 4,
                     spis: vec![spi_bytes(spi)],
                 })];
-                self.send_request(now, ExchangeType::INFORMATIONAL, &payloads, Pending::DeleteChildren(Vec::new()));
+                self.send_request(
+                    now,
+                    ExchangeType::INFORMATIONAL,
+                    &payloads,
+                    Pending::DeleteChildren(Vec::new()),
+                );
             }
             Task::DeleteIke => {
                 self.phase = Phase::Deleting;
@@ -1204,7 +1289,12 @@ impl IkeSa {
                     spi_size: 0,
                     spis: Vec::new(),
                 })];
-                self.send_request(now, ExchangeType::INFORMATIONAL, &payloads, Pending::DeleteIke);
+                self.send_request(
+                    now,
+                    ExchangeType::INFORMATIONAL,
+                    &payloads,
+                    Pending::DeleteIke,
+                );
             }
             Task::Liveness => {
                 self.send_request(now, ExchangeType::INFORMATIONAL, &[], Pending::Liveness);
@@ -1231,7 +1321,12 @@ impl IkeSa {
 
     fn send_create_child(&mut self, now: Instant, mut req: ChildRequest) {
         let pfs = req.proposals.first().and_then(|p| p.dh.first().copied());
-        if req.dh.as_ref().map(|d| Some(d.group()) != pfs).unwrap_or(pfs.is_some()) {
+        if req
+            .dh
+            .as_ref()
+            .map(|d| Some(d.group()) != pfs)
+            .unwrap_or(pfs.is_some())
+        {
             req.dh = pfs.map(|g| DhPrivate::generate(g, self.provider.random()));
         }
         let mut payloads = Vec::new();
@@ -1253,7 +1348,12 @@ impl IkeSa {
         }
         payloads.push(Payload::TsI(req.ts_i.clone()));
         payloads.push(Payload::TsR(req.ts_r.clone()));
-        self.send_request(now, ExchangeType::CREATE_CHILD_SA, &payloads, Pending::CreateChild(req));
+        self.send_request(
+            now,
+            ExchangeType::CREATE_CHILD_SA,
+            &payloads,
+            Pending::CreateChild(req),
+        );
     }
 
     // ----- internals: closing ---------------------------------------------
@@ -1301,7 +1401,12 @@ impl IkeSa {
     /// Send an INFORMATIONAL with an error notify (best effort) and close.
     fn fail_with_notify(&mut self, now: Instant, t: NotifyType, reason: Reason) {
         if self.core.keys.is_some() {
-            self.send_request(now, ExchangeType::INFORMATIONAL, &[notify(t, Vec::new())], Pending::Notify);
+            self.send_request(
+                now,
+                ExchangeType::INFORMATIONAL,
+                &[notify(t, Vec::new())],
+                Pending::Notify,
+            );
         }
         self.close(reason);
     }
@@ -1320,15 +1425,26 @@ impl IkeSa {
 
     // ----- internals: responses -------------------------------------------
 
-    fn handle_response(&mut self, now: Instant, _local: SocketAddr, _remote: SocketAddr, data: &[u8], msg: Message) -> Result<(), DatagramError> {
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        _local: SocketAddr,
+        _remote: SocketAddr,
+        data: &[u8],
+        msg: Message,
+    ) -> Result<(), DatagramError> {
         let Some(out) = self.core.out.as_ref() else {
             return Err(DatagramError::Unexpected("response without a request"));
         };
         if msg.header.message_id != out.id || msg.header.exchange != out.exchange {
-            return Err(DatagramError::Unexpected("response to no outstanding request"));
+            return Err(DatagramError::Unexpected(
+                "response to no outstanding request",
+            ));
         }
         if msg.header.is_initiator() == self.core.initiator {
-            return Err(DatagramError::Unexpected("response with our own initiator flag"));
+            return Err(DatagramError::Unexpected(
+                "response with our own initiator flag",
+            ));
         }
         if msg.header.exchange == ExchangeType::IKE_SA_INIT {
             return self.handle_sa_init_response(now, msg);
@@ -1338,7 +1454,9 @@ impl IkeSa {
         let pending = self.pending.take();
         match pending {
             Some(Pending::Auth) => self.handle_auth_response(now, payloads),
-            Some(Pending::CreateChild(req)) => self.handle_create_child_response(now, req, payloads),
+            Some(Pending::CreateChild(req)) => {
+                self.handle_create_child_response(now, req, payloads)
+            }
             Some(Pending::RekeyIke(req)) => self.handle_ike_rekey_response(now, req, payloads),
             Some(Pending::DeleteChildren(spis)) => {
                 for s in spis {
@@ -1372,9 +1490,9 @@ impl IkeSa {
         }
         if let Some(n) = find_notify(p, NotifyType::INVALID_KE_PAYLOAD) {
             let wanted = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-            let group = wanted.and_then(DhGroup::from_id).filter(|g| {
-                config.ike_proposals.iter().any(|s| s.dh.contains(g))
-            });
+            let group = wanted
+                .and_then(DhGroup::from_id)
+                .filter(|g| config.ike_proposals.iter().any(|s| s.dh.contains(g)));
             let init = self.init.as_mut().expect("init");
             match group {
                 Some(g) if init.retries < MAX_INIT_RETRIES && g != init.dh.group() => {
@@ -1383,7 +1501,9 @@ impl IkeSa {
                     self.core.out = None;
                     self.send_sa_init(now);
                 }
-                _ => self.close(Reason::PeerRejectedProposals(NotifyType::INVALID_KE_PAYLOAD)),
+                _ => self.close(Reason::PeerRejectedProposals(
+                    NotifyType::INVALID_KE_PAYLOAD,
+                )),
             }
             return Ok(());
         }
@@ -1398,18 +1518,27 @@ impl IkeSa {
         }
         let c = child_payloads(p);
         let (Some(sa), Some(nr), Some(ke)) = (c.sa, c.nonce, c.ke) else {
-            return Err(DatagramError::Invalid("IKE_SA_INIT response without SA, KE or Nonce".into()));
+            return Err(DatagramError::Invalid(
+                "IKE_SA_INIT response without SA, KE or Nonce".into(),
+            ));
         };
         if msg.header.spi_r == 0 {
-            return Err(DatagramError::Invalid("IKE_SA_INIT response with zero responder SPI".into()));
+            return Err(DatagramError::Invalid(
+                "IKE_SA_INIT response with zero responder SPI".into(),
+            ));
         }
-        let Some(chosen) = proposal::accept_response(&config.ike_proposals, sa, DhMode::Negotiate) else {
-            self.close(Reason::Protocol("responder chose a proposal we did not offer".into()));
+        let Some(chosen) = proposal::accept_response(&config.ike_proposals, sa, DhMode::Negotiate)
+        else {
+            self.close(Reason::Protocol(
+                "responder chose a proposal we did not offer".into(),
+            ));
             return Ok(());
         };
         let init = self.init.as_mut().expect("init");
         if chosen.dh != Some(init.dh.group()) || ke.group != init.dh.group().id() {
-            self.close(Reason::Protocol("responder's KE does not match our group".into()));
+            self.close(Reason::Protocol(
+                "responder's KE does not match our group".into(),
+            ));
             return Ok(());
         }
         if nr.len() < 16 || nr.len() > 256 {
@@ -1423,8 +1552,16 @@ impl IkeSa {
         let spi_r = msg.header.spi_r;
         let prf = chosen.prf.expect("IKE PRF");
         let seed = keys::skeyseed(prf, &shared, &init.ni, nr, None);
-        let k = keys::derive_ike_keys(prf, chosen.encr, &seed, &init.ni, nr, self.core.spi_i, spi_r)
-            .map_err(|e| DatagramError::Invalid(format!("key derivation: {e}")))?;
+        let k = keys::derive_ike_keys(
+            prf,
+            chosen.encr,
+            &seed,
+            &init.ni,
+            nr,
+            self.core.spi_i,
+            spi_r,
+        )
+        .map_err(|e| DatagramError::Invalid(format!("key derivation: {e}")))?;
         init.msg_r = msg.encode();
         self.core.spi_r = spi_r;
         self.core.keys = Some(k);
@@ -1550,7 +1687,11 @@ impl IkeSa {
             }
             _ if c.transport != (req.mode == Mode::Transport) => Some(format!(
                 "responder did not accept {} mode",
-                if req.mode == Mode::Transport { "transport" } else { "tunnel" }
+                if req.mode == Mode::Transport {
+                    "transport"
+                } else {
+                    "tunnel"
+                }
             )),
             _ => None,
         };
@@ -1565,7 +1706,8 @@ impl IkeSa {
         }
         let chosen = chosen.expect("checked");
         let keys = self.core.keys.as_ref().expect("keys");
-        let child_keys = keys::derive_child_keys(keys.prf, &keys.sk_d, chosen.encr, shared, ni, nr, true);
+        let child_keys =
+            keys::derive_child_keys(keys.prf, &keys.sk_d, chosen.encr, shared, ni, nr, true);
         let sa = ChildSa {
             name: req.name.clone(),
             spi_in: req.spi_in,
@@ -1629,7 +1771,12 @@ impl IkeSa {
         }
     }
 
-    fn handle_create_child_response(&mut self, now: Instant, mut req: ChildRequest, payloads: Vec<Payload>) {
+    fn handle_create_child_response(
+        &mut self,
+        now: Instant,
+        mut req: ChildRequest,
+        payloads: Vec<Payload>,
+    ) {
         if let Some(n) = find_notify(&payloads, NotifyType::INVALID_KE_PAYLOAD) {
             let wanted = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
             let g = wanted
@@ -1688,10 +1835,22 @@ impl IkeSa {
         }
         let ni = req.ni.clone();
         let shared: Option<Zeroizing<Vec<u8>>> = shared;
-        self.finish_initiated_child(now, req, &payloads, &ni, &nr, shared.as_ref().map(|s| &s[..]));
+        self.finish_initiated_child(
+            now,
+            req,
+            &payloads,
+            &ni,
+            &nr,
+            shared.as_ref().map(|s| &s[..]),
+        );
     }
 
-    fn handle_ike_rekey_response(&mut self, now: Instant, mut req: IkeRekeyRequest, payloads: Vec<Payload>) {
+    fn handle_ike_rekey_response(
+        &mut self,
+        now: Instant,
+        mut req: IkeRekeyRequest,
+        payloads: Vec<Payload>,
+    ) {
         let config = self.config.clone().expect("config");
         if let Some(n) = find_notify(&payloads, NotifyType::INVALID_KE_PAYLOAD) {
             let wanted = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
@@ -1703,7 +1862,12 @@ impl IkeSa {
                     req.ke_retries += 1;
                     req.dh = DhPrivate::generate(g, self.provider.random());
                     let payloads = Self::ike_rekey_payloads(&config.ike_proposals, &req);
-                    self.send_request(now, ExchangeType::CREATE_CHILD_SA, &payloads, Pending::RekeyIke(req));
+                    self.send_request(
+                        now,
+                        ExchangeType::CREATE_CHILD_SA,
+                        &payloads,
+                        Pending::RekeyIke(req),
+                    );
                     return;
                 }
             }
@@ -1725,7 +1889,8 @@ impl IkeSa {
                 return Err("responder's KE does not match our group".into());
             }
             let shared = req.dh.agree(&ke.data).map_err(|e| e.to_string())?;
-            let new = self.derive_rekeyed_core(&chosen, &shared, &req.ni, nr, req.spi_i, spi_r, true)?;
+            let new =
+                self.derive_rekeyed_core(&chosen, &shared, &req.ni, nr, req.spi_i, spi_r, true)?;
             Ok((new, chosen, min_nonce(&req.ni, nr)))
         })();
         let (new, chosen, ours_min) = match result {
@@ -1785,7 +1950,8 @@ impl IkeSa {
         let old = self.core.keys.as_ref().ok_or("no keys")?;
         let prf = chosen.prf.ok_or("IKE proposal without PRF")?;
         let seed = keys::skeyseed(prf, shared, ni, nr, Some((old.prf, &old.sk_d)));
-        let k = keys::derive_ike_keys(prf, chosen.encr, &seed, ni, nr, spi_i, spi_r).map_err(|e| e.to_string())?;
+        let k = keys::derive_ike_keys(prf, chosen.encr, &seed, ni, nr, spi_i, spi_r)
+            .map_err(|e| e.to_string())?;
         let mut core = Core::new(spi_i, spi_r, initiator);
         core.keys = Some(k);
         Ok(core)
@@ -1822,9 +1988,18 @@ impl IkeSa {
 
     // ----- internals: requests --------------------------------------------
 
-    fn handle_request(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8], msg: Message) -> Result<(), DatagramError> {
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        msg: Message,
+    ) -> Result<(), DatagramError> {
         if msg.header.is_initiator() == self.core.initiator {
-            return Err(DatagramError::Unexpected("request with our own initiator flag"));
+            return Err(DatagramError::Unexpected(
+                "request with our own initiator flag",
+            ));
         }
         let id = msg.header.message_id;
         match self.core.classify_request(id) {
@@ -1832,7 +2007,11 @@ impl IkeSa {
                 self.transmit(resp);
                 return Ok(());
             }
-            RequestId::Drop => return Err(DatagramError::Unexpected("request with an unexpected message ID")),
+            RequestId::Drop => {
+                return Err(DatagramError::Unexpected(
+                    "request with an unexpected message ID",
+                ))
+            }
             RequestId::New => {}
         }
         if msg.header.exchange == ExchangeType::IKE_SA_INIT {
@@ -1840,11 +2019,18 @@ impl IkeSa {
         }
         let payloads = self.core.open(data, &msg).map_err(DatagramError::Open)?;
         if let Some(t) = msg.unsupported_critical() {
-            self.respond(id, msg.header.exchange, &[notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t.0])]);
+            self.respond(
+                id,
+                msg.header.exchange,
+                &[notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t.0])],
+            );
             return Ok(());
         }
         // Authenticated: follow a peer that moved behind a NAT (§2.23).
-        if self.encap() && (remote != self.remote || local != self.local) && self.phase != Phase::AwaitAuth {
+        if self.encap()
+            && (remote != self.remote || local != self.local)
+            && self.phase != Phase::AwaitAuth
+        {
             self.remote = remote;
             self.local = local;
             self.natt = local.port() != IKE_PORT;
@@ -1860,11 +2046,21 @@ impl IkeSa {
                 self.natt = local.port() != IKE_PORT;
                 self.handle_auth_request(now, id, payloads);
             }
-            (Phase::AwaitAuth, _) => return Err(DatagramError::Unexpected("request before IKE_AUTH")),
-            (_, ExchangeType::CREATE_CHILD_SA) => self.handle_create_child_request(now, id, payloads),
-            (_, ExchangeType::INFORMATIONAL) => self.handle_informational_request(now, id, payloads),
+            (Phase::AwaitAuth, _) => {
+                return Err(DatagramError::Unexpected("request before IKE_AUTH"))
+            }
+            (_, ExchangeType::CREATE_CHILD_SA) => {
+                self.handle_create_child_request(now, id, payloads)
+            }
+            (_, ExchangeType::INFORMATIONAL) => {
+                self.handle_informational_request(now, id, payloads)
+            }
             _ => {
-                self.respond(id, msg.header.exchange, &[notify(NotifyType::INVALID_SYNTAX, Vec::new())]);
+                self.respond(
+                    id,
+                    msg.header.exchange,
+                    &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
+                );
             }
         }
         Ok(())
@@ -1884,12 +2080,22 @@ impl IkeSa {
             _ => None,
         });
         let (Some(idi), Some(auth_p)) = (idi, auth_p) else {
-            self.respond(id, ExchangeType::IKE_AUTH, &[notify(NotifyType::INVALID_SYNTAX, Vec::new())]);
-            self.close(Reason::Protocol("IKE_AUTH request without IDi or AUTH".into()));
+            self.respond(
+                id,
+                ExchangeType::IKE_AUTH,
+                &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
+            );
+            self.close(Reason::Protocol(
+                "IKE_AUTH request without IDi or AUTH".into(),
+            ));
             return;
         };
         let auth_failed = |sa: &mut IkeSa, reason: Reason| {
-            sa.respond(id, ExchangeType::IKE_AUTH, &[notify(NotifyType::AUTHENTICATION_FAILED, Vec::new())]);
+            sa.respond(
+                id,
+                ExchangeType::IKE_AUTH,
+                &[notify(NotifyType::AUTHENTICATION_FAILED, Vec::new())],
+            );
             sa.close(reason);
         };
         let Some(config) = self
@@ -1906,7 +2112,8 @@ impl IkeSa {
         let keys = self.core.keys.as_ref().expect("keys");
         let prf = keys.prf;
         let octets = auth::signed_octets(prf, &keys.sk_pi, &init.msg_i, &init.nr, &idi);
-        let my_octets = auth::signed_octets(prf, &keys.sk_pr, &init.msg_r, &init.ni, &config.local_id);
+        let my_octets =
+            auth::signed_octets(prf, &keys.sk_pr, &init.msg_r, &init.ni, &config.local_id);
         let (ni, nr) = (init.ni.clone(), init.nr.clone());
         let Some(psk) = config.psk.clone() else {
             auth_failed(
@@ -1918,7 +2125,9 @@ impl IkeSa {
             );
             return;
         };
-        if auth_p.method != AuthMethod::SHARED_KEY_MIC || !auth::verify_psk_auth(prf, &psk.0, &octets, &auth_p.data) {
+        if auth_p.method != AuthMethod::SHARED_KEY_MIC
+            || !auth::verify_psk_auth(prf, &psk.0, &octets, &auth_p.data)
+        {
             auth_failed(self, Reason::AuthenticationFailed(id_string(&idi)));
             return;
         }
@@ -1941,7 +2150,11 @@ impl IkeSa {
                     Err((t, data, reason)) => {
                         response.push(notify(t, data));
                         self.events.push_back(Event::ChildFailed {
-                            name: config.children.first().map(|c| c.name.clone()).unwrap_or_default(),
+                            name: config
+                                .children
+                                .first()
+                                .map(|c| c.name.clone())
+                                .unwrap_or_default(),
                             reason,
                         });
                         None
@@ -1987,9 +2200,17 @@ impl IkeSa {
         let mut error = (
             NotifyType::TS_UNACCEPTABLE,
             Vec::new(),
-            format!("traffic selectors {} === {} unacceptable", fmt_ts(tsi), fmt_ts(tsr)),
+            format!(
+                "traffic selectors {} === {} unacceptable",
+                fmt_ts(tsi),
+                fmt_ts(tsr)
+            ),
         );
-        for child in config.children.iter().filter(|c| only.is_none_or(|n| n == c.name)) {
+        for child in config
+            .children
+            .iter()
+            .filter(|c| only.is_none_or(|n| n == c.name))
+        {
             // The initiator's TSi is our remote side.
             let n_tsi = ts::narrow(tsi, &child.remote_ts);
             let n_tsr = ts::narrow(tsr, &child.local_ts);
@@ -2004,11 +2225,18 @@ impl IkeSa {
                 );
                 continue;
             }
-            let Some(chosen) = proposal::select(&child.esp_proposals, sa, dh_mode) else {
+            let chosen = match dh_mode {
+                DhMode::Negotiate => select_preferring_ke(&child.esp_proposals, sa, ke_group),
+                DhMode::Ignore => proposal::select(&child.esp_proposals, sa, DhMode::Ignore),
+            };
+            let Some(chosen) = chosen else {
                 error = (
                     NotifyType::NO_PROPOSAL_CHOSEN,
                     Vec::new(),
-                    format!("no acceptable ESP proposal for CHILD_SA '{}': NO_PROPOSAL_CHOSEN", child.name),
+                    format!(
+                        "no acceptable ESP proposal for CHILD_SA '{}': NO_PROPOSAL_CHOSEN",
+                        child.name
+                    ),
                 );
                 continue;
             };
@@ -2022,9 +2250,17 @@ impl IkeSa {
                 }
             }
             let Some(spi_out) = spi_from(&chosen.spi) else {
-                return Err((NotifyType::INVALID_SYNTAX, Vec::new(), "invalid ESP SPI".into()));
+                return Err((
+                    NotifyType::INVALID_SYNTAX,
+                    Vec::new(),
+                    "invalid ESP SPI".into(),
+                ));
             };
-            let mode = if transport && child.mode == Mode::Transport { Mode::Transport } else { Mode::Tunnel };
+            let mode = if transport && child.mode == Mode::Transport {
+                Mode::Transport
+            } else {
+                Mode::Tunnel
+            };
             return Ok(Negotiated {
                 name: child.name.clone(),
                 spi_in: self.provider.alloc_child_spi(),
@@ -2039,13 +2275,27 @@ impl IkeSa {
         Err(error)
     }
 
-    fn install_responded_child(&mut self, n: Negotiated, ni: &[u8], nr: &[u8], shared: Option<&[u8]>) -> u32 {
+    fn install_responded_child(
+        &mut self,
+        n: Negotiated,
+        ni: &[u8],
+        nr: &[u8],
+        shared: Option<&[u8]>,
+    ) -> u32 {
         self.install_child(n, ni, nr, shared, None)
     }
 
-    fn install_child(&mut self, n: Negotiated, ni: &[u8], nr: &[u8], shared: Option<&[u8]>, rekey_of: Option<u32>) -> u32 {
+    fn install_child(
+        &mut self,
+        n: Negotiated,
+        ni: &[u8],
+        nr: &[u8],
+        shared: Option<&[u8]>,
+        rekey_of: Option<u32>,
+    ) -> u32 {
         let keys = self.core.keys.as_ref().expect("keys");
-        let child_keys = keys::derive_child_keys(keys.prf, &keys.sk_d, n.chosen.encr, shared, ni, nr, false);
+        let child_keys =
+            keys::derive_child_keys(keys.prf, &keys.sk_d, n.chosen.encr, shared, ni, nr, false);
         let sa = ChildSa {
             name: n.name,
             spi_in: n.spi_in,
@@ -2073,12 +2323,20 @@ impl IkeSa {
 
     fn handle_create_child_request(&mut self, now: Instant, id: u32, payloads: Vec<Payload>) {
         if self.phase == Phase::Deleting {
-            self.respond(id, ExchangeType::CREATE_CHILD_SA, &[notify(NotifyType::TEMPORARY_FAILURE, Vec::new())]);
+            self.respond(
+                id,
+                ExchangeType::CREATE_CHILD_SA,
+                &[notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
+            );
             return;
         }
         let c = child_payloads(&payloads);
         let (Some(sa), Some(ni)) = (c.sa, c.nonce) else {
-            self.respond(id, ExchangeType::CREATE_CHILD_SA, &[notify(NotifyType::INVALID_SYNTAX, Vec::new())]);
+            self.respond(
+                id,
+                ExchangeType::CREATE_CHILD_SA,
+                &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
+            );
             return;
         };
         if sa.first().is_some_and(|p| p.protocol == ProtocolId::IKE) {
@@ -2086,20 +2344,33 @@ impl IkeSa {
             return;
         }
         let Some((tsi, tsr)) = c.tsi.zip(c.tsr) else {
-            self.respond(id, ExchangeType::CREATE_CHILD_SA, &[notify(NotifyType::INVALID_SYNTAX, Vec::new())]);
+            self.respond(
+                id,
+                ExchangeType::CREATE_CHILD_SA,
+                &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
+            );
             return;
         };
         // CHILD rekey: the notify's SPI is the initiator's inbound SPI, i.e.
         // our outbound SPI of the old SA (§1.3.3).
         let rekey = match c.rekey {
             Some(n) => {
-                let old = spi_from(&n.spi).and_then(|s| self.children.iter().find(|c| c.sa.spi_out == s));
+                let old =
+                    spi_from(&n.spi).and_then(|s| self.children.iter().find(|c| c.sa.spi_out == s));
                 match old {
                     Some(o) if matches!(o.state, ChildState::Installed | ChildState::Rekeying) => {
-                        Some((o.sa.spi_in, o.sa.name.clone(), o.state == ChildState::Rekeying))
+                        Some((
+                            o.sa.spi_in,
+                            o.sa.name.clone(),
+                            o.state == ChildState::Rekeying,
+                        ))
                     }
                     Some(_) => {
-                        self.respond(id, ExchangeType::CREATE_CHILD_SA, &[notify(NotifyType::TEMPORARY_FAILURE, Vec::new())]);
+                        self.respond(
+                            id,
+                            ExchangeType::CREATE_CHILD_SA,
+                            &[notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
+                        );
                         return;
                     }
                     None => {
@@ -2113,7 +2384,15 @@ impl IkeSa {
             None => None,
         };
         let only = rekey.as_ref().map(|r| r.1.clone());
-        let negotiated = self.negotiate_child(sa, tsi, tsr, c.transport, c.ke.map(|k| k.group), DhMode::Negotiate, only.as_deref());
+        let negotiated = self.negotiate_child(
+            sa,
+            tsi,
+            tsr,
+            c.transport,
+            c.ke.map(|k| k.group),
+            DhMode::Negotiate,
+            only.as_deref(),
+        );
         let mut n = match negotiated {
             Ok(n) => n,
             Err((t, data, reason)) => {
@@ -2134,7 +2413,11 @@ impl IkeSa {
             match dh.agree(&ke.data) {
                 Ok(s) => shared = Some(s),
                 Err(_) => {
-                    self.respond(id, ExchangeType::CREATE_CHILD_SA, &[notify(NotifyType::INVALID_SYNTAX, Vec::new())]);
+                    self.respond(
+                        id,
+                        ExchangeType::CREATE_CHILD_SA,
+                        &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
+                    );
                     return;
                 }
             }
@@ -2144,7 +2427,9 @@ impl IkeSa {
         if n.mode == Mode::Transport {
             response.push(notify(NotifyType::USE_TRANSPORT_MODE, Vec::new()));
         }
-        response.push(Payload::Sa(vec![n.chosen.to_wire(n.chosen.number, &spi_bytes(n.spi_in))]));
+        response.push(Payload::Sa(vec![n
+            .chosen
+            .to_wire(n.chosen.number, &spi_bytes(n.spi_in))]));
         response.push(Payload::Nonce(nr.clone()));
         if let Some(dh) = &n.dh {
             response.push(Payload::Ke(KeyExchange {
@@ -2172,25 +2457,43 @@ impl IkeSa {
         self.run_tasks(now);
     }
 
-    fn handle_ike_rekey_request(&mut self, now: Instant, id: u32, sa: &[wire::Proposal], ni: &[u8], ke: Option<&KeyExchange>) {
+    fn handle_ike_rekey_request(
+        &mut self,
+        now: Instant,
+        id: u32,
+        sa: &[wire::Proposal],
+        ni: &[u8],
+        ke: Option<&KeyExchange>,
+    ) {
         let config = self.config.clone().expect("config");
         let reply_err = |s: &mut IkeSa, t: NotifyType, data: Vec<u8>| {
             s.respond(id, ExchangeType::CREATE_CHILD_SA, &[notify(t, data)]);
         };
-        if self.children.iter().any(|c| c.state == ChildState::Rekeying)
-            || matches!(self.pending, Some(Pending::CreateChild(_)) | Some(Pending::DeleteChildren(_)))
+        if self
+            .children
+            .iter()
+            .any(|c| c.state == ChildState::Rekeying)
+            || matches!(
+                self.pending,
+                Some(Pending::CreateChild(_)) | Some(Pending::DeleteChildren(_))
+            )
         {
             // §2.25: an IKE rekey while we create or delete CHILD SAs.
             reply_err(self, NotifyType::TEMPORARY_FAILURE, Vec::new());
             return;
         }
-        let Some(chosen) = proposal::select(&config.ike_proposals, sa, DhMode::Negotiate) else {
+        let Some(chosen) = select_preferring_ke(&config.ike_proposals, sa, ke.map(|k| k.group))
+        else {
             reply_err(self, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
             return;
         };
         let g = chosen.dh.expect("IKE DH");
         let Some(ke) = ke.filter(|k| k.group == g.id()) else {
-            reply_err(self, NotifyType::INVALID_KE_PAYLOAD, g.id().to_be_bytes().to_vec());
+            reply_err(
+                self,
+                NotifyType::INVALID_KE_PAYLOAD,
+                g.id().to_be_bytes().to_vec(),
+            );
             return;
         };
         let Ok(spi_i) = <[u8; 8]>::try_from(&chosen.spi[..]).map(u64::from_be_bytes) else {
@@ -2253,7 +2556,11 @@ impl IkeSa {
                     continue;
                 };
                 let spi_in = c.sa.spi_in;
-                let reason = if c.rekeyed { "rekeyed" } else { "deleted by peer" };
+                let reason = if c.rekeyed {
+                    "rekeyed"
+                } else {
+                    "deleted by peer"
+                };
                 // §1.4.1: if we are deleting it too, answer without it.
                 if c.state != ChildState::Deleting {
                     ours.push(spi_in);
@@ -2283,7 +2590,12 @@ impl IkeSa {
 
     /// A datagram for an old IKE SA after a rekey: answer its DELETE, finish
     /// our DELETE, refuse anything else.
-    fn handle_retiring(&mut self, i: usize, data: &[u8], msg: Message) -> Result<(), DatagramError> {
+    fn handle_retiring(
+        &mut self,
+        i: usize,
+        data: &[u8],
+        msg: Message,
+    ) -> Result<(), DatagramError> {
         let core = &mut self.retiring[i];
         let payloads = core.open(data, &msg).map_err(DatagramError::Open)?;
         let id = msg.header.message_id;
@@ -2302,7 +2614,9 @@ impl IkeSa {
                 self.transmit(r);
                 return Ok(());
             }
-            RequestId::Drop => return Err(DatagramError::Unexpected("old SA: unexpected message ID")),
+            RequestId::Drop => {
+                return Err(DatagramError::Unexpected("old SA: unexpected message ID"))
+            }
             RequestId::New => {}
         }
         let is_delete = payloads
@@ -2327,6 +2641,30 @@ impl IkeSa {
     }
 }
 
+/// Select with `DhMode::Negotiate`, preferring the group the peer already
+/// sent a KE payload for, so an acceptable KE never costs an
+/// INVALID_KE_PAYLOAD round trip.
+fn select_preferring_ke(
+    ours: &[ProposalSpec],
+    theirs: &[wire::Proposal],
+    ke_group: Option<u16>,
+) -> Option<Chosen> {
+    if let Some(g) = ke_group.and_then(DhGroup::from_id) {
+        let only_g: Vec<ProposalSpec> = ours
+            .iter()
+            .filter(|s| s.dh.contains(&g))
+            .map(|s| ProposalSpec {
+                dh: vec![g],
+                ..s.clone()
+            })
+            .collect();
+        if let Some(c) = proposal::select(&only_g, theirs, DhMode::Negotiate) {
+            return Some(c);
+        }
+    }
+    proposal::select(ours, theirs, DhMode::Negotiate)
+}
+
 /// A CHILD SA the responder agreed to.
 struct Negotiated {
     name: String,
@@ -2345,7 +2683,9 @@ impl Negotiated {
         if self.mode == Mode::Transport {
             v.push(notify(NotifyType::USE_TRANSPORT_MODE, Vec::new()));
         }
-        v.push(Payload::Sa(vec![self.chosen.to_wire(self.chosen.number, &spi_bytes(self.spi_in))]));
+        v.push(Payload::Sa(vec![self
+            .chosen
+            .to_wire(self.chosen.number, &spi_bytes(self.spi_in))]));
         v.push(Payload::TsI(self.tsi.clone()));
         v.push(Payload::TsR(self.tsr.clone()));
         v

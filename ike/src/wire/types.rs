@@ -254,7 +254,10 @@ impl Transform {
     /// The Key Length attribute, if present.
     pub fn key_length(&self) -> Option<u16> {
         self.attributes.iter().find_map(|a| match a {
-            Attribute::Tv { attr_type: ATTR_KEY_LENGTH, value } => Some(*value),
+            Attribute::Tv {
+                attr_type: ATTR_KEY_LENGTH,
+                value,
+            } => Some(*value),
             _ => None,
         })
     }
