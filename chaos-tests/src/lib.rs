@@ -1,1 +1,13 @@
-//! Network-namespace labs, strongSwan interop, fault injection, soak and benchmarks. Filled in by the daemon issue.
+//! Test labs for vpnd: network namespaces joined by veth pairs, processes
+//! started inside them (vpnd, strongSwan's charon, probes), waiting on
+//! conditions, and teardown that happens even when a test fails (`Drop`).
+//!
+//! Addresses come from 198.18.0.0/15 and the TEST-NET ranges only, inside
+//! namespaces this harness creates; nothing here sends traffic elsewhere.
+//! These labs need root (CI runs as root).
+
+pub mod charon;
+pub mod lab;
+
+pub use charon::{Charon, CharonConn};
+pub use lab::{Lab, Ns};

@@ -1,0 +1,244 @@
+//! strongSwan's charon as a peer inside a lab namespace.
+//!
+//! Each charon gets its own `strongswan.conf` (via `STRONGSWAN_CONF`), its
+//! own vici socket in the lab directory, and a private `/run` (`unshare -m`
+//! plus a tmpfs) so that pid files of several charons never collide. On
+//! these hosts the kernel has no ESP, so charon uses the `kernel-libipsec`
+//! plugin (userspace ESP over TUN, always UDP-encapsulated on port 4500).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::lab::{Lab, Ns};
+
+/// One PSK connection in charon's swanctl.conf.
+#[derive(Clone, Debug)]
+pub struct CharonConn {
+    pub name: String,
+    pub local_addr: String,
+    pub remote_addr: String,
+    pub local_id: String,
+    pub remote_id: String,
+    pub psk: String,
+    pub proposals: String,
+    pub esp_proposals: String,
+    pub child: String,
+    pub local_ts: String,
+    pub remote_ts: String,
+    /// swanctl `start_action`: none | start | trap.
+    pub start_action: String,
+    pub mode: String,
+    /// Extra lines inside the connection block.
+    pub extra: String,
+}
+
+impl CharonConn {
+    /// A PSK tunnel with the project's default proposals.
+    pub fn psk(
+        name: &str,
+        local: &str,
+        remote: &str,
+        local_id: &str,
+        remote_id: &str,
+        psk: &str,
+    ) -> CharonConn {
+        CharonConn {
+            name: name.into(),
+            local_addr: local.into(),
+            remote_addr: remote.into(),
+            local_id: local_id.into(),
+            remote_id: remote_id.into(),
+            psk: psk.into(),
+            proposals: "aes256gcm16-prfsha256-x25519".into(),
+            esp_proposals: "aes256gcm16".into(),
+            child: "net".into(),
+            local_ts: "198.19.2.0/24".into(),
+            remote_ts: "198.19.1.0/24".into(),
+            start_action: "none".into(),
+            mode: "tunnel".into(),
+            extra: String::new(),
+        }
+    }
+
+    fn render(&self) -> String {
+        format!(
+            r#"  {name} {{
+    version = 2
+    local_addrs = {la}
+    remote_addrs = {ra}
+    proposals = {p}
+    encap = yes
+    rekey_time = 0
+    dpd_delay = 0
+    {extra}
+    local {{
+      auth = psk
+      id = {lid}
+    }}
+    remote {{
+      auth = psk
+      id = {rid}
+    }}
+    children {{
+      {child} {{
+        local_ts = {lts}
+        remote_ts = {rts}
+        esp_proposals = {ep}
+        mode = {mode}
+        start_action = {sa}
+        rekey_time = 0
+      }}
+    }}
+  }}
+"#,
+            name = self.name,
+            la = self.local_addr,
+            ra = self.remote_addr,
+            p = self.proposals,
+            extra = self.extra,
+            lid = self.local_id,
+            rid = self.remote_id,
+            child = self.child,
+            lts = self.local_ts,
+            rts = self.remote_ts,
+            ep = self.esp_proposals,
+            mode = self.mode,
+            sa = self.start_action,
+        )
+    }
+}
+
+/// A running charon.
+pub struct Charon {
+    pub name: String,
+    pub dir: PathBuf,
+    uri: String,
+}
+
+impl Charon {
+    /// Write configs, start charon in `ns` and load `conns` with swanctl.
+    pub fn start(lab: &mut Lab, ns: &Ns, name: &str, conns: &[CharonConn]) -> Charon {
+        let dir = lab.dir().join(name);
+        std::fs::create_dir_all(&dir).expect("charon dir");
+        let vici = dir.join("charon.vici");
+        let conf = dir.join("strongswan.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"charon {{
+  load = random nonce openssl pem pkcs1 x509 pubkey revocation constraints aes gcm sha1 sha2 hmac kdf kernel-libipsec kernel-netlink socket-default vici updown
+  port = 500
+  port_nat_t = 4500
+  retransmit_timeout = 1
+  retransmit_tries = 3
+  install_virtual_ip = no
+  syslog {{
+    daemon {{
+      default = -1
+    }}
+  }}
+  filelog {{
+    stderr {{
+      default = 1
+      ike = 2
+      cfg = 2
+      knl = 1
+      time_format = %H:%M:%S
+    }}
+  }}
+  plugins {{
+    vici {{
+      socket = unix://{vici}
+    }}
+  }}
+}}
+"#,
+                vici = vici.display()
+            ),
+        )
+        .expect("strongswan.conf");
+        let mut swanctl = String::from("connections {\n");
+        for c in conns {
+            swanctl.push_str(&c.render());
+        }
+        swanctl.push_str("}\nsecrets {\n");
+        for (i, c) in conns.iter().enumerate() {
+            swanctl.push_str(&format!(
+                "  ike-{i} {{\n    id-1 = {}\n    id-2 = {}\n    secret = \"{}\"\n  }}\n",
+                c.local_id, c.remote_id, c.psk
+            ));
+        }
+        swanctl.push_str("}\n");
+        std::fs::write(dir.join("swanctl.conf"), swanctl).expect("swanctl.conf");
+
+        let script =
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/strongswan && exec /usr/lib/ipsec/charon";
+        lab.spawn(
+            ns,
+            name,
+            &[
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+            ],
+            &[("STRONGSWAN_CONF", conf.to_str().expect("utf-8 path"))],
+        );
+        let charon = Charon {
+            name: name.to_string(),
+            dir: dir.clone(),
+            uri: format!("unix://{}", vici.display()),
+        };
+        assert!(
+            Lab::wait_until(Duration::from_secs(10), || vici.exists()),
+            "charon '{name}' did not open its vici socket:\n{}",
+            lab.log(name)
+        );
+        let out = charon.swanctl(&[
+            "--load-all",
+            "--noprompt",
+            "--file",
+            dir.join("swanctl.conf").to_str().expect("path"),
+        ]);
+        assert!(out.0, "swanctl --load-all failed:\n{}", out.1);
+        charon
+    }
+
+    /// Run swanctl against this charon; returns (success, stdout+stderr).
+    pub fn swanctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("swanctl")
+            .args(args)
+            .args(["--uri", &self.uri])
+            .output()
+            .expect("swanctl");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// `swanctl --list-sas` output.
+    pub fn list_sas(&self) -> String {
+        self.swanctl(&["--list-sas"]).1
+    }
+
+    /// True when an IKE SA is ESTABLISHED and `child` is INSTALLED.
+    pub fn has_installed(&self, child: &str) -> bool {
+        let sas = self.list_sas();
+        sas.contains("ESTABLISHED")
+            && sas
+                .lines()
+                .any(|l| l.contains(child) && l.contains("INSTALLED"))
+    }
+
+    /// Initiate `child` waiting at most two seconds for the result.
+    pub fn initiate(&self, child: &str) {
+        let (_ok, _out) = self.swanctl(&["--initiate", "--child", child, "--timeout", "2"]);
+    }
+}
