@@ -1,1 +1,140 @@
-//! The daemon's actors: connection, IKE SA, CHILD SA, socket, kernel, control. Filled in by the daemon issue.
+//! vpnd's actors: Daemon → Connection → IKE SA → CHILD SA, the UDP socket
+//! layer and the shared context. They wrap the sans-IO `ike` state machines
+//! and run under ractor supervision with explicit restart policies.
+//!
+//! `DaemonHandle` is the API the control layer drives.
+
+pub mod child_sa;
+pub mod connection;
+pub mod ctx;
+pub mod daemon;
+pub mod ike_sa;
+pub mod socket;
+pub mod spec;
+pub mod status;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel::Dataplane;
+use ractor::{Actor, ActorRef};
+use runtime::scheduler::{SchedulerConfig, SchedulerHandle};
+use tokio::sync::broadcast;
+
+pub use daemon::{Api, ApiReply};
+pub use spec::{Auto, ConnSpec, DpdAction};
+
+use crate::ctx::{Ctx, CtxRef};
+use crate::daemon::{DaemonActor, DaemonArgs, DaemonMsg};
+use crate::socket::Sockets;
+use crate::status::MonitorEvent;
+
+/// Daemon-wide settings.
+pub struct DaemonSettings {
+    pub listen: Vec<IpAddr>,
+    pub dataplane: Arc<dyn Dataplane>,
+    pub scheduler: SchedulerConfig,
+    /// `vpnd --impair`.
+    pub impair: bool,
+}
+
+/// A running daemon.
+pub struct DaemonHandle {
+    actor: ActorRef<DaemonMsg>,
+    ctx: CtxRef,
+    join: tokio::task::JoinHandle<()>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl DaemonHandle {
+    /// Bind the sockets, start the scheduler and the actor tree, load `conns`.
+    pub async fn start(
+        settings: DaemonSettings,
+        conns: Vec<ConnSpec>,
+    ) -> Result<DaemonHandle, String> {
+        let sockets = Sockets::bind(&settings.listen)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (scheduler, _) = SchedulerHandle::spawn(settings.scheduler, None)
+            .await
+            .map_err(|e| format!("scheduler: {e}"))?;
+        let ctx = Arc::new(Ctx::new(
+            settings.dataplane,
+            scheduler.clone(),
+            sockets,
+            settings.impair,
+        ));
+        let (actor, join) = Actor::spawn(
+            Some("vpnd".into()),
+            DaemonActor,
+            DaemonArgs {
+                ctx: ctx.clone(),
+                conns,
+            },
+        )
+        .await
+        .map_err(|e| format!("daemon: {e}"))?;
+        let readers = ctx.sockets.spawn_readers(ctx.clone());
+        let mut pressure = scheduler.subscribe_pressure();
+        let ctx2 = ctx.clone();
+        tokio::spawn(async move {
+            while let Ok(s) = pressure.recv().await {
+                ctx2.event(
+                    None,
+                    "scheduler",
+                    format!(
+                        "key computations: {} queued, {} in flight",
+                        s.queued, s.in_flight
+                    ),
+                );
+            }
+        });
+        Ok(DaemonHandle {
+            actor,
+            ctx,
+            join,
+            readers,
+        })
+    }
+
+    /// Ask the daemon something; waits at most `timeout`.
+    pub async fn api(&self, api: Api, timeout: Duration) -> ApiReply {
+        match self
+            .actor
+            .call(|p| DaemonMsg::Api(api, p), Some(timeout))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(r)) => r,
+            Ok(ractor::rpc::CallResult::Timeout) => {
+                ApiReply::Err("the daemon did not answer in time".into())
+            }
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
+                ApiReply::Err("the daemon is not running".into())
+            }
+        }
+    }
+
+    /// The monitor stream (state changes, retries, kills, scheduler pressure).
+    pub fn monitor(&self) -> broadcast::Receiver<MonitorEvent> {
+        self.ctx.monitor.subscribe()
+    }
+
+    pub fn dataplane(&self) -> &Arc<dyn Dataplane> {
+        &self.ctx.dataplane
+    }
+
+    /// Stop everything: connections are killed (best-effort DELETEs).
+    pub async fn shutdown(self) {
+        if let ApiReply::Names(names) = self.api(Api::Names, Duration::from_secs(2)).await {
+            for n in names {
+                let _ = self.api(Api::Kill(n), Duration::from_secs(2)).await;
+            }
+        }
+        self.actor.stop(None);
+        let _ = self.join.await;
+        for r in self.readers {
+            r.abort();
+        }
+    }
+}

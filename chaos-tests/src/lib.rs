@@ -8,6 +8,8 @@
 
 pub mod charon;
 pub mod lab;
+pub mod vpnd;
 
 pub use charon::{Charon, CharonConn};
 pub use lab::{Lab, Ns};
+pub use vpnd::{Ctl, Vpnd};

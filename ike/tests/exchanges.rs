@@ -162,7 +162,10 @@ fn sa_init_invalid_ke_payload_retries_with_requested_group() {
         b.ike_proposals = vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-ecp256").unwrap()];
     });
     up(&mut p);
-    assert_eq!(p.b.stateless_replies, vec!["invalid KE payload"]);
+    assert_eq!(
+        p.b.stateless_replies,
+        vec!["INVALID_KE_PAYLOAD: the peer's KE group is not the one we chose"]
+    );
     assert_eq!(p.a.sa().proposal().unwrap().dh, Some(DhGroup::Ecp256));
 }
 
@@ -171,7 +174,7 @@ fn sa_init_cookie_demanded_then_accepted() {
     let mut p = Pair::default_with_seed(3);
     p.cookies = Some(CookieJar::new(&mut SeededRandom::new(99)));
     up(&mut p);
-    assert_eq!(p.b.stateless_replies, vec!["cookie demanded"]);
+    assert_eq!(p.b.stateless_replies, vec!["COOKIE: a cookie is required"]);
 }
 
 #[test]
@@ -206,7 +209,10 @@ fn sa_init_proposal_mismatch_is_no_proposal_chosen() {
         p.a.closed_reason().unwrap(),
         "peer rejected our proposals: NO_PROPOSAL_CHOSEN"
     );
-    assert_eq!(p.b.stateless_replies, vec!["no proposal chosen"]);
+    assert_eq!(
+        p.b.stateless_replies,
+        vec!["NO_PROPOSAL_CHOSEN: none of the peer's proposals is acceptable"]
+    );
     assert!(p.b.sa.is_none(), "responder keeps no state");
 }
 

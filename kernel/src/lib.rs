@@ -1,1 +1,119 @@
-//! The `Dataplane` trait and its backends (xfrm, userspace, none) and the updown runner. Filled in by later issues.
+//! The `Dataplane`: where negotiated CHILD SAs and their policies go.
+//!
+//! Backends: `none` (records only; a CHILD SA is "installed" when it accepts
+//! it), and, in later work, `xfrm` (Linux netlink XFRM and routes) and
+//! `userspace` (ESP over TUN). The trait is synchronous and cheap to call
+//! from actors; a backend that must block (netlink round trips) does so for
+//! bounded, short times.
+//!
+//! Invariants every backend keeps: an SA pair is addressed by its inbound
+//! SPI; `remove_owner` leaves nothing of that connection behind (SAs,
+//! policies, traps, routes); every method is idempotent where it removes.
+
+pub mod none;
+
+use std::net::SocketAddr;
+
+use ike::config::Mode;
+use ike::crypto::AeadAlg;
+use ike::keys::ChildKeys;
+use ike::wire::TrafficSelector;
+
+pub use none::NoneDataplane;
+
+/// Everything a backend needs to install one CHILD SA (both directions and
+/// the policies for its selectors).
+#[derive(Clone, Debug)]
+pub struct SaInstall {
+    /// The connection that owns it.
+    pub owner: String,
+    pub child: String,
+    /// Stable per connection child across rekeys (policies refer to it).
+    pub reqid: u32,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// ESP-in-UDP (RFC 3948) between `local` and `remote`.
+    pub encap: bool,
+    pub mode: Mode,
+    pub local_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
+    pub encr: AeadAlg,
+    pub esn: bool,
+    pub keys: ChildKeys,
+    /// This SA replaces the one with this inbound SPI (rekey): policies
+    /// stay, only the SAs change.
+    pub rekey_of: Option<u32>,
+}
+
+/// A trap policy: traffic from `local_ts` to `remote_ts` without an SA
+/// raises an `Acquire` for `owner` instead of leaving in clear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trap {
+    pub owner: String,
+    pub child: String,
+    pub reqid: u32,
+    pub local_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
+}
+
+/// Traffic counters of one SA pair.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SaCounters {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+/// What a backend reports about installed state (for status and tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstalledSa {
+    pub owner: String,
+    pub child: String,
+    pub reqid: u32,
+    pub spi_in: u32,
+    pub spi_out: u32,
+}
+
+/// Asynchronous notifications from the dataplane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataplaneEvent {
+    /// A packet hit a trap: start `owner` (child `child`).
+    Acquire { owner: String, child: String },
+    /// A lifetime expired; `hard` means the SA is gone.
+    Expire { spi_in: u32, hard: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("{backend}: {what}")]
+    Failed { backend: &'static str, what: String },
+    #[error("SPI {0:08x} is already installed")]
+    Duplicate(u32),
+    #[error("injected failure (impair kernel-fail)")]
+    Injected,
+}
+
+/// A place CHILD SAs go.
+pub trait Dataplane: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Install an SA pair with its policies (or, with `rekey_of`, swap the
+    /// SAs under existing policies).
+    fn install_sa(&self, sa: &SaInstall) -> Result<(), DataplaneError>;
+    /// Remove an SA pair (idempotent). Its policies go with the last SA of
+    /// the child, unless a trap for it is installed, which then takes over.
+    fn remove_sa(&self, owner: &str, spi_in: u32) -> Result<(), DataplaneError>;
+    fn install_trap(&self, trap: &Trap) -> Result<(), DataplaneError>;
+    fn remove_trap(&self, owner: &str, child: &str) -> Result<(), DataplaneError>;
+    /// Remove everything `owner` has: SAs, policies, traps (idempotent).
+    fn remove_owner(&self, owner: &str);
+    fn counters(&self, spi_in: u32) -> Option<SaCounters>;
+    fn installed(&self) -> Vec<InstalledSa>;
+    fn traps(&self) -> Vec<Trap>;
+    /// Subscribe to ACQUIRE / EXPIRE events.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DataplaneEvent>;
+    /// Make the next `install_sa` fail (fault injection).
+    fn fail_next_install(&self);
+}

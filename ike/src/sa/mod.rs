@@ -592,7 +592,7 @@ impl IkeSa {
         if let Some(t) = msg.unsupported_critical() {
             return stateless(
                 vec![notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t.0])],
-                "unsupported critical payload",
+                "UNSUPPORTED_CRITICAL_PAYLOAD",
             );
         }
         let c = child_payloads(&msg.payloads);
@@ -611,7 +611,10 @@ impl IkeSa {
             };
             if !ok {
                 let cookie = jar.make(ni, params.remote.ip(), h.spi_i);
-                return stateless(vec![notify(NotifyType::COOKIE, cookie)], "cookie demanded");
+                return stateless(
+                    vec![notify(NotifyType::COOKIE, cookie)],
+                    "COOKIE: a cookie is required",
+                );
             }
         }
         let ours: Vec<ProposalSpec> = params
@@ -622,7 +625,7 @@ impl IkeSa {
         let Some(chosen) = select_preferring_ke(&ours, sa, Some(ke.group)) else {
             return stateless(
                 vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new())],
-                "no proposal chosen",
+                "NO_PROPOSAL_CHOSEN: none of the peer's proposals is acceptable",
             );
         };
         let group = chosen.dh.expect("IKE proposal has a DH group");
@@ -632,7 +635,7 @@ impl IkeSa {
                     NotifyType::INVALID_KE_PAYLOAD,
                     group.id().to_be_bytes().to_vec(),
                 )],
-                "invalid KE payload",
+                "INVALID_KE_PAYLOAD: the peer's KE group is not the one we chose",
             );
         }
         let dh = DhPrivate::generate(group, provider.random());

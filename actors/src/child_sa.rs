@@ -1,0 +1,118 @@
+//! The CHILD SA actor: installs its SA pair in the dataplane when it starts
+//! (a CHILD SA is "installed" when the backend accepts it; a refusal fails
+//! the spawn), owns its rekey timer, and removes the SA when it stops.
+
+use std::time::Duration;
+
+use ike::sa::{ChildSa, Command};
+use kernel::SaInstall;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::task::JoinHandle;
+
+use crate::ctx::CtxRef;
+use crate::ike_sa::IkeMsg;
+
+pub struct ChildArgs {
+    pub ctx: CtxRef,
+    pub conn: String,
+    pub sa: ChildSa,
+    pub reqid: u32,
+    /// Rekey this long after installation (jitter already applied).
+    pub rekey_after: Option<Duration>,
+    pub parent: ActorRef<IkeMsg>,
+}
+
+pub enum ChildMsg {
+    Rekey,
+    /// The IKE SA deleted it (and removed it from the dataplane).
+    Removed,
+}
+
+pub struct ChildSaActor;
+
+pub struct ChildState {
+    _alive: runtime::counters::AliveGuard,
+    ctx: CtxRef,
+    conn: String,
+    spi_in: u32,
+    parent: ActorRef<IkeMsg>,
+    rekey: Option<JoinHandle<()>>,
+}
+
+impl Actor for ChildSaActor {
+    type Msg = ChildMsg;
+    type State = ChildState;
+    type Arguments = ChildArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ChildMsg>,
+        a: ChildArgs,
+    ) -> Result<ChildState, ActorProcessingErr> {
+        let c = &a.sa;
+        let install = SaInstall {
+            owner: a.conn.clone(),
+            child: c.name.clone(),
+            reqid: a.reqid,
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+            local: c.local,
+            remote: c.remote,
+            encap: c.encap,
+            mode: c.mode,
+            local_ts: c.local_ts.clone(),
+            remote_ts: c.remote_ts.clone(),
+            encr: c.proposal.encr,
+            esn: c.proposal.esn,
+            keys: c.keys.clone(),
+            rekey_of: c.rekey_of,
+        };
+        a.ctx.dataplane.install_sa(&install)?;
+        metrics::gauge!("vpnd_child_sas").increment(1.0);
+        let rekey = a.rekey_after.map(|d| {
+            let me = myself.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                let _ = me.send_message(ChildMsg::Rekey);
+            })
+        });
+        Ok(ChildState {
+            _alive: runtime::counters::AliveGuard::new(),
+            ctx: a.ctx,
+            conn: a.conn,
+            spi_in: c.spi_in,
+            parent: a.parent,
+            rekey,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ChildMsg>,
+        msg: ChildMsg,
+        st: &mut ChildState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ChildMsg::Rekey => {
+                let _ = st
+                    .parent
+                    .send_message(IkeMsg::Command(Command::RekeyChild { spi_in: st.spi_in }));
+            }
+            ChildMsg::Removed => myself.stop(None),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ChildMsg>,
+        st: &mut ChildState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(h) = st.rekey.take() {
+            h.abort();
+        }
+        let _ = st.ctx.dataplane.remove_sa(&st.conn, st.spi_in);
+        metrics::gauge!("vpnd_child_sas").decrement(1.0);
+        Ok(())
+    }
+}

@@ -1,0 +1,742 @@
+//! The Connection actor: one per loaded connection. It owns the retry policy
+//! (keyingtries with exponential backoff), supervises its IKE SA actors
+//! (a panic restarts the connection per its restart policy; its kernel
+//! state is removed first), and serves `up`, `down`, `kill` and `status`.
+//!
+//! Invariants: after `kill` no actor, timer or dataplane SA of this
+//! connection remains; a retry is only ever scheduled while the operator
+//! wants the connection up; every `up` waiter gets exactly one answer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ike::config::PeerConfig;
+use ike::sa::{Command, IkeSa};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use runtime::supervise::{Decision, RestartPolicy, RestartTracker};
+use tokio::task::JoinHandle;
+
+use crate::ctx::CtxRef;
+use crate::ike_sa::{IkeArgs, IkeMsg, IkeSaActor, IkeStart, Impair};
+use crate::socket::IKE_PORT;
+use crate::spec::{Auto, ConnSpec, DpdAction};
+use crate::status::ConnStatus;
+
+pub type Reply = RpcReplyPort<Result<String, String>>;
+
+pub enum ConnMsg {
+    Up {
+        child: Option<String>,
+        reply: Option<Reply>,
+    },
+    Down(Reply),
+    Kill(Reply),
+    Accept {
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: Vec<u8>,
+        candidates: Vec<Arc<PeerConfig>>,
+    },
+    Adopt(Box<IkeSa>),
+    IkeUp {
+        ike: ActorId,
+    },
+    ChildUp {
+        child: String,
+    },
+    ChildFailed {
+        child: String,
+        reason: String,
+    },
+    /// An IKE SA actor is done. Supervision events overtake ordinary
+    /// messages, so its entry may already be gone: everything needed is here.
+    IkeClosed {
+        ike: ActorId,
+        reason: String,
+        timeout: bool,
+        was_established: bool,
+        initiated: bool,
+    },
+    Retry(u64),
+    DownTimeout,
+    Status(RpcReplyPort<ConnStatus>),
+    Impair {
+        kind: String,
+        reply: Reply,
+    },
+    /// Retune retries at runtime (`vpnctl set`).
+    Set(Box<ConnSpec>, Reply),
+}
+
+pub struct ConnectionActor;
+
+pub struct ConnArgs {
+    pub ctx: CtxRef,
+    pub spec: Arc<ConnSpec>,
+}
+
+struct Ike {
+    actor: ActorRef<IkeMsg>,
+    ours: bool,
+    established: bool,
+}
+
+pub struct ConnState {
+    _alive: runtime::counters::AliveGuard,
+    ctx: CtxRef,
+    spec: Arc<ConnSpec>,
+    ikes: Vec<Ike>,
+    want_up: bool,
+    failed: u32,
+    retry_gen: u64,
+    retry: Option<(JoinHandle<()>, std::time::Instant)>,
+    up_waiters: Vec<(Option<String>, Reply)>,
+    down_waiters: Vec<Reply>,
+    tracker: RestartTracker,
+    last_error: Option<String>,
+    impair: Impair,
+    routed: bool,
+    span: tracing::Span,
+}
+
+impl ConnState {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn cancel_retry(&mut self) {
+        self.retry_gen += 1;
+        if let Some((h, _)) = self.retry.take() {
+            h.abort();
+        }
+    }
+
+    fn schedule_retry(&mut self, myself: &ActorRef<ConnMsg>, after: Duration) {
+        self.cancel_retry();
+        let gen = self.retry_gen;
+        let me = myself.clone();
+        let h = tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = me.send_message(ConnMsg::Retry(gen));
+        });
+        self.retry = Some((h, runtime::clock::now() + after));
+    }
+
+    fn answer_up(&mut self, child: Option<&str>, result: Result<String, String>) {
+        let mut keep = Vec::new();
+        for (want, reply) in self.up_waiters.drain(..) {
+            let matches = match (&want, child) {
+                (None, _) | (_, None) => true,
+                (Some(w), Some(c)) => w == c,
+            };
+            if matches {
+                let _ = reply.send(result.clone());
+            } else {
+                keep.push((want, reply));
+            }
+        }
+        self.up_waiters = keep;
+    }
+
+    async fn initiate(
+        &mut self,
+        myself: &ActorRef<ConnMsg>,
+        child: Option<String>,
+    ) -> Result<(), String> {
+        let spec = self.spec.clone();
+        // An established SA of ours gets the child; a connecting one is
+        // awaited.
+        if let Some(ike) = self.ikes.iter().find(|i| i.ours) {
+            if ike.established {
+                let name = child.unwrap_or_else(|| {
+                    spec.peer
+                        .children
+                        .first()
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default()
+                });
+                let _ = ike
+                    .actor
+                    .send_message(IkeMsg::Command(Command::CreateChild { name }));
+            }
+            return Ok(());
+        }
+        let remote = spec.initiate_to().ok_or_else(|| {
+            format!(
+                "connection '{}' cannot initiate: remote_addrs is %any",
+                spec.name
+            )
+        })?;
+        let local = spec
+            .local_addrs
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+            .or_else(|| {
+                self.ctx
+                    .sockets
+                    .addrs()
+                    .into_iter()
+                    .find(|a: &IpAddr| a.is_ipv4() == remote.is_ipv4() && !a.is_unspecified())
+            })
+            .ok_or_else(|| {
+                format!(
+                    "connection '{}' has no local address to initiate from",
+                    spec.name
+                )
+            })?;
+        let children: Vec<String> = match child {
+            Some(c) => {
+                if spec.peer.child(&c).is_none() {
+                    return Err(format!("connection '{}' has no child '{c}'", spec.name));
+                }
+                vec![c]
+            }
+            None => spec.peer.children.iter().map(|c| c.name.clone()).collect(),
+        };
+        let args = IkeArgs {
+            ctx: self.ctx.clone(),
+            spec: spec.clone(),
+            conn: myself.clone(),
+            start: IkeStart::Initiate {
+                local: SocketAddr::new(local, IKE_PORT),
+                remote: SocketAddr::new(remote, IKE_PORT),
+                children,
+            },
+        };
+        let (actor, _) = Actor::spawn_linked(None, IkeSaActor, args, myself.get_cell())
+            .await
+            .map_err(|e| format!("cannot start IKE SA actor: {e}"))?;
+        if self.impair != Impair::default() {
+            let _ = actor.send_message(IkeMsg::Impair(self.impair.clone()));
+        }
+        self.ikes.push(Ike {
+            actor,
+            ours: true,
+            established: false,
+        });
+        Ok(())
+    }
+
+    fn remove_dataplane_sas(&self) {
+        for sa in self.ctx.dataplane.installed() {
+            if sa.owner == self.spec.name {
+                let _ = self.ctx.dataplane.remove_sa(&sa.owner, sa.spi_in);
+            }
+        }
+    }
+
+    async fn status(&self) -> ConnStatus {
+        let mut ike_sas = Vec::new();
+        for ike in &self.ikes {
+            if let Ok(s) = ractor::call_t!(ike.actor, IkeMsg::Status, 1000) {
+                ike_sas.push(s);
+            }
+        }
+        let r = &self.spec.peer.retransmit;
+        ConnStatus {
+            name: self.spec.name.clone(),
+            auto: self.spec.auto.as_str().into(),
+            routed: self.routed,
+            keyingtries: self.spec.retry.keyingtries,
+            retry_base_ms: self.spec.retry.retry_base.as_millis() as u64,
+            retry_max_ms: self.spec.retry.retry_max.as_millis() as u64,
+            retransmit_timeout_ms: r.timeout.as_millis() as u64,
+            retransmit_tries: r.tries,
+            dpd_delay_ms: self.spec.dpd_delay.as_millis() as u64,
+            failed_attempts: self.failed,
+            next_retry_secs: self.retry.as_ref().map(|(_, at)| {
+                at.saturating_duration_since(runtime::clock::now())
+                    .as_secs_f64()
+            }),
+            last_error: self.last_error.clone(),
+            ike_sas,
+        }
+    }
+
+    fn install_traps(&mut self) {
+        for c in &self.spec.peer.children {
+            let trap = kernel::Trap {
+                owner: self.spec.name.clone(),
+                child: c.name.clone(),
+                reqid: self.ctx.reqid(&self.spec.name, &c.name),
+                local_ts: c.local_ts.clone(),
+                remote_ts: c.remote_ts.clone(),
+            };
+            if let Err(e) = self.ctx.dataplane.install_trap(&trap) {
+                self.ctx.event(
+                    Some(&self.spec.name),
+                    "error",
+                    format!("cannot install trap for '{}': {e}", c.name),
+                );
+            }
+        }
+        self.routed = true;
+    }
+
+    async fn kill_all(&mut self) {
+        self.cancel_retry();
+        self.want_up = false;
+        for ike in self.ikes.drain(..) {
+            // Best-effort DELETE from the actor itself, but never wait long.
+            let _ = ractor::call_t!(ike.actor, IkeMsg::Kill, 500);
+            ike.actor.stop(Some("killed".into()));
+        }
+        self.remove_dataplane_sas();
+    }
+}
+
+fn parse_impair(kind: &str) -> Result<Option<Impair>, String> {
+    let (k, arg) = match kind.split_once('=') {
+        Some((k, a)) => (k, Some(a)),
+        None => (kind, None),
+    };
+    let pct = |a: Option<&str>| -> Result<u32, String> {
+        let v: u32 = a
+            .ok_or_else(|| format!("impairment '{k}' needs =PCT"))?
+            .trim_end_matches('%')
+            .parse()
+            .map_err(|_| {
+                format!(
+                    "impairment '{k}': '{}' is not a percentage",
+                    a.unwrap_or("")
+                )
+            })?;
+        if v > 100 {
+            return Err(format!("impairment '{k}': {v} is over 100%"));
+        }
+        Ok(v)
+    };
+    Ok(Some(match k {
+        "drop-inbound" => Impair {
+            drop_inbound_pct: pct(arg)?,
+            ..Impair::default()
+        },
+        "drop-outbound" => Impair {
+            drop_outbound_pct: pct(arg)?,
+            ..Impair::default()
+        },
+        "duplicate" => Impair {
+            duplicate_pct: pct(arg)?,
+            ..Impair::default()
+        },
+        "corrupt" => Impair {
+            corrupt_pct: pct(arg)?,
+            ..Impair::default()
+        },
+        "delay" => Impair {
+            delay_ms: arg
+                .ok_or("impairment 'delay' needs =MS")?
+                .trim_end_matches("ms")
+                .parse()
+                .map_err(|_| "impairment 'delay': not a number of milliseconds".to_string())?,
+            ..Impair::default()
+        },
+        "stall" => Impair {
+            stall: true,
+            ..Impair::default()
+        },
+        "clear" => Impair::default(),
+        "panic" | "kernel-fail" => return Ok(None),
+        other => {
+            return Err(format!(
+                "unknown impairment '{other}': expected drop-inbound=PCT, drop-outbound=PCT, duplicate=PCT, delay=MS, corrupt=PCT, stall, panic, kernel-fail or clear"
+            ))
+        }
+    }))
+}
+
+impl Actor for ConnectionActor {
+    type Msg = ConnMsg;
+    type State = ConnState;
+    type Arguments = ConnArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ConnMsg>,
+        a: ConnArgs,
+    ) -> Result<ConnState, ActorProcessingErr> {
+        let span = tracing::info_span!("conn", conn = %a.spec.name);
+        let mut st = ConnState {
+            _alive: runtime::counters::AliveGuard::new(),
+            ctx: a.ctx,
+            spec: a.spec,
+            ikes: Vec::new(),
+            want_up: false,
+            failed: 0,
+            retry_gen: 0,
+            retry: None,
+            up_waiters: Vec::new(),
+            down_waiters: Vec::new(),
+            tracker: RestartTracker::new(RestartPolicy::default()),
+            last_error: None,
+            impair: Impair::default(),
+            routed: false,
+            span,
+        };
+        match st.spec.auto {
+            Auto::Start => {
+                let _ = myself.send_message(ConnMsg::Up {
+                    child: None,
+                    reply: None,
+                });
+            }
+            Auto::Route => st.install_traps(),
+            Auto::Add => {}
+        }
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ConnMsg>,
+        msg: ConnMsg,
+        st: &mut ConnState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = st.span.clone();
+        let _enter = span.enter();
+        match msg {
+            ConnMsg::Up { child, reply } => {
+                st.want_up = true;
+                st.failed = 0;
+                st.cancel_retry();
+                match st.initiate(&myself, child.clone()).await {
+                    Ok(()) => {
+                        if let Some(r) = reply {
+                            st.up_waiters.push((child, r));
+                        }
+                    }
+                    Err(e) => {
+                        st.want_up = false;
+                        st.last_error = Some(e.clone());
+                        if let Some(r) = reply {
+                            let _ = r.send(Err(e));
+                        }
+                    }
+                }
+            }
+            ConnMsg::Down(reply) => {
+                st.want_up = false;
+                st.cancel_retry();
+                st.answer_up(
+                    None,
+                    Err(format!("connection '{}' was taken down", st.name())),
+                );
+                if st.ikes.is_empty() {
+                    let _ = reply.send(Ok(format!("connection '{}' has no IKE SA", st.name())));
+                } else {
+                    for ike in &st.ikes {
+                        let _ = ike.actor.send_message(IkeMsg::Command(Command::Delete));
+                    }
+                    st.down_waiters.push(reply);
+                    myself.send_after(Duration::from_secs(15), || ConnMsg::DownTimeout);
+                }
+            }
+            ConnMsg::DownTimeout => {
+                if !st.down_waiters.is_empty() {
+                    st.kill_all().await;
+                    for r in st.down_waiters.drain(..) {
+                        let _ = r.send(Ok("peer did not answer the DELETE; SAs removed".into()));
+                    }
+                }
+            }
+            ConnMsg::Kill(reply) => {
+                st.kill_all().await;
+                st.answer_up(None, Err(format!("connection '{}' was killed", st.name())));
+                for r in st.down_waiters.drain(..) {
+                    let _ = r.send(Ok("killed".into()));
+                }
+                st.ctx.event(
+                    Some(&st.spec.name),
+                    "kill",
+                    format!("connection '{}' killed", st.spec.name),
+                );
+                let _ = reply.send(Ok(format!("connection '{}' killed", st.spec.name)));
+            }
+            ConnMsg::Accept {
+                local,
+                remote,
+                data,
+                candidates,
+            } => {
+                let args = IkeArgs {
+                    ctx: st.ctx.clone(),
+                    spec: st.spec.clone(),
+                    conn: myself.clone(),
+                    start: IkeStart::Accept {
+                        local,
+                        remote,
+                        data,
+                        candidates,
+                    },
+                };
+                if let Ok((actor, _)) =
+                    Actor::spawn_linked(None, IkeSaActor, args, myself.get_cell()).await
+                {
+                    if st.impair != Impair::default() {
+                        let _ = actor.send_message(IkeMsg::Impair(st.impair.clone()));
+                    }
+                    st.ikes.push(Ike {
+                        actor,
+                        ours: false,
+                        established: false,
+                    });
+                }
+            }
+            ConnMsg::Adopt(sa) => {
+                let args = IkeArgs {
+                    ctx: st.ctx.clone(),
+                    spec: st.spec.clone(),
+                    conn: myself.clone(),
+                    start: IkeStart::Adopt(sa),
+                };
+                if let Ok((actor, _)) =
+                    Actor::spawn_linked(None, IkeSaActor, args, myself.get_cell()).await
+                {
+                    st.ikes.push(Ike {
+                        actor,
+                        ours: false,
+                        established: true,
+                    });
+                    st.failed = 0;
+                }
+            }
+            ConnMsg::IkeUp { ike } => {
+                if let Some(i) = st.ikes.iter_mut().find(|i| i.actor.get_id() == ike) {
+                    i.established = true;
+                }
+                st.failed = 0;
+                st.last_error = None;
+            }
+            ConnMsg::ChildUp { child } => {
+                let name = st.spec.name.clone();
+                st.answer_up(
+                    Some(&child),
+                    Ok(format!(
+                        "connection '{name}' established, CHILD SA '{child}' installed"
+                    )),
+                );
+            }
+            ConnMsg::ChildFailed { child, reason } => {
+                st.last_error = Some(reason.clone());
+                st.answer_up(
+                    Some(&child),
+                    Err(format!("connection '{}': {reason}", st.spec.name)),
+                );
+            }
+            ConnMsg::IkeClosed {
+                ike,
+                reason,
+                timeout,
+                was_established,
+                initiated,
+            } => {
+                let ours = match st.ikes.iter().position(|i| i.actor.get_id() == ike) {
+                    Some(pos) => st.ikes.remove(pos).ours,
+                    None => initiated,
+                };
+                if !was_established {
+                    st.last_error = Some(reason.clone());
+                    st.answer_up(
+                        None,
+                        Err(format!("connection '{}' failed: {reason}", st.spec.name)),
+                    );
+                }
+                if st.ikes.is_empty() {
+                    for r in st.down_waiters.drain(..) {
+                        let _ = r.send(Ok(format!("connection '{}' is down", st.spec.name)));
+                    }
+                }
+                if !st.want_up || !ours {
+                    return Ok(());
+                }
+                if was_established {
+                    if timeout && st.spec.dpd_action == DpdAction::Restart {
+                        st.ctx.event(
+                            Some(&st.spec.name),
+                            "retry",
+                            "peer is dead (DPD); restarting".into(),
+                        );
+                        st.failed = 0;
+                        if let Err(e) = st.initiate(&myself, None).await {
+                            st.last_error = Some(e);
+                        }
+                    }
+                    return Ok(());
+                }
+                st.failed += 1;
+                match st
+                    .spec
+                    .retry
+                    .next_attempt(st.failed, runtime::backoff::rand01())
+                {
+                    Some(delay) => {
+                        st.ctx.event(
+                            Some(&st.spec.name),
+                            "retry",
+                            format!(
+                                "attempt {} failed ({reason}); attempt {} in {:.1}s",
+                                st.failed,
+                                st.failed + 1,
+                                delay.as_secs_f64()
+                            ),
+                        );
+                        st.schedule_retry(&myself, delay);
+                    }
+                    None => {
+                        st.want_up = false;
+                        st.ctx.event(
+                            Some(&st.spec.name),
+                            "retry",
+                            format!("giving up after {} attempts: {reason}", st.failed),
+                        );
+                    }
+                }
+            }
+            ConnMsg::Retry(gen) => {
+                if gen == st.retry_gen && st.want_up {
+                    st.retry = None;
+                    if let Err(e) = st.initiate(&myself, None).await {
+                        st.last_error = Some(e);
+                    }
+                }
+            }
+            ConnMsg::Status(reply) => {
+                let _ = reply.send(st.status().await);
+            }
+            ConnMsg::Impair { kind, reply } => {
+                if !st.ctx.impair {
+                    let _ = reply.send(Err(
+                        "impairments are disabled: start vpnd with --impair".into()
+                    ));
+                    return Ok(());
+                }
+                match parse_impair(&kind) {
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    Ok(Some(i)) => {
+                        for ike in &st.ikes {
+                            let _ = ike.actor.send_message(IkeMsg::Impair(i.clone()));
+                        }
+                        st.impair = i;
+                        let _ = reply.send(Ok(format!(
+                            "connection '{}': impairment '{kind}' set",
+                            st.spec.name
+                        )));
+                    }
+                    Ok(None) if kind == "kernel-fail" => {
+                        st.ctx.dataplane.fail_next_install();
+                        let _ = reply.send(Ok("the next dataplane install fails".into()));
+                    }
+                    Ok(None) => match st.ikes.first() {
+                        Some(ike) => {
+                            let _ = ike.actor.send_message(IkeMsg::Panic);
+                            let _ = reply.send(Ok(format!(
+                                "connection '{}': IKE SA actor will panic",
+                                st.spec.name
+                            )));
+                        }
+                        None => {
+                            let _ = reply.send(Err(format!(
+                                "connection '{}' has no IKE SA to panic",
+                                st.spec.name
+                            )));
+                        }
+                    },
+                }
+            }
+            ConnMsg::Set(spec, reply) => {
+                st.spec = Arc::new(*spec);
+                let _ = reply.send(Ok(format!("connection '{}' updated", st.spec.name)));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<ConnMsg>,
+        evt: SupervisionEvent,
+        st: &mut ConnState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = st.span.clone();
+        let _enter = span.enter();
+        match evt {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                let Some(pos) = st
+                    .ikes
+                    .iter()
+                    .position(|i| i.actor.get_id() == cell.get_id())
+                else {
+                    return Ok(());
+                };
+                let failed = st.ikes.remove(pos);
+                runtime::supervise::counters::restart();
+                // The dead actor's subtree is gone; so must its kernel state be.
+                st.remove_dataplane_sas();
+                st.ctx.event(
+                    Some(&st.spec.name),
+                    "error",
+                    format!("IKE SA actor failed: {err}"),
+                );
+                let restart = failed.ours || failed.established;
+                match st
+                    .tracker
+                    .on_failure(runtime::clock::now(), runtime::backoff::rand01())
+                {
+                    Decision::Restart {
+                        after,
+                        restart_number,
+                    } if restart && (st.want_up || failed.established) => {
+                        st.want_up = true;
+                        st.ctx.event(
+                            Some(&st.spec.name),
+                            "retry",
+                            format!(
+                                "restart {restart_number} of the connection in {:.1}s",
+                                after.as_secs_f64()
+                            ),
+                        );
+                        st.schedule_retry(&myself, after);
+                    }
+                    Decision::Restart { .. } => {}
+                    Decision::GiveUp { restarts_in_window } => {
+                        st.want_up = false;
+                        st.last_error =
+                            Some(format!("gave up after {restarts_in_window} restarts"));
+                        st.ctx.event(
+                            Some(&st.spec.name),
+                            "error",
+                            format!("giving up after {restarts_in_window} restarts in the window"),
+                        );
+                    }
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                let id = cell.get_id();
+                st.ikes.retain(|i| i.actor.get_id() != id);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ConnMsg>,
+        st: &mut ConnState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.cancel_retry();
+        st.ctx.dataplane.remove_owner(&st.spec.name);
+        Ok(())
+    }
+}
+
+/// The ActorCell of a connection actor, for supervision matching.
+pub fn cell_of(r: &ActorRef<ConnMsg>) -> ActorCell {
+    r.get_cell()
+}

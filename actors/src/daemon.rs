@@ -1,0 +1,490 @@
+//! The Daemon: root supervisor of the Connection actors, the responder path
+//! for new IKE_SA_INIT requests, and the typed API the control socket
+//! drives. Requests that must wait (up, down, kill, status) run in their
+//! own tasks so the Daemon itself never blocks.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ike::sa::IkeSa;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use runtime::supervise::{Decision, RestartPolicy, RestartTracker};
+
+use crate::connection::{ConnArgs, ConnMsg, ConnectionActor};
+use crate::ctx::CtxRef;
+use crate::spec::ConnSpec;
+use crate::status::{SchedulerReport, StatsReport, StatusReport};
+
+/// What the control layer can ask.
+#[derive(Debug)]
+pub enum Api {
+    Status(Option<String>),
+    Up {
+        conn: String,
+        child: Option<String>,
+        wait: bool,
+    },
+    Down(String),
+    Kill(String),
+    /// Add a connection; fails if the name exists.
+    Add(Box<ConnSpec>),
+    /// Delete if present, then add.
+    Replace(Box<ConnSpec>),
+    Delete(String),
+    /// Retune a connection in place (retry/retransmit/DPD settings).
+    Set(Box<ConnSpec>),
+    Stats,
+    Impair {
+        conn: String,
+        kind: String,
+    },
+    /// Names of the loaded connections.
+    Names,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiReply {
+    Ok(String),
+    Err(String),
+    Status(StatusReport),
+    Stats(Box<StatsReport>),
+    Names(Vec<String>),
+}
+
+pub enum DaemonMsg {
+    Incoming {
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: Vec<u8>,
+    },
+    Adopt {
+        conn: String,
+        sa: Box<IkeSa>,
+    },
+    Acquire {
+        owner: String,
+        child: String,
+    },
+    Api(Api, RpcReplyPort<ApiReply>),
+    /// Start a failed connection again after its restart backoff.
+    Restart(Arc<ConnSpec>),
+}
+
+struct Conn {
+    spec: Arc<ConnSpec>,
+    actor: ActorRef<ConnMsg>,
+}
+
+pub struct DaemonActor;
+
+pub struct DaemonState {
+    _alive: runtime::counters::AliveGuard,
+    ctx: CtxRef,
+    conns: Vec<Conn>,
+    /// Restart history per connection name (survives the restarts).
+    trackers: std::collections::HashMap<String, RestartTracker>,
+}
+
+pub struct DaemonArgs {
+    pub ctx: CtxRef,
+    pub conns: Vec<ConnSpec>,
+}
+
+fn no_conn(name: &str) -> ApiReply {
+    ApiReply::Err(format!("no connection named '{name}'"))
+}
+
+impl DaemonState {
+    fn find(&self, name: &str) -> Option<&Conn> {
+        self.conns.iter().find(|c| c.spec.name == name)
+    }
+
+    async fn start_conn(
+        &mut self,
+        myself: &ActorRef<DaemonMsg>,
+        spec: Arc<ConnSpec>,
+    ) -> Result<(), String> {
+        let args = ConnArgs {
+            ctx: self.ctx.clone(),
+            spec: spec.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, ConnectionActor, args, myself.get_cell())
+            .await
+            .map_err(|e| format!("cannot start connection '{}': {e}", spec.name))?;
+        self.conns.push(Conn { spec, actor });
+        Ok(())
+    }
+
+    async fn stop_conn(&mut self, name: &str) -> bool {
+        let Some(pos) = self.conns.iter().position(|c| c.spec.name == name) else {
+            return false;
+        };
+        let c = self.conns.remove(pos);
+        let _ = ractor::call_t!(c.actor, ConnMsg::Kill, 2000);
+        let _ = c
+            .actor
+            .stop_and_wait(None, Some(Duration::from_secs(2)))
+            .await;
+        self.ctx.dataplane.remove_owner(name);
+        true
+    }
+
+    fn stats(&self) -> StatsReport {
+        StatsReport {
+            actors: runtime::supervise::counters::actors_alive(),
+            restarts_total: runtime::supervise::counters::restarts_total(),
+            ike_sas: self.ctx.ike_sas.load(Ordering::Relaxed),
+            child_sas: self.ctx.dataplane.installed().len() as u64,
+            half_open: self.ctx.half_open_sas.load(Ordering::Relaxed),
+            rss_bytes: rss_bytes(),
+            scheduler: SchedulerReport::default(),
+            malformed_datagrams_total: self.ctx.malformed.load(Ordering::Relaxed),
+            connections: self.conns.len() as u64,
+            dataplane: self.ctx.dataplane.name().to_string(),
+        }
+    }
+}
+
+/// Resident set size from /proc/self/statm.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+impl Actor for DaemonActor {
+    type Msg = DaemonMsg;
+    type State = DaemonState;
+    type Arguments = DaemonArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DaemonMsg>,
+        a: DaemonArgs,
+    ) -> Result<DaemonState, ActorProcessingErr> {
+        let _ = a.ctx.daemon.set(myself.clone());
+        let mut st = DaemonState {
+            _alive: runtime::counters::AliveGuard::new(),
+            ctx: a.ctx,
+            conns: Vec::new(),
+            trackers: std::collections::HashMap::new(),
+        };
+        for spec in a.conns {
+            st.start_conn(&myself, Arc::new(spec)).await?;
+        }
+        // Trap hits start their connection.
+        let mut events = st.ctx.dataplane.subscribe();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            while let Ok(ev) = events.recv().await {
+                if let kernel::DataplaneEvent::Acquire { owner, child } = ev {
+                    if me
+                        .send_message(DaemonMsg::Acquire { owner, child })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<DaemonMsg>,
+        msg: DaemonMsg,
+        st: &mut DaemonState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DaemonMsg::Incoming {
+                local,
+                remote,
+                data,
+            } => {
+                let candidates: Vec<&Conn> = st
+                    .conns
+                    .iter()
+                    .filter(|c| c.spec.matches_addrs(local.ip(), remote.ip()))
+                    .collect();
+                let Some(first) = candidates.first() else {
+                    tracing::info!(%remote, %local, "IKE_SA_INIT from a peer no connection accepts");
+                    st.ctx.malformed();
+                    return Ok(());
+                };
+                let peers = candidates.iter().map(|c| c.spec.peer.clone()).collect();
+                let _ = first.actor.send_message(ConnMsg::Accept {
+                    local,
+                    remote,
+                    data,
+                    candidates: peers,
+                });
+            }
+            DaemonMsg::Adopt { conn, sa } => match st.find(&conn) {
+                Some(c) => {
+                    let _ = c.actor.send_message(ConnMsg::Adopt(sa));
+                }
+                None => tracing::warn!(conn, "authenticated IKE SA for a connection that is gone"),
+            },
+            DaemonMsg::Acquire { owner, child } => {
+                if let Some(c) = st.find(&owner) {
+                    st.ctx.event(
+                        Some(&owner),
+                        "state",
+                        format!("traffic hit the trap of '{child}'"),
+                    );
+                    let _ = c.actor.send_message(ConnMsg::Up {
+                        child: Some(child),
+                        reply: None,
+                    });
+                }
+            }
+            DaemonMsg::Api(api, reply) => self.api(&myself, st, api, reply).await,
+            DaemonMsg::Restart(spec) => {
+                // Unless it was deleted or re-added meanwhile.
+                if st.find(&spec.name).is_none() {
+                    if let Err(e) = st.start_conn(&myself, spec.clone()).await {
+                        st.ctx.event(Some(&spec.name), "error", e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<DaemonMsg>,
+        evt: SupervisionEvent,
+        st: &mut DaemonState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, err) = evt {
+            let Some(pos) = st
+                .conns
+                .iter()
+                .position(|c| c.actor.get_id() == cell.get_id())
+            else {
+                return Ok(());
+            };
+            let c = st.conns.remove(pos);
+            runtime::supervise::counters::restart();
+            st.ctx.dataplane.remove_owner(&c.spec.name);
+            st.ctx.event(
+                Some(&c.spec.name),
+                "error",
+                format!("connection actor failed: {err}"),
+            );
+            let tracker = st
+                .trackers
+                .entry(c.spec.name.clone())
+                .or_insert_with(|| RestartTracker::new(RestartPolicy::default()));
+            match tracker.on_failure(runtime::clock::now(), runtime::backoff::rand01()) {
+                Decision::Restart { after, .. } => {
+                    let spec = c.spec.clone();
+                    myself.send_after(after, move || DaemonMsg::Restart(spec));
+                }
+                Decision::GiveUp { restarts_in_window } => {
+                    st.ctx.event(
+                        Some(&c.spec.name),
+                        "error",
+                        format!("connection removed after {restarts_in_window} restarts"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<DaemonMsg>,
+        st: &mut DaemonState,
+    ) -> Result<(), ActorProcessingErr> {
+        for c in &st.conns {
+            st.ctx.dataplane.remove_owner(&c.spec.name);
+        }
+        Ok(())
+    }
+}
+
+impl DaemonActor {
+    async fn api(
+        &self,
+        myself: &ActorRef<DaemonMsg>,
+        st: &mut DaemonState,
+        api: Api,
+        reply: RpcReplyPort<ApiReply>,
+    ) {
+        match api {
+            Api::Status(filter) => {
+                let targets: Vec<ActorRef<ConnMsg>> = match &filter {
+                    Some(name) => match st.find(name) {
+                        Some(c) => vec![c.actor.clone()],
+                        None => {
+                            let _ = reply.send(no_conn(name));
+                            return;
+                        }
+                    },
+                    None => st.conns.iter().map(|c| c.actor.clone()).collect(),
+                };
+                tokio::spawn(async move {
+                    let mut report = StatusReport::default();
+                    for t in targets {
+                        if let Ok(s) = ractor::call_t!(t, ConnMsg::Status, 3000) {
+                            report.connections.push(s);
+                        }
+                    }
+                    let _ = reply.send(ApiReply::Status(report));
+                });
+            }
+            Api::Up { conn, child, wait } => {
+                let Some(c) = st.find(&conn) else {
+                    let _ = reply.send(no_conn(&conn));
+                    return;
+                };
+                let actor = c.actor.clone();
+                if !wait {
+                    let _ = actor.send_message(ConnMsg::Up { child, reply: None });
+                    let _ = reply.send(ApiReply::Ok(format!("initiating connection '{conn}'")));
+                    return;
+                }
+                tokio::spawn(async move {
+                    let r = actor
+                        .call(
+                            |port| ConnMsg::Up {
+                                child,
+                                reply: Some(port),
+                            },
+                            Some(Duration::from_secs(300)),
+                        )
+                        .await;
+                    let _ = reply.send(match r {
+                        Ok(ractor::rpc::CallResult::Success(Ok(m))) => ApiReply::Ok(m),
+                        Ok(ractor::rpc::CallResult::Success(Err(e))) => ApiReply::Err(e),
+                        _ => ApiReply::Err(format!("connection '{conn}': no result in time")),
+                    });
+                });
+            }
+            Api::Down(conn) | Api::Kill(conn) if st.find(&conn).is_none() => {
+                let _ = reply.send(no_conn(&conn));
+            }
+            Api::Down(conn) => {
+                let actor = st.find(&conn).expect("checked").actor.clone();
+                tokio::spawn(async move {
+                    let r = ractor::call_t!(actor, ConnMsg::Down, 30_000);
+                    let _ = reply.send(match r {
+                        Ok(Ok(m)) => ApiReply::Ok(m),
+                        Ok(Err(e)) => ApiReply::Err(e),
+                        Err(e) => ApiReply::Err(format!("connection '{conn}': {e}")),
+                    });
+                });
+            }
+            Api::Kill(conn) => {
+                let actor = st.find(&conn).expect("checked").actor.clone();
+                tokio::spawn(async move {
+                    let r = ractor::call_t!(actor, ConnMsg::Kill, 5_000);
+                    let _ = reply.send(match r {
+                        Ok(Ok(m)) => ApiReply::Ok(m),
+                        Ok(Err(e)) => ApiReply::Err(e),
+                        Err(e) => ApiReply::Err(format!("connection '{conn}': {e}")),
+                    });
+                });
+            }
+            Api::Add(spec) => {
+                if st.find(&spec.name).is_some() {
+                    let _ = reply.send(ApiReply::Err(format!(
+                        "connection '{}' already exists",
+                        spec.name
+                    )));
+                    return;
+                }
+                let name = spec.name.clone();
+                let r = st.start_conn(myself, Arc::new(*spec)).await;
+                let _ = reply.send(match r {
+                    Ok(()) => ApiReply::Ok(format!("connection '{name}' added")),
+                    Err(e) => ApiReply::Err(e),
+                });
+            }
+            Api::Replace(spec) => {
+                let name = spec.name.clone();
+                let existed = st.stop_conn(&name).await;
+                let r = st.start_conn(myself, Arc::new(*spec)).await;
+                let verb = if existed { "replaced" } else { "added" };
+                let _ = reply.send(match r {
+                    Ok(()) => ApiReply::Ok(format!("connection '{name}' {verb}")),
+                    Err(e) => ApiReply::Err(e),
+                });
+            }
+            Api::Delete(name) => {
+                let r = if st.stop_conn(&name).await {
+                    ApiReply::Ok(format!("connection '{name}' deleted"))
+                } else {
+                    no_conn(&name)
+                };
+                let _ = reply.send(r);
+            }
+            Api::Set(spec) => {
+                let name = spec.name.clone();
+                let Some(pos) = st.conns.iter().position(|c| c.spec.name == name) else {
+                    let _ = reply.send(no_conn(&name));
+                    return;
+                };
+                let spec = Arc::new(*spec);
+                st.conns[pos].spec = spec.clone();
+                let actor = st.conns[pos].actor.clone();
+                tokio::spawn(async move {
+                    let r = ractor::call_t!(
+                        actor,
+                        |p| ConnMsg::Set(Box::new((*spec).clone()), p),
+                        3000
+                    );
+                    let _ = reply.send(match r {
+                        Ok(Ok(m)) => ApiReply::Ok(m),
+                        Ok(Err(e)) => ApiReply::Err(e),
+                        Err(e) => ApiReply::Err(e.to_string()),
+                    });
+                });
+            }
+            Api::Stats => {
+                let mut stats = st.stats();
+                let sched = st.ctx.scheduler.clone();
+                tokio::spawn(async move {
+                    let s = sched.stats().await;
+                    stats.scheduler = SchedulerReport {
+                        key_computations_total: s.key_computations_total,
+                        queued: s.queued,
+                        in_flight: s.in_flight,
+                        rate_limit_per_sec: s.rate_limit_per_sec,
+                    };
+                    let _ = reply.send(ApiReply::Stats(Box::new(stats)));
+                });
+            }
+            Api::Impair { conn, kind } => {
+                let Some(c) = st.find(&conn) else {
+                    let _ = reply.send(no_conn(&conn));
+                    return;
+                };
+                let actor = c.actor.clone();
+                tokio::spawn(async move {
+                    let r = ractor::call_t!(actor, |p| ConnMsg::Impair { kind, reply: p }, 3000);
+                    let _ = reply.send(match r {
+                        Ok(Ok(m)) => ApiReply::Ok(m),
+                        Ok(Err(e)) => ApiReply::Err(e),
+                        Err(e) => ApiReply::Err(e.to_string()),
+                    });
+                });
+            }
+            Api::Names => {
+                let _ = reply.send(ApiReply::Names(
+                    st.conns.iter().map(|c| c.spec.name.clone()).collect(),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,907 @@
+//! The IKE SA actor: owns one `ike::sa::IkeSa`, its timers (retransmit,
+//! DPD, IKE rekey) and its CHILD SA actors.
+//!
+//! Key computations (DH, SKEYSEED, KEYMAT) never run on the actor's task:
+//! inputs that need them are processed on the blocking pool under a permit
+//! of the key-computation scheduler, with the `IkeSa` moved out and back
+//! (`Computed`). While it is out, further inputs wait in `deferred`; `Kill`
+//! and `Status` are answered at once regardless.
+//!
+//! Invariants: every SPI this actor registered in `ctx.spis` is removed
+//! when it stops; every CHILD SA it installed is removed from the dataplane
+//! when the CHILD SA is deleted or this actor stops (after a panic the
+//! Connection removes the connection's dataplane state instead).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ike::config::{display_identity, PeerConfig};
+use ike::crypto::SystemRandom;
+use ike::sa::{Accept, Command, Event, IkeSa, Responder, Transmit};
+use ike::wire::{ExchangeType, Header};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use runtime::scheduler::{HalfOpenGuard, Priority};
+use tokio::task::JoinHandle;
+
+use crate::child_sa::{ChildArgs, ChildMsg, ChildSaActor};
+use crate::connection::ConnMsg;
+use crate::ctx::CtxRef;
+use crate::spec::ConnSpec;
+use crate::status::{ChildStatus, IkeStatus};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How the actor comes to have an IKE SA.
+pub enum IkeStart {
+    Initiate {
+        local: SocketAddr,
+        remote: SocketAddr,
+        children: Vec<String>,
+    },
+    /// An IKE_SA_INIT request for us as responder.
+    Accept {
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: Vec<u8>,
+        candidates: Vec<Arc<PeerConfig>>,
+    },
+    /// A responder SA whose peer authenticated as this connection, handed
+    /// over by the actor that accepted it under another connection.
+    Adopt(Box<IkeSa>),
+}
+
+pub struct IkeArgs {
+    pub ctx: CtxRef,
+    pub spec: Arc<ConnSpec>,
+    pub conn: ActorRef<ConnMsg>,
+    pub start: IkeStart,
+}
+
+/// Fault injection (`vpnd --impair`, `vpnctl impair`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Impair {
+    pub drop_inbound_pct: u32,
+    pub drop_outbound_pct: u32,
+    pub duplicate_pct: u32,
+    pub corrupt_pct: u32,
+    pub delay_ms: u32,
+    pub stall: bool,
+}
+
+pub enum IkeMsg {
+    Start,
+    Datagram {
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: Vec<u8>,
+    },
+    Timer(u64),
+    Command(Command),
+    /// The SA is back from the blocking pool.
+    Computed(Option<Box<IkeSa>>),
+    Kill(RpcReplyPort<()>),
+    Status(RpcReplyPort<IkeStatus>),
+    Dpd,
+    Rekey,
+    Impair(Impair),
+    /// `vpnctl impair CONN panic`: panic in this actor's handler once.
+    Panic,
+    /// The scheduler's half-open slot for our initiation.
+    HalfOpen(HalfOpenGuard),
+}
+
+pub struct IkeSaActor;
+
+pub struct IkeState {
+    _alive: runtime::counters::AliveGuard,
+    ctx: CtxRef,
+    spec: Arc<ConnSpec>,
+    conn: ActorRef<ConnMsg>,
+    start: Option<IkeStart>,
+    sa: Option<Box<IkeSa>>,
+    busy: bool,
+    work: Option<JoinHandle<()>>,
+    deferred: VecDeque<IkeMsg>,
+    registered: Vec<u64>,
+    half_open_key: Option<(u64, SocketAddr)>,
+    children: HashMap<u32, (ActorRef<ChildMsg>, Instant)>,
+    timer_gen: u64,
+    timer_at: Option<Instant>,
+    timer: Option<JoinHandle<()>>,
+    dpd: Option<JoinHandle<()>>,
+    rekey: Option<JoinHandle<()>>,
+    guard: Option<HalfOpenGuard>,
+    half_open_counted: bool,
+    established: bool,
+    /// We started this SA (not a responder SA).
+    initiated: bool,
+    done: bool,
+    impair: Impair,
+    id: u64,
+    snapshot: IkeStatus,
+    span: tracing::Span,
+}
+
+fn needs_keys(data: &[u8]) -> Option<Priority> {
+    let h = Header::decode(data).ok()?;
+    match (h.exchange, h.is_response()) {
+        (ExchangeType::IKE_SA_INIT, true) => Some(Priority::Normal),
+        (ExchangeType::CREATE_CHILD_SA, false) => Some(Priority::High),
+        (ExchangeType::CREATE_CHILD_SA, true) => Some(Priority::Low),
+        _ => None,
+    }
+}
+
+fn roll(pct: u32) -> bool {
+    pct > 0 && runtime::backoff::rand01() * 100.0 < pct as f64
+}
+
+/// Send one datagram through the connection's impairments.
+async fn send_impaired(ctx: &CtxRef, impair: &Impair, t: Transmit) {
+    if impair.stall || roll(impair.drop_outbound_pct) {
+        return;
+    }
+    let mut t = t;
+    if roll(impair.corrupt_pct) && !t.data.is_empty() {
+        let i = (runtime::backoff::rand01() * t.data.len() as f64) as usize % t.data.len();
+        t.data[i] ^= 0x40;
+    }
+    let copies = if roll(impair.duplicate_pct) { 2 } else { 1 };
+    if impair.delay_ms > 0 {
+        let ctx = ctx.clone();
+        let delay = Duration::from_millis(impair.delay_ms as u64);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            for _ in 0..copies {
+                ctx.sockets.send(&t).await;
+            }
+        });
+        return;
+    }
+    for _ in 0..copies {
+        ctx.sockets.send(&t).await;
+    }
+}
+
+impl IkeState {
+    fn conn_name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn register(&mut self, myself: &ActorRef<IkeMsg>) {
+        let Some(sa) = self.sa.as_ref() else { return };
+        let spi = sa.local_spi();
+        if spi != 0 && !self.registered.contains(&spi) {
+            self.ctx.spis.insert(spi, myself.clone());
+            self.registered.push(spi);
+        }
+    }
+
+    fn unregister_all(&mut self) {
+        for spi in self.registered.drain(..) {
+            self.ctx.spis.remove(&spi);
+        }
+        if let Some(k) = self.half_open_key.take() {
+            self.ctx.half_open.remove(&k);
+        }
+    }
+
+    fn leave_half_open(&mut self) {
+        self.guard = None;
+        if self.half_open_counted {
+            self.half_open_counted = false;
+            self.ctx.half_open_sas.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Run a step that may compute keys on the blocking pool.
+    fn offload(
+        &mut self,
+        myself: &ActorRef<IkeMsg>,
+        priority: Priority,
+        step: impl FnOnce(&mut IkeSa) + Send + 'static,
+    ) {
+        let Some(mut sa) = self.sa.take() else { return };
+        self.busy = true;
+        let sched = self.ctx.scheduler.clone();
+        let me = myself.clone();
+        self.work = Some(tokio::spawn(async move {
+            let sa = sched
+                .compute(priority, move || {
+                    step(&mut sa);
+                    sa
+                })
+                .await;
+            let _ = me.send_message(IkeMsg::Computed(Some(sa)));
+        }));
+    }
+
+    fn arm_timer(&mut self, myself: &ActorRef<IkeMsg>) {
+        let next = self.sa.as_ref().and_then(|s| s.poll_timeout());
+        if next == self.timer_at {
+            return;
+        }
+        if let Some(t) = self.timer.take() {
+            t.abort();
+        }
+        self.timer_at = next;
+        self.timer_gen += 1;
+        if let Some(at) = next {
+            let gen = self.timer_gen;
+            let me = myself.clone();
+            let at = tokio::time::Instant::from_std(at);
+            self.timer = Some(tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let _ = me.send_message(IkeMsg::Timer(gen));
+            }));
+        }
+    }
+
+    fn arm_periodic(&mut self, myself: &ActorRef<IkeMsg>) {
+        if let Some(h) = self.dpd.take() {
+            h.abort();
+        }
+        if let Some(h) = self.rekey.take() {
+            h.abort();
+        }
+        if !self.spec.dpd_delay.is_zero() {
+            let me = myself.clone();
+            let d = self.spec.dpd_delay;
+            self.dpd = Some(tokio::spawn(async move {
+                let mut iv = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+                loop {
+                    iv.tick().await;
+                    if me.send_message(IkeMsg::Dpd).is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        if !self.spec.rekey_time.is_zero() {
+            let me = myself.clone();
+            let d = runtime::backoff::jitter(
+                self.spec.rekey_time,
+                self.spec.jitter_pct,
+                runtime::backoff::rand01(),
+            );
+            self.rekey = Some(tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                let _ = me.send_message(IkeMsg::Rekey);
+            }));
+        }
+    }
+
+    fn refresh_snapshot(&mut self) {
+        let Some(sa) = self.sa.as_ref() else { return };
+        let now = runtime::clock::now();
+        let children = sa
+            .child_sas()
+            .map(|(c, state)| {
+                let counters = self.ctx.dataplane.counters(c.spi_in).unwrap_or_default();
+                let installed = self.children.get(&c.spi_in);
+                ChildStatus {
+                    name: c.name.clone(),
+                    state: if installed.is_some() {
+                        state.to_string()
+                    } else {
+                        "installing".into()
+                    },
+                    reqid: self.ctx.reqid(&self.spec.name, &c.name),
+                    spi_in: format!("{:08x}", c.spi_in),
+                    spi_out: format!("{:08x}", c.spi_out),
+                    local_ts: c
+                        .local_ts
+                        .iter()
+                        .map(|t| ike::ts::Display(t).to_string())
+                        .collect(),
+                    remote_ts: c
+                        .remote_ts
+                        .iter()
+                        .map(|t| ike::ts::Display(t).to_string())
+                        .collect(),
+                    proposal: c.proposal.describe(),
+                    mode: format!("{:?}", c.mode).to_uppercase(),
+                    installed_secs: installed
+                        .map(|(_, t)| now.saturating_duration_since(*t).as_secs())
+                        .unwrap_or(0),
+                    bytes_in: counters.bytes_in,
+                    bytes_out: counters.bytes_out,
+                    packets_in: counters.packets_in,
+                    packets_out: counters.packets_out,
+                }
+            })
+            .collect();
+        let fmt_addr = |a: SocketAddr| format!("{}[{}]", a.ip(), a.port());
+        self.snapshot = IkeStatus {
+            id: self.id,
+            state: sa.state().to_string(),
+            local: fmt_addr(sa.local_addr()),
+            remote: fmt_addr(sa.remote_addr()),
+            local_id: sa.local_id().map(display_identity).unwrap_or_default(),
+            remote_id: sa.remote_id().map(display_identity).unwrap_or_default(),
+            proposal: sa.proposal().map(|p| p.describe()).unwrap_or_default(),
+            established_secs: sa
+                .established_at()
+                .map(|t| now.saturating_duration_since(t).as_secs())
+                .unwrap_or(0),
+            initiator: sa.is_initiator(),
+            spi_i: format!("{:016x}", sa.spi_i()),
+            spi_r: format!("{:016x}", sa.spi_r()),
+            encap: sa.encap(),
+            child_sas: children,
+        };
+    }
+
+    /// After any input: send, react to events, re-arm the timer.
+    async fn after_step(&mut self, myself: &ActorRef<IkeMsg>) -> Result<(), ActorProcessingErr> {
+        while let Some(sa) = self.sa.as_mut() {
+            let transmits: Vec<Transmit> = std::iter::from_fn(|| sa.poll_transmit()).collect();
+            for t in transmits {
+                send_impaired(&self.ctx, &self.impair, t).await;
+            }
+            let ev = match self.sa.as_mut() {
+                Some(sa) => sa.poll_event(),
+                None => break,
+            };
+            let Some(ev) = ev else { break };
+            self.handle_event(myself, ev).await?;
+            if self.done {
+                return Ok(());
+            }
+        }
+        self.register(myself);
+        self.arm_timer(myself);
+        self.refresh_snapshot();
+        Ok(())
+    }
+
+    async fn handle_event(
+        &mut self,
+        myself: &ActorRef<IkeMsg>,
+        ev: Event,
+    ) -> Result<(), ActorProcessingErr> {
+        let conn = self.spec.name.clone();
+        match ev {
+            Event::Established {
+                name,
+                proposal,
+                remote_id,
+                ..
+            } => {
+                if name != conn {
+                    // A responder SA whose peer is another connection's:
+                    // hand it over so it lives in that connection's subtree.
+                    let sa = self.sa.take().expect("sa");
+                    self.unregister_all();
+                    self.leave_half_open();
+                    if let Some(d) = self.ctx.daemon.get() {
+                        let _ = d.send_message(crate::daemon::DaemonMsg::Adopt { conn: name, sa });
+                    }
+                    self.done = true;
+                    myself.stop(Some("handed over".into()));
+                    return Ok(());
+                }
+                self.established = true;
+                self.leave_half_open();
+                if let Some(k) = self.half_open_key.take() {
+                    self.ctx.half_open.remove(&k);
+                }
+                self.ctx.event(
+                    Some(&conn),
+                    "state",
+                    format!(
+                        "IKE SA #{} established with '{}' using {}",
+                        self.id,
+                        display_identity(&remote_id),
+                        proposal.describe()
+                    ),
+                );
+                self.arm_periodic(myself);
+                let _ = self.conn.send_message(ConnMsg::IkeUp {
+                    ike: myself.get_id(),
+                });
+            }
+            Event::ChildReady(child) => {
+                let reqid = self.ctx.reqid(&conn, &child.name);
+                let spi_in = child.spi_in;
+                let name = child.name.clone();
+                let rekey = self
+                    .spec
+                    .child_rekey
+                    .get(&name)
+                    .copied()
+                    .unwrap_or_default();
+                let rekey_of = child.rekey_of;
+                let args = ChildArgs {
+                    ctx: self.ctx.clone(),
+                    conn: conn.clone(),
+                    sa: *child,
+                    reqid,
+                    rekey_after: (!rekey.is_zero()).then(|| {
+                        runtime::backoff::jitter(
+                            rekey,
+                            self.spec.jitter_pct,
+                            runtime::backoff::rand01(),
+                        )
+                    }),
+                    parent: myself.clone(),
+                };
+                match Actor::spawn_linked(None, ChildSaActor, args, myself.get_cell()).await {
+                    Ok((child_ref, _)) => {
+                        self.children
+                            .insert(spi_in, (child_ref, runtime::clock::now()));
+                        let what = if rekey_of.is_some() {
+                            "rekeyed"
+                        } else {
+                            "installed"
+                        };
+                        self.ctx.event(
+                            Some(&conn),
+                            "child",
+                            format!("CHILD SA '{name}' {what}: SPI in {spi_in:08x}, reqid {reqid}"),
+                        );
+                        if rekey_of.is_none() {
+                            let _ = self.conn.send_message(ConnMsg::ChildUp { child: name });
+                        }
+                    }
+                    Err(e) => {
+                        let reason = format!("CHILD SA '{name}' could not be installed: {e}");
+                        self.ctx.event(Some(&conn), "error", reason.clone());
+                        let _ = self.conn.send_message(ConnMsg::ChildFailed {
+                            child: name,
+                            reason,
+                        });
+                        if let Some(sa) = self.sa.as_mut() {
+                            sa.handle_command(
+                                runtime::clock::now(),
+                                Command::DeleteChild { spi_in },
+                            );
+                        }
+                    }
+                }
+            }
+            Event::ChildFailed { name, reason } => {
+                self.ctx.event(Some(&conn), "error", reason.clone());
+                let _ = self.conn.send_message(ConnMsg::ChildFailed {
+                    child: name,
+                    reason,
+                });
+            }
+            Event::ChildDeleted {
+                name,
+                spi_in,
+                reason,
+                ..
+            } => {
+                if let Some((child, _)) = self.children.remove(&spi_in) {
+                    let _ = self.ctx.dataplane.remove_sa(&conn, spi_in);
+                    let _ = child.send_message(ChildMsg::Removed);
+                }
+                self.ctx.event(
+                    Some(&conn),
+                    "child",
+                    format!("CHILD SA '{name}' {spi_in:08x} deleted: {reason}"),
+                );
+            }
+            Event::IkeRekeyed {
+                spi_i,
+                spi_r,
+                proposal,
+                ..
+            } => {
+                self.register(myself);
+                self.arm_periodic(myself);
+                self.ctx.event(
+                    Some(&conn),
+                    "state",
+                    format!(
+                        "IKE SA #{} rekeyed: SPIs {spi_i:016x}_i {spi_r:016x}_r, {}",
+                        self.id,
+                        proposal.describe()
+                    ),
+                );
+            }
+            Event::Retired { spi_i, spi_r } => {
+                // Whichever of the old SPIs we registered goes.
+                for spi in [spi_i, spi_r] {
+                    if let Some(i) = self.registered.iter().position(|s| *s == spi) {
+                        self.registered.remove(i);
+                        self.ctx.spis.remove(&spi);
+                    }
+                }
+            }
+            Event::ExchangeFailed { exchange, reason } => {
+                self.ctx
+                    .event(Some(&conn), "error", format!("{exchange} failed: {reason}"));
+            }
+            Event::Alive => {}
+            Event::Closed {
+                reason,
+                was_established,
+            } => {
+                let peer = match self.sa.as_ref().and_then(|s| s.remote_id()) {
+                    Some(id) => display_identity(id),
+                    None => self
+                        .spec
+                        .peer
+                        .remote_id
+                        .as_ref()
+                        .map(display_identity)
+                        .unwrap_or_else(|| "%any".into()),
+                };
+                self.ctx.event(
+                    Some(&conn),
+                    "state",
+                    format!("IKE SA #{} with '{peer}' closed: {reason}", self.id),
+                );
+                self.finish();
+                let _ = self.conn.send_message(ConnMsg::IkeClosed {
+                    ike: myself.get_id(),
+                    reason: reason.to_string(),
+                    timeout: matches!(reason, ike::sa::Reason::Timeout { .. }),
+                    was_established,
+                    initiated: self.initiated,
+                });
+                self.done = true;
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove everything this SA holds: SPIs, CHILD SAs in the dataplane,
+    /// timers and work in flight.
+    fn finish(&mut self) {
+        for (spi, (child, _)) in self.children.drain() {
+            let _ = self.ctx.dataplane.remove_sa(&self.spec.name, spi);
+            let _ = child.send_message(ChildMsg::Removed);
+        }
+        self.unregister_all();
+        self.leave_half_open();
+        for h in [
+            self.timer.take(),
+            self.dpd.take(),
+            self.rekey.take(),
+            self.work.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            h.abort();
+        }
+    }
+
+    async fn handle_input(
+        &mut self,
+        myself: &ActorRef<IkeMsg>,
+        msg: IkeMsg,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = runtime::clock::now();
+        match msg {
+            IkeMsg::Datagram {
+                local,
+                remote,
+                data,
+            } => {
+                if self.impair.stall || roll(self.impair.drop_inbound_pct) {
+                    return Ok(());
+                }
+                match needs_keys(&data) {
+                    Some(p) => self.offload(myself, p, move |sa| {
+                        if let Err(e) =
+                            sa.handle_datagram(runtime::clock::now(), local, remote, &data)
+                        {
+                            tracing::debug!("datagram rejected: {e}");
+                        }
+                    }),
+                    None => {
+                        let sa = self.sa.as_mut().expect("not busy");
+                        if let Err(e) = sa.handle_datagram(now, local, remote, &data) {
+                            tracing::debug!("datagram rejected: {e}");
+                            if matches!(e, ike::sa::DatagramError::Malformed(_)) {
+                                self.ctx.malformed();
+                            }
+                        }
+                    }
+                }
+            }
+            IkeMsg::Timer(gen) if gen == self.timer_gen => {
+                self.timer_at = None;
+                if let Some(sa) = self.sa.as_mut() {
+                    sa.handle_timeout(now);
+                }
+            }
+            IkeMsg::Command(cmd) => {
+                let heavy = matches!(
+                    cmd,
+                    Command::CreateChild { .. } | Command::RekeyChild { .. } | Command::RekeyIke
+                );
+                if heavy {
+                    self.offload(myself, Priority::Low, move |sa| {
+                        sa.handle_command(runtime::clock::now(), cmd)
+                    });
+                } else if let Some(sa) = self.sa.as_mut() {
+                    sa.handle_command(now, cmd);
+                }
+            }
+            IkeMsg::Dpd if self.established => {
+                if let Some(sa) = self.sa.as_mut() {
+                    sa.handle_command(now, Command::Liveness);
+                }
+            }
+            IkeMsg::Rekey if self.established => {
+                self.offload(myself, Priority::Low, |sa| {
+                    sa.handle_command(runtime::clock::now(), Command::RekeyIke)
+                });
+            }
+            _ => {}
+        }
+        if !self.busy {
+            self.after_step(myself).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Actor for IkeSaActor {
+    type Msg = IkeMsg;
+    type State = IkeState;
+    type Arguments = IkeArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<IkeMsg>,
+        args: IkeArgs,
+    ) -> Result<IkeState, ActorProcessingErr> {
+        args.ctx.ike_sas.fetch_add(1, Ordering::Relaxed);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("ike", conn = %args.spec.name, id);
+        let mut half_open_key = None;
+        let mut half_open_counted = false;
+        if let IkeStart::Accept { remote, data, .. } = &args.start {
+            if let Ok(h) = Header::decode(data) {
+                args.ctx
+                    .half_open
+                    .insert((h.spi_i, *remote), myself.clone());
+                half_open_key = Some((h.spi_i, *remote));
+            }
+        }
+        if !matches!(args.start, IkeStart::Adopt(_)) {
+            args.ctx.half_open_sas.fetch_add(1, Ordering::Relaxed);
+            half_open_counted = true;
+        }
+        let initiated = matches!(args.start, IkeStart::Initiate { .. });
+        let _ = myself.send_message(IkeMsg::Start);
+        Ok(IkeState {
+            _alive: runtime::counters::AliveGuard::new(),
+            ctx: args.ctx,
+            spec: args.spec,
+            conn: args.conn,
+            start: Some(args.start),
+            sa: None,
+            busy: true,
+            work: None,
+            deferred: VecDeque::new(),
+            registered: Vec::new(),
+            half_open_key,
+            children: HashMap::new(),
+            timer_gen: 0,
+            timer_at: None,
+            timer: None,
+            dpd: None,
+            rekey: None,
+            guard: None,
+            half_open_counted,
+            established: false,
+            initiated,
+            done: false,
+            impair: Impair::default(),
+            id,
+            snapshot: IkeStatus {
+                id,
+                state: "connecting".into(),
+                local: String::new(),
+                remote: String::new(),
+                local_id: String::new(),
+                remote_id: String::new(),
+                proposal: String::new(),
+                established_secs: 0,
+                initiator: true,
+                spi_i: String::new(),
+                spi_r: String::new(),
+                encap: false,
+                child_sas: Vec::new(),
+            },
+            span,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<IkeMsg>,
+        msg: IkeMsg,
+        st: &mut IkeState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = st.span.clone();
+        let _enter = span.enter();
+        if st.done {
+            return Ok(());
+        }
+        match msg {
+            IkeMsg::Start => {
+                let start = st.start.take().expect("started once");
+                match start {
+                    IkeStart::Initiate {
+                        local,
+                        remote,
+                        children,
+                    } => {
+                        let sched = st.ctx.scheduler.clone();
+                        let peer = st.spec.peer.clone();
+                        let me = myself.clone();
+                        let ctx_events = st.ctx.clone();
+                        let conn = st.spec.name.clone();
+                        st.work = Some(tokio::spawn(async move {
+                            // Pace bring-up under the peer's half-open limits.
+                            let guard = sched.half_open(remote.ip()).await;
+                            ctx_events.event(
+                                Some(&conn),
+                                "state",
+                                format!("initiating to {remote}"),
+                            );
+                            let sa = sched
+                                .compute(Priority::Normal, move || {
+                                    let names: Vec<&str> =
+                                        children.iter().map(String::as_str).collect();
+                                    IkeSa::initiate(
+                                        runtime::clock::now(),
+                                        peer,
+                                        local,
+                                        remote,
+                                        Box::new(SystemRandom::new()),
+                                        &names,
+                                    )
+                                })
+                                .await;
+                            let _ = me.send_message(IkeMsg::Computed(Some(Box::new(sa))));
+                            // The half-open slot is held until the SA is
+                            // established or gone.
+                            let _ = me.send_message(IkeMsg::HalfOpen(guard));
+                        }));
+                    }
+                    IkeStart::Accept {
+                        local,
+                        remote,
+                        data,
+                        candidates,
+                    } => {
+                        let sched = st.ctx.scheduler.clone();
+                        let me = myself.clone();
+                        let ctx = st.ctx.clone();
+                        st.work = Some(tokio::spawn(async move {
+                            let outcome = sched
+                                .compute(Priority::High, move || {
+                                    let params = Responder {
+                                        local,
+                                        remote,
+                                        candidates,
+                                        require_cookie: None,
+                                    };
+                                    IkeSa::accept(
+                                        runtime::clock::now(),
+                                        params,
+                                        Box::new(SystemRandom::new()),
+                                        &data,
+                                    )
+                                })
+                                .await;
+                            match outcome {
+                                Accept::Created(sa) => {
+                                    let _ = me.send_message(IkeMsg::Computed(Some(sa)));
+                                }
+                                Accept::Reply(t, why) => {
+                                    tracing::info!(%remote, "IKE_SA_INIT from {remote} answered without state: {why}");
+                                    ctx.sockets.send(&t).await;
+                                    let _ = me.send_message(IkeMsg::Computed(None));
+                                }
+                                Accept::Ignore(why) => {
+                                    tracing::info!(%remote, "IKE_SA_INIT ignored: {why}");
+                                    ctx.malformed();
+                                    let _ = me.send_message(IkeMsg::Computed(None));
+                                }
+                            }
+                        }));
+                    }
+                    IkeStart::Adopt(sa) => {
+                        st.sa = Some(sa);
+                        st.busy = false;
+                        st.after_step(&myself).await?;
+                    }
+                }
+            }
+            IkeMsg::Computed(sa) => {
+                st.work = None;
+                st.busy = false;
+                match sa {
+                    Some(sa) => st.sa = Some(sa),
+                    None => {
+                        // Stateless answer or refusal: nothing to keep.
+                        st.finish();
+                        st.done = true;
+                        let _ = st.conn.send_message(ConnMsg::IkeClosed {
+                            ike: myself.get_id(),
+                            reason: "IKE_SA_INIT refused".into(),
+                            timeout: false,
+                            was_established: false,
+                            initiated: st.initiated,
+                        });
+                        myself.stop(None);
+                        return Ok(());
+                    }
+                }
+                st.after_step(&myself).await?;
+                while !st.busy && !st.done {
+                    let Some(m) = st.deferred.pop_front() else {
+                        break;
+                    };
+                    st.handle_input(&myself, m).await?;
+                }
+            }
+            IkeMsg::Kill(reply) => {
+                let transmits: Vec<Transmit> = match st.sa.as_mut() {
+                    Some(sa) => {
+                        sa.kill(runtime::clock::now());
+                        std::iter::from_fn(|| sa.poll_transmit()).collect()
+                    }
+                    None => Vec::new(),
+                };
+                for t in transmits {
+                    st.ctx.sockets.send(&t).await;
+                }
+                st.finish();
+                st.done = true;
+                let _ = reply.send(());
+                myself.stop(Some("killed".into()));
+            }
+            IkeMsg::Status(reply) => {
+                if !st.busy {
+                    st.refresh_snapshot();
+                }
+                let _ = reply.send(st.snapshot.clone());
+            }
+            IkeMsg::Impair(i) => st.impair = i,
+            IkeMsg::HalfOpen(guard) => {
+                if !st.established {
+                    st.guard = Some(guard);
+                }
+            }
+            IkeMsg::Panic => {
+                panic!(
+                    "impair: injected panic in IKE SA actor of '{}'",
+                    st.conn_name()
+                );
+            }
+            other => {
+                if st.busy {
+                    st.deferred.push_back(other);
+                } else {
+                    st.handle_input(&myself, other).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<IkeMsg>,
+        st: &mut IkeState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.finish();
+        st.ctx.ike_sas.fetch_sub(1, Ordering::Relaxed);
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! UDP sockets on 500 and 4500 for every listen address, and the receive
+//! path: non-ESP marker on 4500 (RFC 3948 §2.2), SPI demultiplexing, the
+//! responder path for new IKE_SA_INIT requests, and counting of malformed
+//! datagrams (which are dropped, never a panic).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use ike::sa::{local_spi_of, Transmit};
+use ike::wire::{ExchangeType, Header};
+use tokio::net::UdpSocket;
+
+use crate::ctx::CtxRef;
+use crate::daemon::DaemonMsg;
+use crate::ike_sa::IkeMsg;
+
+pub const IKE_PORT: u16 = 500;
+pub const NATT_PORT: u16 = 4500;
+
+struct Bound {
+    ip: IpAddr,
+    ike: Arc<UdpSocket>,
+    natt: Arc<UdpSocket>,
+}
+
+/// The daemon's IKE sockets.
+pub struct Sockets {
+    bound: Vec<Bound>,
+}
+
+impl Sockets {
+    /// Bind 500 and 4500 on each address (all IPv4 addresses when empty).
+    pub async fn bind(listen: &[IpAddr]) -> std::io::Result<Sockets> {
+        let addrs: Vec<IpAddr> = if listen.is_empty() {
+            vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
+        } else {
+            listen.to_vec()
+        };
+        let mut bound = Vec::new();
+        for ip in addrs {
+            let ike = UdpSocket::bind(SocketAddr::new(ip, IKE_PORT))
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("bind {ip}:{IKE_PORT}: {e}")))?;
+            let natt = UdpSocket::bind(SocketAddr::new(ip, NATT_PORT))
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("bind {ip}:{NATT_PORT}: {e}"))
+                })?;
+            bound.push(Bound {
+                ip,
+                ike: Arc::new(ike),
+                natt: Arc::new(natt),
+            });
+        }
+        Ok(Sockets { bound })
+    }
+
+    /// The addresses we listen on (for picking a source address).
+    pub fn addrs(&self) -> Vec<IpAddr> {
+        self.bound.iter().map(|b| b.ip).collect()
+    }
+
+    fn pick(&self, local: IpAddr) -> Option<&Bound> {
+        self.bound.iter().find(|b| b.ip == local).or_else(|| {
+            self.bound
+                .iter()
+                .find(|b| b.ip.is_unspecified() && b.ip.is_ipv4() == local.is_ipv4())
+        })
+    }
+
+    /// Send one IKE datagram (with the non-ESP marker when on 4500).
+    pub async fn send(&self, t: &Transmit) {
+        let Some(b) = self.pick(t.local.ip()) else {
+            tracing::warn!(local = %t.local, "no socket bound for this local address");
+            return;
+        };
+        let r = if t.non_esp_marker {
+            let mut d = Vec::with_capacity(4 + t.data.len());
+            d.extend_from_slice(&[0, 0, 0, 0]);
+            d.extend_from_slice(&t.data);
+            b.natt.send_to(&d, t.remote).await
+        } else {
+            b.ike.send_to(&t.data, t.remote).await
+        };
+        if let Err(e) = r {
+            tracing::debug!(remote = %t.remote, "send failed: {e}");
+        }
+    }
+
+    /// Start the receive tasks. They end when the runtime shuts down.
+    pub fn spawn_readers(&self, ctx: CtxRef) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for b in &self.bound {
+            for (sock, natt) in [(b.ike.clone(), false), (b.natt.clone(), true)] {
+                let ctx = ctx.clone();
+                let ip = b.ip;
+                tasks.push(tokio::spawn(async move {
+                    let port = if natt { NATT_PORT } else { IKE_PORT };
+                    let local = SocketAddr::new(ip, port);
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        match sock.recv_from(&mut buf).await {
+                            Ok((n, from)) => receive(&ctx, local, from, &buf[..n], natt),
+                            Err(e) => {
+                                tracing::debug!("recv on {local}: {e}");
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+        tasks
+    }
+}
+
+/// Route one received datagram. Never panics on any input.
+pub fn receive(ctx: &CtxRef, local: SocketAddr, from: SocketAddr, data: &[u8], natt: bool) {
+    let data = if natt {
+        if data == [0xff] {
+            return; // NAT keepalive (RFC 3948 §2.3)
+        }
+        match data.strip_prefix(&[0, 0, 0, 0]) {
+            Some(d) => d,
+            None => {
+                // ESP-in-UDP: the userspace dataplane takes these (later);
+                // with kernel dataplanes the kernel consumes them first.
+                if data.len() < 8 {
+                    ctx.malformed();
+                }
+                return;
+            }
+        }
+    } else {
+        data
+    };
+    let header = match Header::decode(data) {
+        Ok(h) => h,
+        Err(_) => {
+            ctx.malformed();
+            return;
+        }
+    };
+    if header.length as usize != data.len() {
+        ctx.malformed();
+        return;
+    }
+    let msg = IkeMsg::Datagram {
+        local,
+        remote: from,
+        data: data.to_vec(),
+    };
+    if let Some(spi) = local_spi_of(&header) {
+        match ctx.spis.get(&spi) {
+            Some(actor) => {
+                let _ = actor.send_message(msg);
+            }
+            None => {
+                tracing::debug!(spi = format_args!("{spi:016x}"), %from, "datagram for unknown IKE SA")
+            }
+        }
+        return;
+    }
+    if header.exchange != ExchangeType::IKE_SA_INIT || header.is_response() {
+        ctx.malformed();
+        return;
+    }
+    if let Some(actor) = ctx.half_open.get(&(header.spi_i, from)) {
+        let _ = actor.send_message(msg);
+        return;
+    }
+    if let Some(d) = ctx.daemon.get() {
+        let _ = d.send_message(DaemonMsg::Incoming {
+            local,
+            remote: from,
+            data: data.to_vec(),
+        });
+    }
+}

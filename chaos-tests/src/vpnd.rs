@@ -1,0 +1,168 @@
+//! vpnd in a lab namespace: write its config, start it, talk to it with
+//! vpnctl, read its status as JSON.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::lab::{Lab, Ns};
+
+/// Where the workspace's binaries are; built once per test process so a
+/// test never runs a stale vpnd.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        // target/<profile>/deps/<test> → target/<profile>
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "control", "--bins", "--manifest-path"])
+            .arg(&manifest)
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building vpnd and vpnctl failed");
+        dir
+    })
+}
+
+/// A vpnd started in a namespace.
+pub struct Vpnd {
+    pub name: String,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+}
+
+/// vpnctl's exit status and output.
+#[derive(Debug)]
+pub struct Ctl {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ctl {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+impl Vpnd {
+    /// Write `config` (TOML; `@DIR@` is replaced by the instance directory)
+    /// and `secrets` (secrets.toml, mode 0600), then start vpnd in `ns` and
+    /// wait for its control socket.
+    pub fn start(
+        lab: &mut Lab,
+        ns: &Ns,
+        name: &str,
+        config: &str,
+        secrets: &str,
+        extra_args: &[&str],
+    ) -> Vpnd {
+        let v = Self::prepare(lab, name, config, secrets);
+        v.launch(lab, ns, extra_args);
+        assert!(
+            Lab::wait_until(Duration::from_secs(10), || v.ctl(&["stats", "--json"]).ok()),
+            "vpnd '{name}' did not come up:\n{}",
+            lab.log(name)
+        );
+        v
+    }
+
+    /// Write the files without starting.
+    pub fn prepare(lab: &Lab, name: &str, config: &str, secrets: &str) -> Vpnd {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = lab.dir().join(name);
+        std::fs::create_dir_all(&dir).expect("vpnd dir");
+        let config_path = dir.join("vpnd.toml");
+        std::fs::write(
+            &config_path,
+            config.replace("@DIR@", dir.to_str().expect("utf-8")),
+        )
+        .expect("config");
+        let secrets_path = dir.join("secrets.toml");
+        std::fs::write(&secrets_path, secrets).expect("secrets");
+        std::fs::set_permissions(&secrets_path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        Vpnd {
+            name: name.to_string(),
+            socket: dir.join("vpnd.sock"),
+            config: config_path,
+            dir,
+        }
+    }
+
+    pub fn launch(&self, lab: &mut Lab, ns: &Ns, extra_args: &[&str]) {
+        let bin = bin_dir().join("vpnd");
+        let mut argv = vec![
+            bin.to_str().expect("utf-8"),
+            "--config",
+            self.config.to_str().expect("utf-8"),
+            "--socket",
+            self.socket.to_str().expect("utf-8"),
+        ];
+        argv.extend_from_slice(extra_args);
+        lab.spawn(ns, &self.name, &argv, &[("RUST_LOG", "info,ike=debug")]);
+    }
+
+    /// Run vpnctl against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Ctl {
+        let out = Command::new(bin_dir().join("vpnctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("vpnctl");
+        Ctl {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn status(&self) -> Value {
+        let c = self.ctl(&["status", "--json"]);
+        assert!(c.ok(), "vpnctl status failed: {c:?}");
+        serde_json::from_str(&c.stdout).expect("status json")
+    }
+
+    pub fn stats(&self) -> Value {
+        let c = self.ctl(&["stats", "--json"]);
+        assert!(c.ok(), "vpnctl stats failed: {c:?}");
+        serde_json::from_str(&c.stdout).expect("stats json")
+    }
+
+    /// CHILD SAs in state "installed" across all connections.
+    pub fn installed_children(&self) -> usize {
+        let s = self.status();
+        s["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["ike_sas"].as_array().into_iter().flatten())
+            .flat_map(|i| i["child_sas"].as_array().into_iter().flatten())
+            .filter(|ch| ch["state"] == "installed")
+            .count()
+    }
+
+    /// The status object of one connection.
+    pub fn conn(&self, name: &str) -> Value {
+        let s = self.status();
+        s["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+}

@@ -1,0 +1,110 @@
+//! vpnd: the IKEv2 keying daemon. Runs in the foreground, logs to stderr.
+//!
+//! vpnd [--config PATH] [--socket PATH] [--log-format text|json] [--impair]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actors::{DaemonHandle, DaemonSettings};
+use clap::Parser;
+use control::config::{self, Dataplane};
+use control::server::{self, Server};
+use kernel::NoneDataplane;
+use runtime::scheduler::SchedulerConfig;
+
+#[derive(Parser, Debug)]
+#[command(name = "vpnd", version, about = "IKEv2/IPsec keying daemon")]
+struct Args {
+    /// Configuration file.
+    #[arg(long, default_value = "/etc/vpnd/vpnd.toml")]
+    config: PathBuf,
+    /// Control socket.
+    #[arg(long, default_value = "/run/vpnd/vpnd.sock")]
+    socket: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Allow fault injection through `vpnctl impair` (tests only).
+    #[arg(long)]
+    impair: bool,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    if let Err(e) = run(args).await {
+        eprintln!("vpnd: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let cfg = config::load(&args.config).map_err(|e| format!("invalid configuration:\n{e}"))?;
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let dataplane: Arc<dyn kernel::Dataplane> = match cfg.daemon.dataplane {
+        Dataplane::None => Arc::new(NoneDataplane::new()),
+        Dataplane::Auto => {
+            tracing::warn!("dataplane 'auto': no kernel or userspace ESP backend in this build yet; using 'none'");
+            Arc::new(NoneDataplane::new())
+        }
+        other => {
+            return Err(format!(
+                "{}: daemon.dataplane: '{}' is not available in this build yet (use \"none\")",
+                cfg.main_file.display(),
+                other.as_str()
+            ))
+        }
+    };
+    let specs = control::convert::specs(&cfg)?;
+    let settings = DaemonSettings {
+        listen: cfg.daemon.listen.clone(),
+        dataplane,
+        scheduler: SchedulerConfig {
+            key_computations_per_sec: cfg.scheduler.key_computations_per_sec,
+            max_concurrent: cfg.scheduler.max_concurrent,
+            max_half_open_per_peer: cfg.scheduler.max_half_open_per_peer,
+        },
+        impair: args.impair,
+    };
+    let listener = server::bind(&args.socket, cfg.daemon.socket_group.as_deref())?;
+    let n = specs.len();
+    let daemon = Arc::new(DaemonHandle::start(settings, specs).await?);
+    tracing::info!(
+        connections = n,
+        socket = %args.socket.display(),
+        "vpnd started"
+    );
+    let server = Server::new(daemon.clone(), cfg);
+    let serve = tokio::spawn(server.serve(listener));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    serve.abort();
+    let _ = std::fs::remove_file(&args.socket);
+    match Arc::try_unwrap(daemon) {
+        Ok(d) => d.shutdown().await,
+        Err(_) => tracing::warn!("daemon still referenced at shutdown"),
+    }
+    Ok(())
+}

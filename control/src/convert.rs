@@ -1,0 +1,82 @@
+//! From configuration to what the daemon runs: `ConnectionConfig` →
+//! `actors::ConnSpec`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actors::{Auto as SpecAuto, ConnSpec, DpdAction as SpecDpd};
+use runtime::retry::RetryPolicy;
+
+use crate::config::{Auto, Config, ConnectionConfig, DpdAction, RemoteAddr};
+use crate::secrets::Secrets;
+
+/// The daemon's view of a connection; `None` for `auto = "ignore"`.
+pub fn to_spec(
+    c: &ConnectionConfig,
+    secrets: &Secrets,
+    jitter_pct: u32,
+) -> Result<Option<ConnSpec>, String> {
+    let auto = match c.auto {
+        Auto::Ignore => return Ok(None),
+        Auto::Start => SpecAuto::Start,
+        Auto::Route => SpecAuto::Route,
+        Auto::Add => SpecAuto::Add,
+    };
+    let peer = c.to_peer_config(secrets).map_err(|e| {
+        format!(
+            "{}:{}: connections.{}: {e}",
+            c.file.display(),
+            c.line,
+            c.name
+        )
+    })?;
+    Ok(Some(ConnSpec {
+        name: c.name.clone(),
+        peer: Arc::new(peer),
+        auto,
+        local_addrs: c.local_addrs.clone(),
+        remote_addrs: c
+            .remote_addrs
+            .iter()
+            .map(|r| match r {
+                RemoteAddr::Ip(a) => Some(*a),
+                RemoteAddr::Any => None,
+            })
+            .collect(),
+        retry: RetryPolicy {
+            keyingtries: c.keyingtries,
+            retry_base: c.retry_base,
+            retry_max: c.retry_max,
+            jitter_pct,
+        },
+        dpd_delay: c.dpd_delay,
+        dpd_action: match c.dpd_action {
+            DpdAction::Clear => SpecDpd::Clear,
+            DpdAction::Hold => SpecDpd::Hold,
+            DpdAction::Restart => SpecDpd::Restart,
+        },
+        rekey_time: c.rekey_time,
+        child_rekey: c
+            .children
+            .iter()
+            .map(|ch| (ch.name.clone(), ch.rekey_time))
+            .collect(),
+        updown: c
+            .children
+            .iter()
+            .filter_map(|ch| ch.updown.clone().map(|u| (ch.name.clone(), u)))
+            .collect::<HashMap<_, _>>(),
+        jitter_pct,
+    }))
+}
+
+/// Every connection of `cfg` the daemon runs.
+pub fn specs(cfg: &Config) -> Result<Vec<ConnSpec>, String> {
+    let mut out = Vec::new();
+    for c in &cfg.connections {
+        if let Some(s) = to_spec(c, &cfg.secrets, cfg.scheduler.rekey_jitter_pct)? {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}

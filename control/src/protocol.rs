@@ -1,0 +1,50 @@
+//! The control-socket protocol: one JSON object per line each way. A client
+//! sends a `Request`; the daemon answers with one `Response` (or, for
+//! `monitor`, a stream of `Event` responses until the client goes away).
+
+use std::path::PathBuf;
+
+use actors::status::{MonitorEvent, StatsReport, StatusReport};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "kebab-case")]
+pub enum Request {
+    Status {
+        conn: Option<String>,
+    },
+    Up {
+        conn: String,
+        child: Option<String>,
+        /// Return before the result.
+        #[serde(rename = "async")]
+        no_wait: bool,
+    },
+    Down {
+        conn: String,
+    },
+    Kill {
+        conn: String,
+    },
+    /// Re-read the main config (or one extra file) and apply new and
+    /// changed connections; unchanged ones are not touched.
+    Load {
+        file: Option<PathBuf>,
+    },
+    Stats,
+    Monitor,
+    Impair {
+        conn: String,
+        kind: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Response {
+    Ok { message: String },
+    Error { message: String },
+    Status { status: StatusReport },
+    Stats { stats: Box<StatsReport> },
+    Event { event: MonitorEvent },
+}

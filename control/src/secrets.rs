@@ -1,0 +1,375 @@
+//! Pre-shared keys from the secrets files that `[daemon] secrets` names:
+//!
+//! ```toml
+//! [[psk]]
+//! ids = ["a.test", "b.test"]
+//! secret = "..."
+//! ```
+//!
+//! `ids` names the identities a secret serves (local or remote); `"%any"`
+//! matches any identity. A secret is taken as written, or as bytes when it
+//! starts with `0x` (hex) or `0s` (base64), as in strongSwan. Secrets are
+//! zeroized when dropped and never appear in errors or `Debug` output.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ike::config::{parse_identity, Psk};
+use ike::wire::Identification;
+use toml::de::DeValue;
+use zeroize::Zeroizing;
+
+use crate::config::reader::{entries, join, parse_document, Ctx, Source};
+use crate::config::{ConfigError, ConfigErrors};
+
+/// The loaded pre-shared keys.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    psks: Vec<PskEntry>,
+}
+
+#[derive(Clone)]
+struct PskEntry {
+    /// As written, for `Debug`.
+    names: Vec<String>,
+    ids: Vec<SecretId>,
+    secret: Zeroizing<Vec<u8>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SecretId {
+    Any,
+    Id(Identification),
+}
+
+/// How well an entry's ids match one identity (strongSwan's id_match_t).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Match {
+    None,
+    Any,
+    Perfect,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Entry<'a>(&'a PskEntry);
+        impl fmt::Debug for Entry<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct("Psk")
+                    .field("ids", &self.0.names)
+                    .field("secret", &format_args!("<redacted>"))
+                    .finish()
+            }
+        }
+        f.debug_struct("Secrets")
+            .field("psk", &self.psks.iter().map(Entry).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+const FILE_KEYS: &[&str] = &["psk"];
+const PSK_KEYS: &[&str] = &["ids", "secret"];
+
+impl Secrets {
+    pub fn empty() -> Secrets {
+        Secrets::default()
+    }
+
+    /// Reads the secrets files in order. A path with glob characters
+    /// (`*?[`) is expanded (matching nothing is fine); a literal path must
+    /// exist. Returns warnings for files readable by group or others.
+    pub fn load(files: &[PathBuf]) -> Result<(Secrets, Vec<String>), ConfigErrors> {
+        let mut secrets = Secrets::empty();
+        let mut warnings = Vec::new();
+        let mut errors = Vec::new();
+        for path in files {
+            let text = path.to_string_lossy();
+            if text.contains(['*', '?', '[']) {
+                match glob::glob(&text) {
+                    Ok(paths) => {
+                        let mut found: Vec<PathBuf> =
+                            paths.flatten().filter(|p| p.is_file()).collect();
+                        found.sort();
+                        for p in found {
+                            secrets.load_file(&p, &mut warnings, &mut errors);
+                        }
+                    }
+                    Err(e) => errors.push(file_error(path, format!("invalid pattern: {}", e.msg))),
+                }
+            } else {
+                secrets.load_file(path, &mut warnings, &mut errors);
+            }
+        }
+        if errors.is_empty() {
+            Ok((secrets, warnings))
+        } else {
+            crate::config::sort_by_position(&mut errors);
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn load_file(
+        &mut self,
+        path: &Path,
+        warnings: &mut Vec<String>,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        let text = match read_secret_file(path, warnings) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(file_error(path, format!("cannot read: {e}")));
+                return;
+            }
+        };
+        let src = Source::new(path, &text);
+        let doc = match parse_document(&src, &text) {
+            Ok(d) => d,
+            Err(e) => {
+                errors.push(e);
+                return;
+            }
+        };
+        let mut ctx = Ctx { src: &src, errors };
+        for (k, v) in entries(&doc) {
+            if k.get_ref() != "psk" {
+                ctx.unknown_key(k, &join("", k.get_ref()), FILE_KEYS);
+                continue;
+            }
+            let DeValue::Array(items) = v.get_ref() else {
+                ctx.err(
+                    v.span(),
+                    "psk",
+                    format!(
+                        "expected [[psk]] tables, found a {}",
+                        v.get_ref().type_str()
+                    ),
+                );
+                continue;
+            };
+            for item in items.iter() {
+                if let Some(entry) = parse_entry(&mut ctx, item) {
+                    self.psks.push(entry);
+                }
+            }
+        }
+    }
+
+    /// The pre-shared key for a connection between `local_id` and
+    /// `remote_id`, with strongSwan's rules: an entry matches when one of
+    /// its ids matches either identity (`%any` matches any); among matching
+    /// entries the best match of the remote identity wins, then the best
+    /// match of the local one (exact beats `%any`), then the first in file
+    /// order. So an entry naming both identities wins over one naming only
+    /// one of them. `None` if no entry matches.
+    pub fn psk_for(&self, local_id: &str, remote_id: &str) -> Option<Psk> {
+        let local = query(local_id);
+        let remote = query(remote_id);
+        let mut best: Option<(&PskEntry, (Match, Match))> = None;
+        for e in &self.psks {
+            let score = (e.matches(&remote), e.matches(&local));
+            if score == (Match::None, Match::None) {
+                continue;
+            }
+            if best.is_none_or(|(_, b)| score > b) {
+                best = Some((e, score));
+            }
+        }
+        best.map(|(e, _)| Psk(Zeroizing::new(e.secret.to_vec())))
+    }
+
+    /// Number of `[[psk]]` entries.
+    pub fn len(&self) -> usize {
+        self.psks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.psks.is_empty()
+    }
+}
+
+/// An identity to look up: `None` is `%any` (or unparsable: matches only
+/// `%any` entries).
+fn query(id: &str) -> Option<Identification> {
+    if id == "%any" {
+        None
+    } else {
+        parse_identity(id).ok()
+    }
+}
+
+impl PskEntry {
+    fn matches(&self, id: &Option<Identification>) -> Match {
+        self.ids
+            .iter()
+            .map(|s| match (s, id) {
+                (SecretId::Any, _) => Match::Any,
+                (SecretId::Id(a), Some(b)) if a == b => Match::Perfect,
+                _ => Match::None,
+            })
+            .max()
+            .unwrap_or(Match::None)
+    }
+}
+
+fn file_error(path: &Path, message: String) -> ConfigError {
+    ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        key: String::new(),
+        message,
+    }
+}
+
+/// Reads a secrets file into zeroized memory (sized up front so the buffer
+/// is not reallocated), warning when group or others may read it.
+fn read_secret_file(path: &Path, warnings: &mut Vec<String>) -> std::io::Result<Zeroizing<String>> {
+    let mut f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            let who = if mode & 0o004 != 0 {
+                "readable by others"
+            } else if mode & 0o040 != 0 {
+                "readable by group"
+            } else {
+                "accessible by group or others"
+            };
+            warnings.push(format!(
+                "secrets file '{}' is {who} (mode {mode:04o}); chmod 600 it",
+                path.display()
+            ));
+        }
+    }
+    let len = usize::try_from(meta.len()).unwrap_or(0);
+    let mut text = Zeroizing::new(String::with_capacity(len + 1));
+    f.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+fn parse_entry(ctx: &mut Ctx<'_>, item: &crate::config::reader::Value<'_>) -> Option<PskEntry> {
+    let t = ctx.table(item, "psk")?;
+    let before = ctx.error_count();
+    let mut ids = None;
+    let mut secret = None;
+    for (k, v) in entries(t) {
+        let key = join("psk", k.get_ref());
+        match k.get_ref().as_ref() {
+            "ids" => {
+                ids = ctx.list(v, &key, false, |s| {
+                    if s == "%any" {
+                        Ok((s.to_string(), SecretId::Any))
+                    } else {
+                        parse_identity(s)
+                            .map(|id| (s.to_string(), SecretId::Id(id)))
+                            .map_err(|e| e.to_string())
+                    }
+                })
+            }
+            "secret" => {
+                if let Some(s) = ctx.string(v, &key) {
+                    match decode_secret(s) {
+                        Ok(b) => secret = Some(b),
+                        Err(why) => ctx.err(v.span(), &key, why),
+                    }
+                }
+            }
+            _ => ctx.unknown_key(k, &key, PSK_KEYS),
+        }
+    }
+    for (present, name) in [
+        (t.contains_key("ids"), "ids"),
+        (t.contains_key("secret"), "secret"),
+    ] {
+        if !present {
+            ctx.err(item.span(), &join("psk", name), "missing (required)");
+        }
+    }
+    if ctx.error_count() != before {
+        return None;
+    }
+    let (names, ids) = ids?.into_iter().unzip();
+    Some(PskEntry {
+        names,
+        ids,
+        secret: secret?,
+    })
+}
+
+/// The secret's bytes: `0x` hex, `0s` base64, or the string itself. Errors
+/// never include the secret.
+fn decode_secret(s: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let out = if let Some(hex) = s.strip_prefix("0x") {
+        decode_hex(hex).ok_or("invalid hex secret after '0x'")?
+    } else if let Some(b64) = s.strip_prefix("0s") {
+        decode_base64(b64).ok_or("invalid base64 secret after '0s'")?
+    } else {
+        Zeroizing::new(s.as_bytes().to_vec())
+    };
+    if out.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    Ok(out)
+}
+
+fn decode_hex(s: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let s = s.as_bytes();
+    if s.len() & 1 == 1 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 2));
+    for pair in s.chunks(2) {
+        out.push(nibble(pair[0])? << 4 | nibble(pair[1])?);
+    }
+    Some(out)
+}
+
+fn decode_base64(s: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let s = s.trim_end_matches('=').as_bytes();
+    if s.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(s.len() * 3 / 4));
+    for chunk in s.chunks(4) {
+        let mut acc = 0u32;
+        for &c in chunk {
+            acc = acc << 6 | value(c)?;
+        }
+        acc <<= 6 * (4 - chunk.len() as u32);
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes() {
+        assert_eq!(&**decode_secret("0x6869").unwrap(), b"hi");
+        assert_eq!(&**decode_secret("0saGk=").unwrap(), b"hi");
+        assert_eq!(&**decode_secret("0saGVsbG8").unwrap(), b"hello");
+        assert_eq!(&**decode_secret("0sYWJj").unwrap(), b"abc");
+        assert_eq!(&**decode_secret("plain").unwrap(), b"plain");
+        assert!(decode_secret("0x6").is_err());
+        assert!(decode_secret("0xzz").is_err());
+        assert!(decode_secret("0s!!").is_err());
+        assert!(decode_secret("").is_err());
+    }
+}
