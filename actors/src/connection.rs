@@ -43,6 +43,7 @@ pub enum ConnMsg {
     Adopt(Box<IkeSa>),
     IkeUp {
         ike: ActorId,
+        initial_contact: bool,
     },
     ChildUp {
         child: String,
@@ -504,9 +505,31 @@ impl Actor for ConnectionActor {
                     st.failed = 0;
                 }
             }
-            ConnMsg::IkeUp { ike } => {
+            ConnMsg::IkeUp {
+                ike,
+                initial_contact,
+            } => {
                 if let Some(i) = st.ikes.iter_mut().find(|i| i.actor.get_id() == ike) {
                     i.established = true;
+                }
+                if initial_contact {
+                    // The peer restarted: our other established IKE SAs with
+                    // it are stale. Half-open responder SAs are not touched:
+                    // until IKE_AUTH they may belong to another connection.
+                    let (stale, keep): (Vec<Ike>, Vec<Ike>) = st
+                        .ikes
+                        .drain(..)
+                        .partition(|i| i.actor.get_id() != ike && i.established);
+                    st.ikes = keep;
+                    for i in stale {
+                        st.ctx.event(
+                            Some(&st.spec.name),
+                            "state",
+                            "INITIAL_CONTACT: removing a stale IKE SA".into(),
+                        );
+                        let _ = ractor::call_t!(i.actor, IkeMsg::Kill, 500);
+                        i.actor.stop(None);
+                    }
                 }
                 st.failed = 0;
                 st.last_error = None;

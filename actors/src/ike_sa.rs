@@ -337,9 +337,14 @@ impl IkeState {
 
     /// After any input: send, react to events, re-arm the timer.
     async fn after_step(&mut self, myself: &ActorRef<IkeMsg>) -> Result<(), ActorProcessingErr> {
-        while let Some(sa) = self.sa.as_mut() {
+        loop {
+            // Register before anything goes out: the peer's answer may come
+            // back faster than this loop finishes.
+            self.register(myself);
+            let Some(sa) = self.sa.as_mut() else { break };
             let transmits: Vec<Transmit> = std::iter::from_fn(|| sa.poll_transmit()).collect();
             for t in transmits {
+                tracing::debug!(to = %t.remote, len = t.data.len(), "send");
                 send_impaired(&self.ctx, &self.impair, t).await;
             }
             let ev = match self.sa.as_mut() {
@@ -369,6 +374,7 @@ impl IkeState {
                 name,
                 proposal,
                 remote_id,
+                initial_contact,
                 ..
             } => {
                 if name != conn {
@@ -402,6 +408,7 @@ impl IkeState {
                 self.arm_periodic(myself);
                 let _ = self.conn.send_message(ConnMsg::IkeUp {
                     ike: myself.get_id(),
+                    initial_contact,
                 });
             }
             Event::ChildReady(child) => {
@@ -586,6 +593,7 @@ impl IkeState {
                 remote,
                 data,
             } => {
+                tracing::debug!(from = %remote, len = data.len(), "datagram");
                 if self.impair.stall || roll(self.impair.drop_inbound_pct) {
                     return Ok(());
                 }
@@ -732,6 +740,7 @@ impl Actor for IkeSaActor {
         }
         match msg {
             IkeMsg::Start => {
+                tracing::debug!("start");
                 let start = st.start.take().expect("started once");
                 match start {
                     IkeStart::Initiate {
@@ -823,6 +832,11 @@ impl Actor for IkeSaActor {
                 }
             }
             IkeMsg::Computed(sa) => {
+                tracing::debug!(
+                    some = sa.is_some(),
+                    deferred = st.deferred.len(),
+                    "computed"
+                );
                 st.work = None;
                 st.busy = false;
                 match sa {

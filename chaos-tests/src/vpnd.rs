@@ -111,7 +111,10 @@ impl Vpnd {
             self.socket.to_str().expect("utf-8"),
         ];
         argv.extend_from_slice(extra_args);
-        lab.spawn(ns, &self.name, &argv, &[("RUST_LOG", "info,ike=debug")]);
+        // VPND_TEST_LOG overrides the log filter (e.g. "debug") when a lab
+        // test needs a closer look.
+        let filter = std::env::var("VPND_TEST_LOG").unwrap_or_else(|_| "info".into());
+        lab.spawn(ns, &self.name, &argv, &[("RUST_LOG", filter.as_str())]);
     }
 
     /// Run vpnctl against this daemon.

@@ -163,6 +163,9 @@ pub enum Event {
         proposal: Chosen,
         local_id: Identification,
         remote_id: Identification,
+        /// The peer sent INITIAL_CONTACT (§2.4): any other IKE SA with it is
+        /// stale and should go.
+        initial_contact: bool,
     },
     ChildReady(Box<ChildSa>),
     ChildFailed {
@@ -1639,6 +1642,7 @@ impl IkeSa {
             proposal: self.proposal.clone().expect("proposal"),
             local_id: config.local_id.clone(),
             remote_id: idr,
+            initial_contact: find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some(),
         });
         let mut init = self.init.take().expect("init");
         if let Some(req) = init.child.take() {
@@ -2179,6 +2183,7 @@ impl IkeSa {
             proposal: self.proposal.clone().expect("proposal"),
             local_id: config.local_id.clone(),
             remote_id: idi,
+            initial_contact: find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some(),
         });
         if let Some(n) = child {
             self.install_responded_child(n, &ni, &nr, None);
