@@ -68,8 +68,10 @@ pub enum ConnMsg {
         kind: String,
         reply: Reply,
     },
-    /// Retune retries at runtime (`vpnctl set`).
+    /// Retune retries at runtime (`vpnctl set`), or new secrets.
     Set(Box<ConnSpec>, Reply),
+    Route(Reply),
+    Unroute(Reply),
 }
 
 pub struct ConnectionActor;
@@ -341,7 +343,7 @@ fn parse_impair(kind: &str) -> Result<Option<Impair>, String> {
             ..Impair::default()
         },
         "clear" => Impair::default(),
-        "panic" | "kernel-fail" => return Ok(None),
+        "panic" | "kernel-fail" | "acquire" => return Ok(None),
         other => {
             return Err(format!(
                 "unknown impairment '{other}': expected drop-inbound=PCT, drop-outbound=PCT, duplicate=PCT, delay=MS, corrupt=PCT, stall, panic, kernel-fail or clear"
@@ -655,6 +657,21 @@ impl Actor for ConnectionActor {
                         st.ctx.dataplane.fail_next_install();
                         let _ = reply.send(Ok("the next dataplane install fails".into()));
                     }
+                    Ok(None) if kind == "acquire" => {
+                        // As if a packet had hit the trap of the first child.
+                        let child = st
+                            .spec
+                            .peer
+                            .children
+                            .first()
+                            .map(|c| c.name.clone())
+                            .unwrap_or_default();
+                        st.ctx.dataplane.simulate_acquire(&st.spec.name, &child);
+                        let _ = reply.send(Ok(format!(
+                            "connection '{}': acquire for '{child}' raised",
+                            st.spec.name
+                        )));
+                    }
                     Ok(None) => match st.ikes.first() {
                         Some(ike) => {
                             let _ = ike.actor.send_message(IkeMsg::Panic);
@@ -674,7 +691,27 @@ impl Actor for ConnectionActor {
             }
             ConnMsg::Set(spec, reply) => {
                 st.spec = Arc::new(*spec);
+                // Running IKE SAs pick it up for their next retransmission
+                // and DPD timer; the next attempt uses the new retry policy.
+                for ike in &st.ikes {
+                    let _ = ike.actor.send_message(IkeMsg::UpdateSpec(st.spec.clone()));
+                }
                 let _ = reply.send(Ok(format!("connection '{}' updated", st.spec.name)));
+            }
+            ConnMsg::Route(reply) => {
+                st.install_traps();
+                let _ = reply.send(Ok(format!("connection '{}' routed", st.spec.name)));
+            }
+            ConnMsg::Unroute(reply) => {
+                if !st.routed {
+                    let _ = reply.send(Err(format!("connection '{}' is not routed", st.spec.name)));
+                    return Ok(());
+                }
+                for c in &st.spec.peer.children {
+                    let _ = st.ctx.dataplane.remove_trap(&st.spec.name, &c.name);
+                }
+                st.routed = false;
+                let _ = reply.send(Ok(format!("connection '{}' unrouted", st.spec.name)));
             }
         }
         Ok(())

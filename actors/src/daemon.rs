@@ -40,6 +40,8 @@ pub enum Api {
         conn: String,
         kind: String,
     },
+    Route(String),
+    Unroute(String),
     /// Names of the loaded connections.
     Names,
 }
@@ -143,6 +145,9 @@ impl DaemonState {
             malformed_datagrams_total: self.ctx.malformed.load(Ordering::Relaxed),
             connections: self.conns.len() as u64,
             dataplane: self.ctx.dataplane.name().to_string(),
+            traps: self.ctx.dataplane.traps().len() as u64,
+            updown_runs_total: 0,
+            updown_failures_total: 0,
         }
     }
 }
@@ -474,6 +479,29 @@ impl DaemonActor {
                 tokio::spawn(async move {
                     let r = ractor::call_t!(actor, |p| ConnMsg::Impair { kind, reply: p }, 3000);
                     let _ = reply.send(match r {
+                        Ok(Ok(m)) => ApiReply::Ok(m),
+                        Ok(Err(e)) => ApiReply::Err(e),
+                        Err(e) => ApiReply::Err(e.to_string()),
+                    });
+                });
+            }
+            Api::Route(conn) | Api::Unroute(conn) if st.find(&conn).is_none() => {
+                let _ = reply.send(no_conn(&conn));
+            }
+            Api::Route(conn) => {
+                let actor = st.find(&conn).expect("checked").actor.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(match ractor::call_t!(actor, ConnMsg::Route, 3000) {
+                        Ok(Ok(m)) => ApiReply::Ok(m),
+                        Ok(Err(e)) => ApiReply::Err(e),
+                        Err(e) => ApiReply::Err(e.to_string()),
+                    });
+                });
+            }
+            Api::Unroute(conn) => {
+                let actor = st.find(&conn).expect("checked").actor.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(match ractor::call_t!(actor, ConnMsg::Unroute, 3000) {
                         Ok(Ok(m)) => ApiReply::Ok(m),
                         Ok(Err(e)) => ApiReply::Err(e),
                         Err(e) => ApiReply::Err(e.to_string()),

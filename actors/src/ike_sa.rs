@@ -91,6 +91,8 @@ pub enum IkeMsg {
     Panic,
     /// The scheduler's half-open slot for our initiation.
     HalfOpen(HalfOpenGuard),
+    /// New retry/retransmit/DPD settings (`vpnctl set`).
+    UpdateSpec(Arc<ConnSpec>),
 }
 
 pub struct IkeSaActor;
@@ -116,6 +118,8 @@ pub struct IkeState {
     guard: Option<HalfOpenGuard>,
     half_open_counted: bool,
     established: bool,
+    /// New retransmit settings arrived while the SA was computing.
+    retransmit_pending: bool,
     /// We started this SA (not a responder SA).
     initiated: bool,
     done: bool,
@@ -704,6 +708,7 @@ impl Actor for IkeSaActor {
             guard: None,
             half_open_counted,
             established: false,
+            retransmit_pending: false,
             initiated,
             done: false,
             impair: Impair::default(),
@@ -840,7 +845,12 @@ impl Actor for IkeSaActor {
                 st.work = None;
                 st.busy = false;
                 match sa {
-                    Some(sa) => st.sa = Some(sa),
+                    Some(mut sa) => {
+                        if std::mem::take(&mut st.retransmit_pending) {
+                            sa.set_retransmit(st.spec.peer.retransmit);
+                        }
+                        st.sa = Some(sa)
+                    }
                     None => {
                         // Stateless answer or refusal: nothing to keep.
                         st.finish();
@@ -887,6 +897,18 @@ impl Actor for IkeSaActor {
                 let _ = reply.send(st.snapshot.clone());
             }
             IkeMsg::Impair(i) => st.impair = i,
+            IkeMsg::UpdateSpec(spec) => {
+                let dpd_changed = spec.dpd_delay != st.spec.dpd_delay;
+                st.spec = spec;
+                if let Some(sa) = st.sa.as_mut() {
+                    sa.set_retransmit(st.spec.peer.retransmit);
+                } else {
+                    st.retransmit_pending = true;
+                }
+                if dpd_changed && st.established {
+                    st.arm_periodic(&myself);
+                }
+            }
             IkeMsg::HalfOpen(guard) => {
                 if !st.established {
                     st.guard = Some(guard);

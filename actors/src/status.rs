@@ -84,6 +84,10 @@ pub struct StatsReport {
     pub malformed_datagrams_total: u64,
     pub connections: u64,
     pub dataplane: String,
+    /// Trap policies installed (routed connections).
+    pub traps: u64,
+    pub updown_runs_total: u64,
+    pub updown_failures_total: u64,
 }
 
 /// One line of `vpnctl monitor`.

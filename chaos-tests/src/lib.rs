@@ -7,6 +7,7 @@
 //! These labs need root (CI runs as root).
 
 pub mod charon;
+pub mod configs;
 pub mod lab;
 pub mod vpnd;
 

@@ -2,7 +2,6 @@
 //! gateways, kill of a half-open connection, panic containment, bad config,
 //! and the 100-tunnel bring-up measurement.
 
-use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use chaos_tests::{Lab, Ns, Vpnd};
@@ -17,30 +16,12 @@ fn lab(tag: &str) -> (Lab, Ns, Ns) {
     (lab, a, b)
 }
 
-/// `n` connections between 198.18.0.1 (side "a") and 198.18.0.2 ("b"):
-/// connection i protects 198.19.i.0/25 (a) === 198.19.i.128/25 (b), with
-/// identities a{i}.test and b{i}.test.
 fn many(side: &str, n: usize, auto: &str, extra: &str) -> String {
-    let (me, peer, mine, theirs) = if side == "a" {
-        ("198.18.0.1", "198.18.0.2", 0, 128)
-    } else {
-        ("198.18.0.2", "198.18.0.1", 128, 0)
-    };
-    let other = if side == "a" { "b" } else { "a" };
-    let mut s = format!(
-        "[daemon]\nlisten = [\"{me}\"]\ndataplane = \"none\"\nsecrets = [\"secrets.toml\"]\n\n[defaults]\nlocal_addrs = [\"{me}\"]\nremote_addrs = [\"{peer}\"]\nauto = \"{auto}\"\nretransmit_timeout = \"1s\"\n{extra}\n"
-    );
-    for i in 0..n {
-        let _ = write!(
-            s,
-            "\n[connections.c{i}]\nlocal_id = \"{side}{i}.test\"\nremote_id = \"{other}{i}.test\"\nproposals = [\"aes256gcm16-prfsha256-x25519\"]\n\n[connections.c{i}.children.net]\nlocal_ts = [\"198.19.{i}.{mine}/25\"]\nremote_ts = [\"198.19.{i}.{theirs}/25\"]\nesp_proposals = [\"aes256gcm16\"]\n"
-        );
-    }
-    s
+    chaos_tests::configs::many(side, n, auto, extra)
 }
 
 fn secrets() -> String {
-    format!("[[psk]]\nids = [\"%any\"]\nsecret = \"{PSK}\"\n")
+    chaos_tests::configs::psk_any(PSK)
 }
 
 fn wait(secs: u64, f: impl FnMut() -> bool) -> bool {

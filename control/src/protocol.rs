@@ -33,6 +33,32 @@ pub enum Request {
     },
     Stats,
     Monitor,
+    /// Load one connection's definition from the configuration file(s).
+    Add {
+        conn: String,
+    },
+    Delete {
+        conn: String,
+    },
+    Replace {
+        conn: String,
+    },
+    Route {
+        conn: String,
+    },
+    Unroute {
+        conn: String,
+    },
+    /// Runtime retry tuning: `KEY=VALUE` pairs.
+    Set {
+        conn: String,
+        settings: Vec<String>,
+    },
+    RereadSecrets,
+    /// Re-read the main configuration and apply the difference.
+    Reload {
+        dry_run: bool,
+    },
     Impair {
         conn: String,
         kind: String,

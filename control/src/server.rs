@@ -13,13 +13,102 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 
-use crate::config::{self, Auto, Config};
+use std::collections::HashMap;
+
+use crate::config::{self, Auto, Config, ConnectionConfig};
 use crate::convert::to_spec;
 use crate::protocol::{Request, Response};
 
 pub struct Server {
     daemon: Arc<DaemonHandle>,
-    config: Mutex<Config>,
+    /// What the daemon was last given, plus `set` overrides per connection.
+    state: Mutex<Loaded>,
+}
+
+struct Loaded {
+    config: Config,
+    /// `vpnctl set` values, applied on top of the file's.
+    overrides: HashMap<String, Vec<(String, String)>>,
+}
+
+/// The keys `vpnctl set` accepts.
+pub const SET_KEYS: [&str; 6] = [
+    "keyingtries",
+    "retry_base",
+    "retry_max",
+    "retransmit_timeout",
+    "retransmit_tries",
+    "dpd_delay",
+];
+
+/// Apply one `set` override to a connection (validated).
+fn apply_override(c: &mut ConnectionConfig, key: &str, value: &str) -> Result<(), String> {
+    let dur = |v: &str| config::parse_duration(v).map_err(|e| format!("{key}: {e}"));
+    let num = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| format!("{key}: '{v}' is not a whole number"))
+    };
+    match key {
+        "keyingtries" => c.keyingtries = num(value)?,
+        "retry_base" => c.retry_base = dur(value)?,
+        "retry_max" => c.retry_max = dur(value)?,
+        "retransmit_timeout" => c.retransmit_timeout = dur(value)?,
+        "retransmit_tries" => c.retransmit_tries = num(value)?,
+        "dpd_delay" => c.dpd_delay = dur(value)?,
+        other => {
+            return Err(format!(
+                "unknown setting '{other}': expected one of {}",
+                SET_KEYS.join(", ")
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Apply `set` overrides in order, then check what spans several keys.
+fn apply_overrides(c: &mut ConnectionConfig, pairs: &[(String, String)]) -> Result<(), String> {
+    for (k, v) in pairs {
+        apply_override(c, k, v)?;
+    }
+    if c.retransmit_timeout.is_zero() {
+        return Err("retransmit_timeout must be greater than 0".into());
+    }
+    if c.retry_base > c.retry_max {
+        return Err(format!(
+            "retry_base ({}) is greater than retry_max ({})",
+            config::format_duration(c.retry_base),
+            config::format_duration(c.retry_max)
+        ));
+    }
+    Ok(())
+}
+
+/// What differs between two versions of a connection, for reload plans.
+fn changed_fields(a: &ConnectionConfig, b: &ConnectionConfig) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    macro_rules! cmp {
+        ($($f:ident),*) => { $( if a.$f != b.$f { v.push(stringify!($f)); } )* };
+    }
+    cmp!(
+        local_addrs,
+        remote_addrs,
+        local_id,
+        remote_id,
+        auth,
+        proposals,
+        auto,
+        rekey_time,
+        dpd_delay,
+        dpd_action,
+        retransmit_timeout,
+        retransmit_tries,
+        keyingtries,
+        retry_base,
+        retry_max,
+        encap,
+        children
+    );
+    v
 }
 
 const API_TIMEOUT: Duration = Duration::from_secs(330);
@@ -67,7 +156,10 @@ impl Server {
     pub fn new(daemon: Arc<DaemonHandle>, config: Config) -> Arc<Server> {
         Arc::new(Server {
             daemon,
-            config: Mutex::new(config),
+            state: Mutex::new(Loaded {
+                config,
+                overrides: HashMap::new(),
+            }),
         })
     }
 
@@ -140,9 +232,10 @@ impl Server {
 
     /// An `ignore` connection is known to the config but not to the daemon.
     async fn ignored(&self, conn: &str) -> bool {
-        self.config
+        self.state
             .lock()
             .await
+            .config
             .connections
             .iter()
             .any(|c| c.name == conn && c.auto == Auto::Ignore)
@@ -173,16 +266,304 @@ impl Server {
             Request::Stats => self.api(Api::Stats).await,
             Request::Impair { conn, kind } => self.api(Api::Impair { conn, kind }).await,
             Request::Load { file } => self.load(file).await,
+            Request::Add { conn } => self.add_or_replace(&conn, false).await,
+            Request::Replace { conn } => self.add_or_replace(&conn, true).await,
+            Request::Delete { conn } => {
+                let r = self.api(Api::Delete(conn.clone())).await;
+                if matches!(r, Response::Ok { .. }) {
+                    let mut st = self.state.lock().await;
+                    st.config.connections.retain(|c| c.name != conn);
+                    st.overrides.remove(&conn);
+                }
+                r
+            }
+            Request::Route { conn } => self.api(Api::Route(conn)).await,
+            Request::Unroute { conn } => self.api(Api::Unroute(conn)).await,
+            Request::Set { conn, settings } => self.set(&conn, &settings).await,
+            Request::RereadSecrets => self.reread_secrets().await,
+            Request::Reload { dry_run } => self.reload(dry_run).await,
             Request::Monitor => Response::Error {
                 message: "monitor is a stream".into(),
             },
         }
     }
 
+    /// The daemon's view of `c` with the `set` overrides applied.
+    fn spec_for(
+        st: &Loaded,
+        c: &ConnectionConfig,
+        secrets: &crate::secrets::Secrets,
+    ) -> Result<Option<actors::ConnSpec>, String> {
+        let mut c = c.clone();
+        if let Some(pairs) = st.overrides.get(&c.name) {
+            apply_overrides(&mut c, pairs)?;
+        }
+        to_spec(&c, secrets, st.config.scheduler.rekey_jitter_pct)
+    }
+
+    async fn names(&self) -> Vec<String> {
+        match self.daemon.api(Api::Names, API_TIMEOUT).await {
+            ApiReply::Names(n) => n,
+            _ => Vec::new(),
+        }
+    }
+
+    /// `add` (fails if loaded) and `replace` (delete if present, then add),
+    /// from a fresh read of the configuration.
+    async fn add_or_replace(&self, name: &str, replace: bool) -> Response {
+        let mut st = self.state.lock().await;
+        let fresh = match config::load(&st.config.main_file) {
+            Ok(c) => c,
+            Err(e) => {
+                return Response::Error {
+                    message: e.to_string(),
+                }
+            }
+        };
+        let Some(c) = fresh.connections.iter().find(|c| c.name == name).cloned() else {
+            return Response::Error {
+                message: format!(
+                    "no config named '{name}' in {} or its includes",
+                    st.config.main_file.display()
+                ),
+            };
+        };
+        if !replace && self.names().await.iter().any(|n| n == name) {
+            return Response::Error {
+                message: format!("connection '{name}' already exists"),
+            };
+        }
+        let spec = match Self::spec_for(&st, &c, &fresh.secrets) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Response::Error {
+                    message: format!("no config named '{name}' (it has auto = \"ignore\")"),
+                }
+            }
+            Err(e) => return Response::Error { message: e },
+        };
+        let r = if replace {
+            self.api(Api::Replace(Box::new(spec))).await
+        } else {
+            self.api(Api::Add(Box::new(spec))).await
+        };
+        if matches!(r, Response::Ok { .. }) {
+            match st.config.connections.iter_mut().find(|o| o.name == name) {
+                Some(o) => *o = c,
+                None => st.config.connections.push(c),
+            }
+        }
+        r
+    }
+
+    async fn set(&self, name: &str, settings: &[String]) -> Response {
+        let mut st = self.state.lock().await;
+        let Some(c) = st
+            .config
+            .connections
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+        else {
+            return Response::Error {
+                message: format!("no connection named '{name}'"),
+            };
+        };
+        if settings.is_empty() {
+            return Response::Error {
+                message: format!("set needs KEY=VALUE (keys: {})", SET_KEYS.join(", ")),
+            };
+        }
+        let mut pairs = st.overrides.get(name).cloned().unwrap_or_default();
+        for kv in settings {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Response::Error {
+                    message: format!("'{kv}' is not KEY=VALUE"),
+                };
+            };
+            pairs.retain(|(pk, _)| pk != k);
+            pairs.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        // Validate everything before changing anything.
+        if let Err(e) = apply_overrides(&mut c.clone(), &pairs) {
+            return Response::Error {
+                message: format!("connection '{name}': {e}"),
+            };
+        }
+        let previous = st.overrides.insert(name.to_string(), pairs);
+        let secrets = st.config.secrets.clone();
+        let spec = match Self::spec_for(&st, &c, &secrets) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Response::Error {
+                    message: format!("no config named '{name}' (it has auto = \"ignore\")"),
+                }
+            }
+            Err(e) => return Response::Error { message: e },
+        };
+        let r = self.api(Api::Set(Box::new(spec))).await;
+        if !matches!(r, Response::Ok { .. }) {
+            match previous {
+                Some(p) => st.overrides.insert(name.to_string(), p),
+                None => st.overrides.remove(name),
+            };
+        }
+        r
+    }
+
+    /// New secrets for the next authentications; running SAs are untouched.
+    async fn reread_secrets(&self) -> Response {
+        let mut st = self.state.lock().await;
+        let (secrets, warnings) = match crate::secrets::Secrets::load(&st.config.daemon.secrets) {
+            Ok(x) => x,
+            Err(e) => {
+                return Response::Error {
+                    message: e.to_string(),
+                }
+            }
+        };
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let names = self.names().await;
+        let mut updated = 0;
+        for c in st
+            .config
+            .connections
+            .iter()
+            .filter(|c| names.contains(&c.name))
+        {
+            match Self::spec_for(&st, c, &secrets) {
+                Ok(Some(spec)) => {
+                    if let Response::Error { message } = self.api(Api::Set(Box::new(spec))).await {
+                        return Response::Error { message };
+                    }
+                    updated += 1;
+                }
+                Ok(None) => {}
+                Err(e) => return Response::Error { message: e },
+            }
+        }
+        let n = secrets.len();
+        st.config.secrets = secrets;
+        let mut message = format!(
+            "{n} secret(s) loaded; {updated} connection(s) use them from their next authentication"
+        );
+        for w in warnings {
+            message.push_str(&format!("\nwarning: {w}"));
+        }
+        Response::Ok { message }
+    }
+
+    /// Re-read the main configuration, diff, apply only the changes.
+    async fn reload(&self, dry_run: bool) -> Response {
+        let mut st = self.state.lock().await;
+        let fresh = match config::load(&st.config.main_file) {
+            Ok(c) => c,
+            Err(e) => {
+                return Response::Error {
+                    message: format!("reload failed; nothing was changed:\n{e}"),
+                }
+            }
+        };
+        enum Step {
+            Add(Box<actors::ConnSpec>),
+            Replace(Box<actors::ConnSpec>),
+            Delete(String),
+        }
+        let loaded = self.names().await;
+        let mut plan: Vec<(String, Step)> = Vec::new();
+        let mut lines = Vec::new();
+        let mut unchanged = 0;
+        for c in &fresh.connections {
+            let old = st.config.connections.iter().find(|o| o.name == c.name);
+            let running = loaded.contains(&c.name);
+            let spec = match Self::spec_for(&st, c, &fresh.secrets) {
+                Ok(s) => s,
+                Err(e) => {
+                    return Response::Error {
+                        message: format!("reload failed; nothing was changed:\n{e}"),
+                    }
+                }
+            };
+            match (old, spec) {
+                (Some(o), Some(_)) if o == c && running => unchanged += 1,
+                (_, None) if running => {
+                    lines.push(format!("delete {}: auto = ignore", c.name));
+                    plan.push((c.name.clone(), Step::Delete(c.name.clone())));
+                }
+                (_, None) => unchanged += 1,
+                (Some(o), Some(spec)) if running => {
+                    lines.push(format!(
+                        "replace {}: changed {}",
+                        c.name,
+                        changed_fields(o, c).join(", ")
+                    ));
+                    plan.push((c.name.clone(), Step::Replace(Box::new(spec))));
+                }
+                (_, Some(spec)) => {
+                    lines.push(format!(
+                        "add {}: new connection (auto = {})",
+                        c.name,
+                        c.auto.as_str()
+                    ));
+                    plan.push((c.name.clone(), Step::Add(Box::new(spec))));
+                }
+            }
+        }
+        for name in &loaded {
+            if !fresh.connections.iter().any(|c| &c.name == name) {
+                lines.push(format!("delete {name}: no longer in the configuration"));
+                plan.push((name.clone(), Step::Delete(name.clone())));
+            }
+        }
+        if fresh.daemon.listen != st.config.daemon.listen {
+            lines.push("note: daemon.listen changed; restart vpnd to apply".into());
+        }
+        lines.push(format!("{unchanged} connection(s) unchanged"));
+        if dry_run {
+            return Response::Ok {
+                message: format!(
+                    "reload plan (dry run, nothing changed):\n{}",
+                    lines.join("\n")
+                ),
+            };
+        }
+        let mut failed = Vec::new();
+        for (name, step) in plan {
+            let r = match step {
+                Step::Add(s) => self.api(Api::Add(s)).await,
+                Step::Replace(s) => self.api(Api::Replace(s)).await,
+                Step::Delete(n) => {
+                    st.overrides.remove(&n);
+                    self.api(Api::Delete(n)).await
+                }
+            };
+            if let Response::Error { message } = r {
+                failed.push(format!("{name}: {message}"));
+            }
+        }
+        st.config = fresh;
+        if failed.is_empty() {
+            Response::Ok {
+                message: format!("reloaded:\n{}", lines.join("\n")),
+            }
+        } else {
+            Response::Error {
+                message: format!(
+                    "reload applied with errors:\n{}\n{}",
+                    lines.join("\n"),
+                    failed.join("\n")
+                ),
+            }
+        }
+    }
+
     /// Apply new and changed connections from the main config or one file;
     /// nothing is applied unless everything validates.
     async fn load(&self, file: Option<PathBuf>) -> Response {
-        let mut current = self.config.lock().await;
+        let mut guard = self.state.lock().await;
+        let current = &mut guard.config;
         let (incoming, whole) = match &file {
             None => match config::load(&current.main_file) {
                 Ok(c) => (c.connections.clone(), Some(c)),
@@ -192,7 +573,7 @@ impl Server {
                     }
                 }
             },
-            Some(f) => match config::load_extra(&current, f) {
+            Some(f) => match config::load_extra(current, f) {
                 Ok(conns) => (conns, None),
                 Err(e) => {
                     return Response::Error {

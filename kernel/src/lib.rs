@@ -11,6 +11,7 @@
 //! policies, traps, routes); every method is idempotent where it removes.
 
 pub mod none;
+pub mod updown;
 
 use std::net::SocketAddr;
 
@@ -116,4 +117,7 @@ pub trait Dataplane: Send + Sync + 'static {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DataplaneEvent>;
     /// Make the next `install_sa` fail (fault injection).
     fn fail_next_install(&self);
+    /// Raise an ACQUIRE for `owner`'s trap as if a packet had hit it (fault
+    /// injection; backends that see real packets may ignore it).
+    fn simulate_acquire(&self, owner: &str, child: &str);
 }

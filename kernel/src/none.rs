@@ -31,14 +31,6 @@ impl NoneDataplane {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// Raise an ACQUIRE as if a packet had hit `owner`'s trap (tests).
-    pub fn acquire(&self, owner: &str, child: &str) {
-        let _ = self.events.send(DataplaneEvent::Acquire {
-            owner: owner.into(),
-            child: child.into(),
-        });
-    }
 }
 
 impl Dataplane for NoneDataplane {
@@ -125,5 +117,20 @@ impl Dataplane for NoneDataplane {
 
     fn fail_next_install(&self) {
         self.fail_next.store(true, Ordering::SeqCst);
+    }
+
+    fn simulate_acquire(&self, owner: &str, child: &str) {
+        let trapped = self
+            .traps
+            .lock()
+            .expect("dataplane lock")
+            .iter()
+            .any(|t| t.owner == owner && t.child == child);
+        if trapped {
+            let _ = self.events.send(DataplaneEvent::Acquire {
+                owner: owner.into(),
+                child: child.into(),
+            });
+        }
     }
 }

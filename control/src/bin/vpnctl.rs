@@ -31,11 +31,38 @@ enum Verb {
     },
     /// Establish a connection (waits for the result unless --async).
     Up {
-        conn: String,
+        #[arg(required_unless_present = "all")]
+        conn: Option<String>,
         #[arg(long)]
         child: Option<String>,
         #[arg(long = "async")]
         no_wait: bool,
+        /// Every loaded connection, with progress.
+        #[arg(long, conflicts_with = "conn")]
+        all: bool,
+    },
+    /// Load a connection's definition from the configuration (fails if loaded).
+    Add { conn: String },
+    /// Tear down and unload a connection (SAs, routes, traps).
+    Delete { conn: String },
+    /// Delete (if loaded), then add from the configuration.
+    Replace { conn: String },
+    /// Install trap policies: traffic to the remote selectors starts it.
+    Route { conn: String },
+    /// Remove trap policies.
+    Unroute { conn: String },
+    /// Retune retries: keyingtries, retry_base, retry_max, retransmit_timeout, retransmit_tries, dpd_delay.
+    Set {
+        conn: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+    /// Reload the secrets files (used from the next authentication).
+    Rereadsecrets,
+    /// Re-read the configuration and apply only the differences.
+    Reload {
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Delete a connection's SAs (sends DELETE, waits for the answer).
     Down { conn: String },
@@ -65,17 +92,29 @@ fn main() {
     let (req, json) = match args.verb {
         Verb::Status { conn, json } => (Request::Status { conn }, json),
         Verb::Up {
+            all: true, no_wait, ..
+        } => std::process::exit(up_all(&args.socket, no_wait)),
+        Verb::Up {
             conn,
             child,
             no_wait,
+            ..
         } => (
             Request::Up {
-                conn,
+                conn: conn.expect("clap requires it"),
                 child,
                 no_wait,
             },
             false,
         ),
+        Verb::Add { conn } => (Request::Add { conn }, false),
+        Verb::Delete { conn } => (Request::Delete { conn }, false),
+        Verb::Replace { conn } => (Request::Replace { conn }, false),
+        Verb::Route { conn } => (Request::Route { conn }, false),
+        Verb::Unroute { conn } => (Request::Unroute { conn }, false),
+        Verb::Set { conn, settings } => (Request::Set { conn, settings }, false),
+        Verb::Rereadsecrets => (Request::RereadSecrets, false),
+        Verb::Reload { dry_run } => (Request::Reload { dry_run }, false),
         Verb::Down { conn } => (Request::Down { conn }, false),
         Verb::Kill { conn } => (Request::Kill { conn }, false),
         Verb::Load { file } => (
@@ -88,45 +127,108 @@ fn main() {
         Verb::Monitor { json } => (Request::Monitor, json),
         Verb::Impair { conn, kind } => (Request::Impair { conn, kind }, false),
     };
-    let stream = match UnixStream::connect(&args.socket) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "vpnctl: vpnd is not reachable at {}: {e}",
-                args.socket.display()
-            );
-            std::process::exit(3);
-        }
-    };
-    let mut w = stream.try_clone().expect("clone socket");
-    let line = serde_json::to_string(&req).expect("serialize");
-    if writeln!(w, "{line}").is_err() {
-        eprintln!("vpnctl: lost the connection to vpnd");
-        std::process::exit(3);
-    }
-    let mut reader = BufReader::new(stream);
     let monitor = req == Request::Monitor;
+    let mut conn = connect(&args.socket);
+    send(&mut conn, &req);
     loop {
-        let mut buf = String::new();
-        match reader.read_line(&mut buf) {
-            Ok(0) | Err(_) => {
-                eprintln!("vpnctl: vpnd closed the connection");
-                std::process::exit(3);
-            }
-            Ok(_) => {}
-        }
-        let resp: Response = match serde_json::from_str(&buf) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("vpnctl: unreadable answer from vpnd: {e}");
-                std::process::exit(1);
-            }
-        };
-        let code = print(resp, json);
+        let code = print(receive(&mut conn), json);
         if !monitor {
             std::process::exit(code);
         }
     }
+}
+
+type Conn = (UnixStream, BufReader<UnixStream>);
+
+fn connect(socket: &std::path::Path) -> Conn {
+    match UnixStream::connect(socket) {
+        Ok(s) => {
+            let r = BufReader::new(s.try_clone().expect("clone socket"));
+            (s, r)
+        }
+        Err(e) => {
+            eprintln!("vpnctl: vpnd is not reachable at {}: {e}", socket.display());
+            std::process::exit(3);
+        }
+    }
+}
+
+fn send(conn: &mut Conn, req: &Request) {
+    let line = serde_json::to_string(req).expect("serialize");
+    if writeln!(conn.0, "{line}").is_err() {
+        eprintln!("vpnctl: lost the connection to vpnd");
+        std::process::exit(3);
+    }
+}
+
+fn receive(conn: &mut Conn) -> Response {
+    let mut buf = String::new();
+    match conn.1.read_line(&mut buf) {
+        Ok(0) | Err(_) => {
+            eprintln!("vpnctl: vpnd closed the connection");
+            std::process::exit(3);
+        }
+        Ok(_) => {}
+    }
+    match serde_json::from_str(&buf) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vpnctl: unreadable answer from vpnd: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `up --all`: every loaded connection at once, a progress line as each
+/// finishes. Exit 1 if any failed.
+fn up_all(socket: &std::path::Path, no_wait: bool) -> i32 {
+    let mut c = connect(socket);
+    send(&mut c, &Request::Status { conn: None });
+    let names: Vec<String> = match receive(&mut c) {
+        Response::Status { status } => status.connections.into_iter().map(|c| c.name).collect(),
+        Response::Error { message } => {
+            eprintln!("{message}");
+            return 1;
+        }
+        _ => Vec::new(),
+    };
+    let total = names.len();
+    if total == 0 {
+        println!("no connections loaded");
+        return 0;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    for name in names {
+        let tx = tx.clone();
+        let socket = socket.to_path_buf();
+        std::thread::spawn(move || {
+            let mut c = connect(&socket);
+            send(
+                &mut c,
+                &Request::Up {
+                    conn: name.clone(),
+                    child: None,
+                    no_wait,
+                },
+            );
+            let _ = tx.send((name, receive(&mut c)));
+        });
+    }
+    drop(tx);
+    let (mut done, mut failed) = (0, 0);
+    for (name, resp) in rx {
+        done += 1;
+        match resp {
+            Response::Ok { message } => println!("[{done}/{total}] {name}: {message}"),
+            Response::Error { message } => {
+                failed += 1;
+                println!("[{done}/{total}] {name}: FAILED: {message}");
+            }
+            _ => {}
+        }
+    }
+    println!("{} of {total} up, {failed} failed", total - failed);
+    i32::from(failed > 0)
 }
 
 fn print(resp: Response, json: bool) -> i32 {
@@ -196,6 +298,15 @@ fn print_conn(c: &ConnStatus) {
     if let Some(e) = &c.last_error {
         println!("  last error: {e}");
     }
+    println!(
+        "  retry: keyingtries {}, base {}ms, max {}ms; retransmit {}ms x{}; dpd {}ms",
+        c.keyingtries,
+        c.retry_base_ms,
+        c.retry_max_ms,
+        c.retransmit_timeout_ms,
+        c.retransmit_tries,
+        c.dpd_delay_ms
+    );
     for ike in &c.ike_sas {
         println!(
             "  #{}, {}, IKEv2, {}_i{} {}_r{}",
@@ -268,6 +379,11 @@ fn print_stats(s: &StatsReport) {
         s.scheduler.rate_limit_per_sec
     );
     println!("malformed datagrams: {}", s.malformed_datagrams_total);
+    println!("traps:               {}", s.traps);
+    println!(
+        "updown scripts:      {} runs, {} failed",
+        s.updown_runs_total, s.updown_failures_total
+    );
     println!(
         "memory (RSS):        {:.1} MiB",
         s.rss_bytes as f64 / 1048576.0

@@ -379,6 +379,7 @@ pub struct IkeSa {
     established_at: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    retransmit_override: Option<crate::config::Retransmit>,
 }
 
 impl fmt::Debug for IkeSa {
@@ -537,6 +538,7 @@ impl IkeSa {
             established_at: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            retransmit_override: None,
         };
         let mut names = children.iter();
         if let Some(first) = names.next() {
@@ -680,6 +682,7 @@ impl IkeSa {
             established_at: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            retransmit_override: None,
         };
         sa.detect_nat(&msg, h.spi_i, 0);
         if encap_forced {
@@ -990,7 +993,16 @@ impl IkeSa {
 
     // ----- internals: sending ---------------------------------------------
 
+    /// Use `r` for retransmissions from now on (runtime tuning); the
+    /// request in flight keeps its current wait.
+    pub fn set_retransmit(&mut self, r: crate::config::Retransmit) {
+        self.retransmit_override = Some(r);
+    }
+
     fn retransmit_policy(&self) -> crate::config::Retransmit {
+        if let Some(r) = self.retransmit_override {
+            return r;
+        }
         self.config
             .as_ref()
             .or_else(|| self.candidates.first())

@@ -1,0 +1,64 @@
+//! Config generators for vpnd labs.
+
+use std::fmt::Write;
+
+/// `n` connections between 198.18.0.1 (side "a") and 198.18.0.2 ("b"):
+/// connection i protects 198.19.i.0/25 (a) === 198.19.i.128/25 (b), with
+/// identities a{i}.test and b{i}.test. `defaults` goes into `[defaults]`;
+/// `per_conn(i)` adds lines to connection i (they override the defaults).
+pub fn pair_config(
+    side: &str,
+    n: usize,
+    auto: &str,
+    defaults: &str,
+    per_conn: impl Fn(usize) -> String,
+) -> String {
+    let (me, peer, mine, theirs) = if side == "a" {
+        ("198.18.0.1", "198.18.0.2", 0, 128)
+    } else {
+        ("198.18.0.2", "198.18.0.1", 128, 0)
+    };
+    let other = if side == "a" { "b" } else { "a" };
+    let mut s = format!(
+        "[daemon]\nlisten = [\"{me}\"]\ndataplane = \"none\"\nsecrets = [\"secrets.toml\"]\n\n[defaults]\nlocal_addrs = [\"{me}\"]\nremote_addrs = [\"{peer}\"]\nauto = \"{auto}\"\nproposals = [\"aes256gcm16-prfsha256-x25519\"]\n{defaults}\n"
+    );
+    if !defaults.contains("retransmit_timeout") {
+        s.push_str("retransmit_timeout = \"1s\"\n");
+    }
+    for i in 0..n {
+        let _ = write!(
+            s,
+            "\n[connections.c{i}]\nlocal_id = \"{side}{i}.test\"\nremote_id = \"{other}{i}.test\"\n{}\n[connections.c{i}.children.net]\nlocal_ts = [\"198.19.{i}.{mine}/25\"]\nremote_ts = [\"198.19.{i}.{theirs}/25\"]\nesp_proposals = [\"aes256gcm16\"]\n",
+            per_conn(i)
+        );
+    }
+    s
+}
+
+/// `config` without connection `name` (its table and its children's).
+pub fn remove_connection(config: &str, name: &str) -> String {
+    let own = format!("[connections.{name}]");
+    let children = format!("[connections.{name}.");
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in config.lines() {
+        if line.starts_with('[') {
+            skipping = line == own || line.starts_with(&children);
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `pair_config` with nothing per connection.
+pub fn many(side: &str, n: usize, auto: &str, defaults: &str) -> String {
+    pair_config(side, n, auto, defaults, |_| String::new())
+}
+
+/// A secrets file with one PSK for every identity.
+pub fn psk_any(secret: &str) -> String {
+    format!("[[psk]]\nids = [\"%any\"]\nsecret = \"{secret}\"\n")
+}
