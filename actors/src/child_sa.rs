@@ -9,6 +9,10 @@ use kernel::SaInstall;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 
+use std::path::PathBuf;
+
+use kernel::updown::UpdownEvent;
+
 use crate::ctx::CtxRef;
 use crate::ike_sa::IkeMsg;
 
@@ -20,11 +24,15 @@ pub struct ChildArgs {
     /// Rekey this long after installation (jitter already applied).
     pub rekey_after: Option<Duration>,
     pub parent: ActorRef<IkeMsg>,
+    /// The updown script and its event: "up" runs when the SA is installed
+    /// (not for a rekey); the IKE SA actor runs "down".
+    pub updown: Option<(PathBuf, UpdownEvent)>,
 }
 
 pub enum ChildMsg {
     Rekey,
-    /// The IKE SA deleted it (and removed it from the dataplane).
+    /// The IKE SA deleted it (and removed it from the dataplane and ran the
+    /// down script).
     Removed,
 }
 
@@ -68,6 +76,16 @@ impl Actor for ChildSaActor {
             rekey_of: c.rekey_of,
         };
         a.ctx.dataplane.install_sa(&install)?;
+        // updown runs on up and down, never on rekey (design.md).
+        if let (Some((script, ev)), None) = (&a.updown, c.rekey_of) {
+            a.ctx.updown.run(
+                script.clone(),
+                UpdownEvent {
+                    up: true,
+                    ..ev.clone()
+                },
+            );
+        }
         metrics::gauge!("vpnd_child_sas").increment(1.0);
         let rekey = a.rekey_after.map(|d| {
             let me = myself.clone();

@@ -39,6 +39,8 @@ pub struct Ctx {
     reqids: Mutex<HashMap<(String, String), u32>>,
     next_reqid: AtomicU32,
     pub daemon: OnceLock<ActorRef<DaemonMsg>>,
+    /// Runs updown scripts off the actors' path.
+    pub updown: Arc<kernel::updown::UpdownRunner>,
 }
 
 impl Ctx {
@@ -63,6 +65,7 @@ impl Ctx {
             reqids: Mutex::new(HashMap::new()),
             next_reqid: AtomicU32::new(1),
             daemon: OnceLock::new(),
+            updown: kernel::updown::UpdownRunner::new(kernel::updown::DEFAULT_TIMEOUT),
         }
     }
 

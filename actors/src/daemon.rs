@@ -146,8 +146,8 @@ impl DaemonState {
             connections: self.conns.len() as u64,
             dataplane: self.ctx.dataplane.name().to_string(),
             traps: self.ctx.dataplane.traps().len() as u64,
-            updown_runs_total: 0,
-            updown_failures_total: 0,
+            updown_runs_total: self.ctx.updown.runs_total(),
+            updown_failures_total: self.ctx.updown.failures_total(),
         }
     }
 }

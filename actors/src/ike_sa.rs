@@ -34,6 +34,17 @@ use crate::status::{ChildStatus, IkeStatus};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A CHILD SA's updown script and event, if it has one.
+type Updown = Option<(std::path::PathBuf, kernel::updown::UpdownEvent)>;
+
+/// Run the down script of a CHILD SA that is gone (not replaced by a rekey).
+fn run_down(ctx: &CtxRef, updown: Updown) {
+    if let Some((script, ev)) = updown {
+        ctx.updown
+            .run(script, kernel::updown::UpdownEvent { up: false, ..ev });
+    }
+}
+
 /// How the actor comes to have an IKE SA.
 pub enum IkeStart {
     Initiate {
@@ -109,7 +120,7 @@ pub struct IkeState {
     deferred: VecDeque<IkeMsg>,
     registered: Vec<u64>,
     half_open_key: Option<(u64, SocketAddr)>,
-    children: HashMap<u32, (ActorRef<ChildMsg>, Instant)>,
+    children: HashMap<u32, (ActorRef<ChildMsg>, Instant, Updown)>,
     timer_gen: u64,
     timer_at: Option<Instant>,
     timer: Option<JoinHandle<()>>,
@@ -309,7 +320,7 @@ impl IkeState {
                     proposal: c.proposal.describe(),
                     mode: format!("{:?}", c.mode).to_uppercase(),
                     installed_secs: installed
-                        .map(|(_, t)| now.saturating_duration_since(*t).as_secs())
+                        .map(|(_, t, _)| now.saturating_duration_since(*t).as_secs())
                         .unwrap_or(0),
                     bytes_in: counters.bytes_in,
                     bytes_out: counters.bytes_out,
@@ -426,9 +437,34 @@ impl IkeState {
                     .copied()
                     .unwrap_or_default();
                 let rekey_of = child.rekey_of;
+                let updown = self.spec.updown.get(&name).map(|script| {
+                    let sa = self.sa.as_ref();
+                    let id = |i: Option<&ike::wire::Identification>| {
+                        i.map(display_identity).unwrap_or_default()
+                    };
+                    let ev = kernel::updown::UpdownEvent {
+                        up: true,
+                        connection: name.clone(),
+                        reqid,
+                        unique_id: self.id,
+                        me: child.local.ip(),
+                        my_id: id(sa.and_then(|s| s.local_id())),
+                        peer: child.remote.ip(),
+                        peer_id: id(sa.and_then(|s| s.remote_id())),
+                        udp_encap_port: child.encap.then(|| child.remote.port()),
+                        local_ts: child.local_ts.clone(),
+                        remote_ts: child.remote_ts.clone(),
+                        mark_in: None,
+                        mark_out: None,
+                        if_id_in: None,
+                        if_id_out: None,
+                    };
+                    (script.clone(), ev)
+                });
                 let args = ChildArgs {
                     ctx: self.ctx.clone(),
                     conn: conn.clone(),
+                    updown: updown.clone(),
                     sa: *child,
                     reqid,
                     rekey_after: (!rekey.is_zero()).then(|| {
@@ -443,7 +479,7 @@ impl IkeState {
                 match Actor::spawn_linked(None, ChildSaActor, args, myself.get_cell()).await {
                     Ok((child_ref, _)) => {
                         self.children
-                            .insert(spi_in, (child_ref, runtime::clock::now()));
+                            .insert(spi_in, (child_ref, runtime::clock::now(), updown));
                         let what = if rekey_of.is_some() {
                             "rekeyed"
                         } else {
@@ -487,9 +523,13 @@ impl IkeState {
                 reason,
                 ..
             } => {
-                if let Some((child, _)) = self.children.remove(&spi_in) {
+                if let Some((child, _, updown)) = self.children.remove(&spi_in) {
                     let _ = self.ctx.dataplane.remove_sa(&conn, spi_in);
                     let _ = child.send_message(ChildMsg::Removed);
+                    // A rekeyed SA's successor carries on its "up".
+                    if reason != "rekeyed" {
+                        run_down(&self.ctx, updown);
+                    }
                 }
                 self.ctx.event(
                     Some(&conn),
@@ -566,9 +606,10 @@ impl IkeState {
     /// Remove everything this SA holds: SPIs, CHILD SAs in the dataplane,
     /// timers and work in flight.
     fn finish(&mut self) {
-        for (spi, (child, _)) in self.children.drain() {
+        for (spi, (child, _, updown)) in self.children.drain() {
             let _ = self.ctx.dataplane.remove_sa(&self.spec.name, spi);
             let _ = child.send_message(ChildMsg::Removed);
+            run_down(&self.ctx, updown);
         }
         self.unregister_all();
         self.leave_half_open();
@@ -925,6 +966,43 @@ impl Actor for IkeSaActor {
                     st.deferred.push_back(other);
                 } else {
                     st.handle_input(&myself, other).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// CHILD SA actors end normally when their SA is deleted; one that fails
+    /// is contained here: its SA leaves the dataplane and the peer is asked
+    /// to delete it, while the IKE SA and its other CHILD SAs go on.
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<IkeMsg>,
+        evt: ractor::SupervisionEvent,
+        st: &mut IkeState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let ractor::SupervisionEvent::ActorFailed(cell, err) = evt {
+            let failed = st
+                .children
+                .iter()
+                .find(|(_, (c, _, _))| c.get_id() == cell.get_id())
+                .map(|(spi, _)| *spi);
+            if let Some(spi) = failed {
+                if let Some((_, _, updown)) = st.children.remove(&spi) {
+                    run_down(&st.ctx, updown);
+                }
+                let _ = st.ctx.dataplane.remove_sa(&st.spec.name, spi);
+                runtime::counters::restart();
+                st.ctx.event(
+                    Some(&st.spec.name),
+                    "error",
+                    format!("CHILD SA actor {spi:08x} failed ({err}); deleting that CHILD SA"),
+                );
+                if let Some(sa) = st.sa.as_mut() {
+                    sa.handle_command(runtime::clock::now(), Command::DeleteChild { spi_in: spi });
+                } else {
+                    st.deferred
+                        .push_back(IkeMsg::Command(Command::DeleteChild { spi_in: spi }));
                 }
             }
         }

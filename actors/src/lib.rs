@@ -131,6 +131,8 @@ impl DaemonHandle {
                 let _ = self.api(Api::Kill(n), Duration::from_secs(2)).await;
             }
         }
+        // Let down scripts of the killed CHILD SAs finish (bounded).
+        self.ctx.updown.idle(Duration::from_secs(12)).await;
         self.actor.stop(None);
         let _ = self.join.await;
         for r in self.readers {
