@@ -37,6 +37,14 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// A CHILD SA's updown script and event, if it has one.
 type Updown = Option<(std::path::PathBuf, kernel::updown::UpdownEvent)>;
 
+/// A CHILD SA actor this IKE SA owns.
+struct ChildEntry {
+    actor: ActorRef<ChildMsg>,
+    installed: Instant,
+    rekey_at: Option<Instant>,
+    updown: Updown,
+}
+
 /// Run the down script of a CHILD SA that is gone (not replaced by a rekey).
 fn run_down(ctx: &CtxRef, updown: Updown) {
     if let Some((script, ev)) = updown {
@@ -120,7 +128,9 @@ pub struct IkeState {
     deferred: VecDeque<IkeMsg>,
     registered: Vec<u64>,
     half_open_key: Option<(u64, SocketAddr)>,
-    children: HashMap<u32, (ActorRef<ChildMsg>, Instant, Updown)>,
+    children: HashMap<u32, ChildEntry>,
+    /// When the IKE SA rekeys next.
+    rekey_at: Option<Instant>,
     timer_gen: u64,
     timer_at: Option<Instant>,
     timer: Option<JoinHandle<()>>,
@@ -282,6 +292,7 @@ impl IkeState {
                 self.spec.jitter_pct,
                 runtime::backoff::rand01(),
             );
+            self.rekey_at = Some(runtime::clock::now() + d);
             self.rekey = Some(tokio::spawn(async move {
                 tokio::time::sleep(d).await;
                 let _ = me.send_message(IkeMsg::Rekey);
@@ -320,8 +331,11 @@ impl IkeState {
                     proposal: c.proposal.describe(),
                     mode: format!("{:?}", c.mode).to_uppercase(),
                     installed_secs: installed
-                        .map(|(_, t, _)| now.saturating_duration_since(*t).as_secs())
+                        .map(|c| now.saturating_duration_since(c.installed).as_secs())
                         .unwrap_or(0),
+                    rekey_secs: installed
+                        .and_then(|c| c.rekey_at)
+                        .map(|t| t.saturating_duration_since(now).as_secs()),
                     bytes_in: counters.bytes_in,
                     bytes_out: counters.bytes_out,
                     packets_in: counters.packets_in,
@@ -346,6 +360,9 @@ impl IkeState {
             spi_i: format!("{:016x}", sa.spi_i()),
             spi_r: format!("{:016x}", sa.spi_r()),
             encap: sa.encap(),
+            rekey_secs: self
+                .rekey_at
+                .map(|t| t.saturating_duration_since(now).as_secs()),
             child_sas: children,
         };
     }
@@ -461,25 +478,33 @@ impl IkeState {
                     };
                     (script.clone(), ev)
                 });
+                let rekey_after = (!rekey.is_zero()).then(|| {
+                    runtime::backoff::jitter(
+                        rekey,
+                        self.spec.jitter_pct,
+                        runtime::backoff::rand01(),
+                    )
+                });
                 let args = ChildArgs {
                     ctx: self.ctx.clone(),
                     conn: conn.clone(),
                     updown: updown.clone(),
                     sa: *child,
                     reqid,
-                    rekey_after: (!rekey.is_zero()).then(|| {
-                        runtime::backoff::jitter(
-                            rekey,
-                            self.spec.jitter_pct,
-                            runtime::backoff::rand01(),
-                        )
-                    }),
+                    rekey_after,
                     parent: myself.clone(),
                 };
                 match Actor::spawn_linked(None, ChildSaActor, args, myself.get_cell()).await {
                     Ok((child_ref, _)) => {
-                        self.children
-                            .insert(spi_in, (child_ref, runtime::clock::now(), updown));
+                        self.children.insert(
+                            spi_in,
+                            ChildEntry {
+                                actor: child_ref,
+                                installed: runtime::clock::now(),
+                                rekey_at: rekey_after.map(|d| runtime::clock::now() + d),
+                                updown,
+                            },
+                        );
                         let what = if rekey_of.is_some() {
                             "rekeyed"
                         } else {
@@ -523,12 +548,12 @@ impl IkeState {
                 reason,
                 ..
             } => {
-                if let Some((child, _, updown)) = self.children.remove(&spi_in) {
+                if let Some(child) = self.children.remove(&spi_in) {
                     let _ = self.ctx.dataplane.remove_sa(&conn, spi_in);
-                    let _ = child.send_message(ChildMsg::Removed);
+                    let _ = child.actor.send_message(ChildMsg::Removed);
                     // A rekeyed SA's successor carries on its "up".
                     if reason != "rekeyed" {
-                        run_down(&self.ctx, updown);
+                        run_down(&self.ctx, child.updown);
                     }
                 }
                 self.ctx.event(
@@ -606,10 +631,10 @@ impl IkeState {
     /// Remove everything this SA holds: SPIs, CHILD SAs in the dataplane,
     /// timers and work in flight.
     fn finish(&mut self) {
-        for (spi, (child, _, updown)) in self.children.drain() {
+        for (spi, child) in self.children.drain() {
             let _ = self.ctx.dataplane.remove_sa(&self.spec.name, spi);
-            let _ = child.send_message(ChildMsg::Removed);
-            run_down(&self.ctx, updown);
+            let _ = child.actor.send_message(ChildMsg::Removed);
+            run_down(&self.ctx, child.updown);
         }
         self.unregister_all();
         self.leave_half_open();
@@ -741,6 +766,7 @@ impl Actor for IkeSaActor {
             registered: Vec::new(),
             half_open_key,
             children: HashMap::new(),
+            rekey_at: None,
             timer_gen: 0,
             timer_at: None,
             timer: None,
@@ -767,6 +793,7 @@ impl Actor for IkeSaActor {
                 spi_i: String::new(),
                 spi_r: String::new(),
                 encap: false,
+                rekey_secs: None,
                 child_sas: Vec::new(),
             },
             span,
@@ -985,11 +1012,11 @@ impl Actor for IkeSaActor {
             let failed = st
                 .children
                 .iter()
-                .find(|(_, (c, _, _))| c.get_id() == cell.get_id())
+                .find(|(_, c)| c.actor.get_id() == cell.get_id())
                 .map(|(spi, _)| *spi);
             if let Some(spi) = failed {
-                if let Some((_, _, updown)) = st.children.remove(&spi) {
-                    run_down(&st.ctx, updown);
+                if let Some(child) = st.children.remove(&spi) {
+                    run_down(&st.ctx, child.updown);
                 }
                 let _ = st.ctx.dataplane.remove_sa(&st.spec.name, spi);
                 runtime::counters::restart();

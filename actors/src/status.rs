@@ -42,6 +42,8 @@ pub struct IkeStatus {
     pub spi_i: String,
     pub spi_r: String,
     pub encap: bool,
+    /// Seconds until the IKE SA rekeys, if it will.
+    pub rekey_secs: Option<u64>,
     pub child_sas: Vec<ChildStatus>,
 }
 
@@ -58,6 +60,8 @@ pub struct ChildStatus {
     pub proposal: String,
     pub mode: String,
     pub installed_secs: u64,
+    /// Seconds until this CHILD SA rekeys, if it will.
+    pub rekey_secs: Option<u64>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub packets_in: u64,

@@ -69,7 +69,13 @@ fn auto_modes_route_unroute_and_down_back_to_trap() {
     assert!(wait(10, || installed(&va, "c0")), "{}", va.conn("c0"));
     // add: loaded, idle until `up`.
     assert_eq!(ike_count(&va, "c1"), 0);
-    let up = va.ctl(&["up", "c1"]);
+    let r = va.ctl(&["up", "c1", "--child", "nope"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("connection 'c1' has no child 'nope'"),
+        "{r:?}"
+    );
+    let up = va.ctl(&["up", "c1", "--child", "net"]);
     assert!(
         up.ok() && up.stdout.contains("CHILD SA 'net' installed"),
         "{up:?}"
@@ -397,6 +403,14 @@ fn set_changes_the_retry_schedule_of_a_failing_connection() {
     assert!(r.stderr.contains("unknown setting 'bogus'"), "{r:?}");
     assert_eq!(va.conn("c0")["retry_base_ms"], 4000);
     assert!(va.ctl(&["kill", "c0"]).ok());
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut saw_kill = false;
+    while Instant::now() < end && !saw_kill {
+        if let Ok(ev) = rx.recv_timeout(Duration::from_millis(200)) {
+            saw_kill = ev["kind"] == "kill" && ev["conn"] == "c0";
+        }
+    }
+    assert!(saw_kill, "monitor shows the kill");
     let _ = mon.kill();
     let _ = mon.wait();
 }

@@ -182,8 +182,18 @@ fn updown_environment_for_up_and_down_client_host_ipv4_ipv6_and_not_on_rekey() {
         "{:?}",
         runs(&capture)
     );
-    // Let c0's CHILD SA rekey (every 2 s) at least once: no further runs.
-    let first_spi = child_status(&va, "c0").1["spi_in"].clone();
+    // Status shows when c0's CHILD SA rekeys (every 2 s).
+    let (ike0, child0) = child_status(&va, "c0");
+    assert!(
+        child0["rekey_secs"].as_u64().is_some_and(|r| r <= 2),
+        "{child0}"
+    );
+    assert!(
+        ike0["rekey_secs"].as_u64().is_some_and(|r| r > 3600),
+        "IKE rekey in ~4h: {ike0}"
+    );
+    // Let it rekey at least once: no further runs.
+    let first_spi = child0["spi_in"].clone();
     assert!(
         wait(10, || child_status(&va, "c0").1["spi_in"] != first_spi),
         "c0 never rekeyed"

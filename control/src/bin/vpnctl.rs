@@ -323,7 +323,14 @@ fn print_conn(c: &ConnStatus) {
             println!("    {}", ike.proposal);
         }
         if ike.state == "established" || ike.state == "rekeying" {
-            println!("    established {} ago", ago(ike.established_secs));
+            match ike.rekey_secs {
+                Some(r) => println!(
+                    "    established {} ago, rekeying in {}",
+                    ago(ike.established_secs),
+                    ago(r)
+                ),
+                None => println!("    established {} ago", ago(ike.established_secs)),
+            }
         }
         for ch in &ike.child_sas {
             println!(
@@ -335,7 +342,14 @@ fn print_conn(c: &ConnStatus) {
                 if ike.encap { "-in-UDP" } else { "" },
                 ch.proposal
             );
-            println!("      installed {} ago", ago(ch.installed_secs));
+            match ch.rekey_secs {
+                Some(r) => println!(
+                    "      installed {} ago, rekeying in {}",
+                    ago(ch.installed_secs),
+                    ago(r)
+                ),
+                None => println!("      installed {} ago", ago(ch.installed_secs)),
+            }
             println!(
                 "      in  {}, {:>10} bytes, {:>8} packets",
                 ch.spi_in, ch.bytes_in, ch.packets_in
