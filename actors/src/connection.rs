@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use ike::config::PeerConfig;
 use ike::sa::{Command, IkeSa};
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
-};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use runtime::supervise::{Decision, RestartPolicy, RestartTracker};
 use tokio::task::JoinHandle;
 
@@ -794,9 +792,4 @@ impl Actor for ConnectionActor {
         st.ctx.dataplane.remove_owner(&st.spec.name);
         Ok(())
     }
-}
-
-/// The ActorCell of a connection actor, for supervision matching.
-pub fn cell_of(r: &ActorRef<ConnMsg>) -> ActorCell {
-    r.get_cell()
 }

@@ -94,6 +94,27 @@ pub struct DaemonArgs {
     pub conns: Vec<ConnSpec>,
 }
 
+/// Ask a Connection actor from a task and answer the API caller with its
+/// result, so the Daemon itself never waits.
+fn forward(
+    reply: RpcReplyPort<ApiReply>,
+    actor: ActorRef<ConnMsg>,
+    conn: String,
+    timeout_ms: u64,
+    msg: impl FnOnce(RpcReplyPort<Result<String, String>>) -> ConnMsg + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let r = actor
+            .call(msg, Some(Duration::from_millis(timeout_ms)))
+            .await;
+        let _ = reply.send(match r {
+            Ok(ractor::rpc::CallResult::Success(Ok(m))) => ApiReply::Ok(m),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => ApiReply::Err(e),
+            Ok(_) | Err(_) => ApiReply::Err(format!("connection '{conn}': no answer in time")),
+        });
+    });
+}
+
 fn no_conn(name: &str) -> ApiReply {
     ApiReply::Err(format!("no connection named '{name}'"))
 }
@@ -353,54 +374,28 @@ impl DaemonActor {
                     let _ = reply.send(no_conn(&conn));
                     return;
                 };
-                let actor = c.actor.clone();
                 if !wait {
-                    let _ = actor.send_message(ConnMsg::Up { child, reply: None });
+                    let _ = c.actor.send_message(ConnMsg::Up { child, reply: None });
                     let _ = reply.send(ApiReply::Ok(format!("initiating connection '{conn}'")));
                     return;
                 }
-                tokio::spawn(async move {
-                    let r = actor
-                        .call(
-                            |port| ConnMsg::Up {
-                                child,
-                                reply: Some(port),
-                            },
-                            Some(Duration::from_secs(300)),
-                        )
-                        .await;
-                    let _ = reply.send(match r {
-                        Ok(ractor::rpc::CallResult::Success(Ok(m))) => ApiReply::Ok(m),
-                        Ok(ractor::rpc::CallResult::Success(Err(e))) => ApiReply::Err(e),
-                        _ => ApiReply::Err(format!("connection '{conn}': no result in time")),
-                    });
+                forward(reply, c.actor.clone(), conn, 300_000, |p| ConnMsg::Up {
+                    child,
+                    reply: Some(p),
                 });
             }
-            Api::Down(conn) | Api::Kill(conn) if st.find(&conn).is_none() => {
-                let _ = reply.send(no_conn(&conn));
-            }
-            Api::Down(conn) => {
-                let actor = st.find(&conn).expect("checked").actor.clone();
-                tokio::spawn(async move {
-                    let r = ractor::call_t!(actor, ConnMsg::Down, 30_000);
-                    let _ = reply.send(match r {
-                        Ok(Ok(m)) => ApiReply::Ok(m),
-                        Ok(Err(e)) => ApiReply::Err(e),
-                        Err(e) => ApiReply::Err(format!("connection '{conn}': {e}")),
-                    });
-                });
-            }
-            Api::Kill(conn) => {
-                let actor = st.find(&conn).expect("checked").actor.clone();
-                tokio::spawn(async move {
-                    let r = ractor::call_t!(actor, ConnMsg::Kill, 5_000);
-                    let _ = reply.send(match r {
-                        Ok(Ok(m)) => ApiReply::Ok(m),
-                        Ok(Err(e)) => ApiReply::Err(e),
-                        Err(e) => ApiReply::Err(format!("connection '{conn}': {e}")),
-                    });
-                });
-            }
+            Api::Down(conn) => match st.find(&conn) {
+                Some(c) => forward(reply, c.actor.clone(), conn, 30_000, ConnMsg::Down),
+                None => {
+                    let _ = reply.send(no_conn(&conn));
+                }
+            },
+            Api::Kill(conn) => match st.find(&conn) {
+                Some(c) => forward(reply, c.actor.clone(), conn, 5_000, ConnMsg::Kill),
+                None => {
+                    let _ = reply.send(no_conn(&conn));
+                }
+            },
             Api::Add(spec) => {
                 if st.find(&spec.name).is_some() {
                     let _ = reply.send(ApiReply::Err(format!(
@@ -443,17 +438,8 @@ impl DaemonActor {
                 let spec = Arc::new(*spec);
                 st.conns[pos].spec = spec.clone();
                 let actor = st.conns[pos].actor.clone();
-                tokio::spawn(async move {
-                    let r = ractor::call_t!(
-                        actor,
-                        |p| ConnMsg::Set(Box::new((*spec).clone()), p),
-                        3000
-                    );
-                    let _ = reply.send(match r {
-                        Ok(Ok(m)) => ApiReply::Ok(m),
-                        Ok(Err(e)) => ApiReply::Err(e),
-                        Err(e) => ApiReply::Err(e.to_string()),
-                    });
+                forward(reply, actor, name, 3_000, move |p| {
+                    ConnMsg::Set(Box::new((*spec).clone()), p)
                 });
             }
             Api::Stats => {
@@ -470,44 +456,27 @@ impl DaemonActor {
                     let _ = reply.send(ApiReply::Stats(Box::new(stats)));
                 });
             }
-            Api::Impair { conn, kind } => {
-                let Some(c) = st.find(&conn) else {
+            Api::Impair { conn, kind } => match st.find(&conn) {
+                Some(c) => forward(reply, c.actor.clone(), conn, 3_000, |p| ConnMsg::Impair {
+                    kind,
+                    reply: p,
+                }),
+                None => {
                     let _ = reply.send(no_conn(&conn));
-                    return;
-                };
-                let actor = c.actor.clone();
-                tokio::spawn(async move {
-                    let r = ractor::call_t!(actor, |p| ConnMsg::Impair { kind, reply: p }, 3000);
-                    let _ = reply.send(match r {
-                        Ok(Ok(m)) => ApiReply::Ok(m),
-                        Ok(Err(e)) => ApiReply::Err(e),
-                        Err(e) => ApiReply::Err(e.to_string()),
-                    });
-                });
-            }
-            Api::Route(conn) | Api::Unroute(conn) if st.find(&conn).is_none() => {
-                let _ = reply.send(no_conn(&conn));
-            }
-            Api::Route(conn) => {
-                let actor = st.find(&conn).expect("checked").actor.clone();
-                tokio::spawn(async move {
-                    let _ = reply.send(match ractor::call_t!(actor, ConnMsg::Route, 3000) {
-                        Ok(Ok(m)) => ApiReply::Ok(m),
-                        Ok(Err(e)) => ApiReply::Err(e),
-                        Err(e) => ApiReply::Err(e.to_string()),
-                    });
-                });
-            }
-            Api::Unroute(conn) => {
-                let actor = st.find(&conn).expect("checked").actor.clone();
-                tokio::spawn(async move {
-                    let _ = reply.send(match ractor::call_t!(actor, ConnMsg::Unroute, 3000) {
-                        Ok(Ok(m)) => ApiReply::Ok(m),
-                        Ok(Err(e)) => ApiReply::Err(e),
-                        Err(e) => ApiReply::Err(e.to_string()),
-                    });
-                });
-            }
+                }
+            },
+            Api::Route(conn) => match st.find(&conn) {
+                Some(c) => forward(reply, c.actor.clone(), conn, 3_000, ConnMsg::Route),
+                None => {
+                    let _ = reply.send(no_conn(&conn));
+                }
+            },
+            Api::Unroute(conn) => match st.find(&conn) {
+                Some(c) => forward(reply, c.actor.clone(), conn, 3_000, ConnMsg::Unroute),
+                None => {
+                    let _ = reply.send(no_conn(&conn));
+                }
+            },
             Api::Names => {
                 let _ = reply.send(ApiReply::Names(
                     st.conns.iter().map(|c| c.spec.name.clone()).collect(),

@@ -121,16 +121,7 @@ pub fn parse_identity(s: &str) -> Result<Identification, IdParseError> {
         return Err(bad("empty"));
     }
     if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(match ip {
-            IpAddr::V4(a) => Identification {
-                id_type: IdType::ID_IPV4_ADDR,
-                data: a.octets().to_vec(),
-            },
-            IpAddr::V6(a) => Identification {
-                id_type: IdType::ID_IPV6_ADDR,
-                data: a.octets().to_vec(),
-            },
-        });
+        return Ok(Identification::ip(ip));
     }
     if let Some(hex) = s.strip_prefix("@#") {
         if hex.len() % 2 != 0 || hex.is_empty() {

@@ -424,6 +424,15 @@ fn notify(t: NotifyType, data: Vec<u8>) -> Payload {
     })
 }
 
+/// A Delete payload for the IKE SA itself (§3.11).
+fn ike_delete() -> Payload {
+    Payload::Delete(Delete {
+        protocol: ProtocolId::IKE,
+        spi_size: 0,
+        spis: Vec::new(),
+    })
+}
+
 fn find_notify(payloads: &[Payload], t: NotifyType) -> Option<&Notify> {
     payloads.iter().find_map(|p| match p {
         Payload::Notify(n) if n.notify_type == t => Some(n),
@@ -934,11 +943,7 @@ impl IkeSa {
         }
         if matches!(self.phase, Phase::Established | Phase::Deleting) {
             let id = self.core.next_request_id();
-            let payloads = [Payload::Delete(Delete {
-                protocol: ProtocolId::IKE,
-                spi_size: 0,
-                spis: Vec::new(),
-            })];
+            let payloads = [ike_delete()];
             let data = self
                 .core
                 .protect(ExchangeType::INFORMATIONAL, false, id, &payloads);
@@ -1302,11 +1307,7 @@ impl IkeSa {
             }
             Task::DeleteIke => {
                 self.phase = Phase::Deleting;
-                let payloads = [Payload::Delete(Delete {
-                    protocol: ProtocolId::IKE,
-                    spi_size: 0,
-                    spis: Vec::new(),
-                })];
+                let payloads = [ike_delete()];
                 self.send_request(
                     now,
                     ExchangeType::INFORMATIONAL,
@@ -1931,16 +1932,7 @@ impl IkeSa {
                 // Our new SA is redundant (§2.8.1): delete it; the peer's
                 // survives and the peer deletes the old one.
                 let mut redundant = new;
-                let id = redundant.next_request_id();
-                let del = [Payload::Delete(Delete {
-                    protocol: ProtocolId::IKE,
-                    spi_size: 0,
-                    spis: Vec::new(),
-                })];
-                let data = redundant.protect(ExchangeType::INFORMATIONAL, false, id, &del);
-                let wait = self.retransmit_policy().wait_after(0);
-                redundant.begin_request(now, ExchangeType::INFORMATIONAL, data.clone(), wait);
-                self.transmit(data);
+                self.send_ike_delete_on(now, &mut redundant);
                 self.switch_core(now, col.core, col.proposal, false);
                 self.retiring.push(redundant);
             }
@@ -1952,6 +1944,16 @@ impl IkeSa {
             }
             None => self.switch_core(now, new, chosen, true),
         }
+    }
+
+    /// Start a DELETE of the IKE SA `core` (an old or redundant one after a
+    /// rekey), retransmitted like any request of ours.
+    fn send_ike_delete_on(&mut self, now: Instant, core: &mut Core) {
+        let id = core.next_request_id();
+        let data = core.protect(ExchangeType::INFORMATIONAL, false, id, &[ike_delete()]);
+        let wait = self.retransmit_policy().wait_after(0);
+        core.begin_request(now, ExchangeType::INFORMATIONAL, data.clone(), wait);
+        self.transmit(data);
     }
 
     /// Keys for a rekeyed IKE SA (§2.18).
@@ -1990,16 +1992,7 @@ impl IkeSa {
             proposal,
         });
         if delete_old && old.out.is_none() {
-            let id = old.next_request_id();
-            let del = [Payload::Delete(Delete {
-                protocol: ProtocolId::IKE,
-                spi_size: 0,
-                spis: Vec::new(),
-            })];
-            let data = old.protect(ExchangeType::INFORMATIONAL, false, id, &del);
-            let wait = self.retransmit_policy().wait_after(0);
-            old.begin_request(now, ExchangeType::INFORMATIONAL, data.clone(), wait);
-            self.transmit(data);
+            self.send_ike_delete_on(now, &mut old);
         }
         self.retiring.push(old);
         self.run_tasks(now);
