@@ -154,6 +154,8 @@ fn needs_keys(data: &[u8]) -> Option<Priority> {
     let h = Header::decode(data).ok()?;
     match (h.exchange, h.is_response()) {
         (ExchangeType::IKE_SA_INIT, true) => Some(Priority::Normal),
+        // IKE_AUTH derives the first CHILD SA's keys (and verifies AUTH).
+        (ExchangeType::IKE_AUTH, _) => Some(Priority::High),
         (ExchangeType::CREATE_CHILD_SA, false) => Some(Priority::High),
         (ExchangeType::CREATE_CHILD_SA, true) => Some(Priority::Low),
         _ => None,
