@@ -12,6 +12,7 @@
 
 pub mod none;
 pub mod updown;
+pub mod userspace;
 
 use std::net::SocketAddr;
 

@@ -1,0 +1,18 @@
+//! The userspace ESP dataplane: pure packet processing, no I/O.
+//!
+//! - [`esp`]: RFC 4303 ESP with AEAD (RFC 4106, RFC 7634) as carried in
+//!   ESP-in-UDP (RFC 3948); encapsulate/decapsulate into caller buffers.
+//! - [`replay`]: the anti-replay window (checked before decryption, updated
+//!   after the ICV verified).
+//! - [`spd`]: policy lookup, most specific first, and 5-tuple parsing.
+//!
+//! The device side (TUN queues, UDP/4500 sockets, worker threads) builds on
+//! these and lives elsewhere; nothing here reads a clock or a socket.
+
+pub mod esp;
+pub mod replay;
+pub mod spd;
+
+pub use esp::{Decap, EspError, InboundSa, OutboundSa};
+pub use replay::{ReplayError, ReplayWindow};
+pub use spd::{parse_five_tuple, Action, FiveTuple, Policy, PolicyId, Spd};
