@@ -139,6 +139,8 @@ pub struct IkeState {
     guard: Option<HalfOpenGuard>,
     half_open_counted: bool,
     established: bool,
+    /// When this SA started negotiating (for the establishment histogram).
+    started_at: Option<Instant>,
     /// New retransmit settings arrived while the SA was computing.
     retransmit_pending: bool,
     /// We started this SA (not a responder SA).
@@ -425,6 +427,14 @@ impl IkeState {
                     return Ok(());
                 }
                 self.established = true;
+                if let Some(t) = self.started_at.take() {
+                    metrics::histogram!("vpnd_ike_establish_seconds").record(
+                        runtime::clock::now()
+                            .saturating_duration_since(t)
+                            .as_secs_f64(),
+                    );
+                }
+                metrics::counter!("vpnd_ike_established_total").increment(1);
                 self.leave_half_open();
                 if let Some(k) = self.half_open_key.take() {
                     self.ctx.half_open.remove(&k);
@@ -778,6 +788,7 @@ impl Actor for IkeSaActor {
             half_open_counted,
             established: false,
             retransmit_pending: false,
+            started_at: Some(runtime::clock::now()),
             initiated,
             done: false,
             impair: Impair::default(),

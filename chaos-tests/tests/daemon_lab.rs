@@ -285,3 +285,46 @@ fn hundred_tunnels_bring_up_time_and_memory() {
     );
     assert_eq!(va.stats()["half_open"], 0);
 }
+
+#[test]
+fn prometheus_endpoint_serves_the_daemons_metrics() {
+    let (mut lab, a, b) = lab("prom");
+    let _vb = Vpnd::start(
+        &mut lab,
+        &b,
+        "vpnd-b",
+        &many("b", 2, "add", ""),
+        &secrets(),
+        &[],
+    );
+    let config = many("a", 2, "start", "").replace(
+        "dataplane = \"none\"",
+        "dataplane = \"none\"\nmetrics = \"127.0.0.1:9469\"",
+    );
+    let va = Vpnd::start(&mut lab, &a, "vpnd-a", &config, &secrets(), &[]);
+    assert!(wait(10, || va.installed_children() == 2));
+    let scrape = || {
+        let out = lab.try_exec(
+            &a,
+            &[
+                "bash",
+                "-c",
+                "exec 3<>/dev/tcp/127.0.0.1/9469 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        wait(5, || scrape().contains("vpnd_ike_established_total 2")),
+        "{}",
+        scrape()
+    );
+    let m = scrape();
+    for name in [
+        "vpnd_key_computations_total",
+        "vpnd_ike_establish_seconds",
+        "vpnd_actors_alive",
+    ] {
+        assert!(m.contains(name), "{name} missing:\n{m}");
+    }
+}

@@ -84,6 +84,19 @@ async fn run(args: Args) -> Result<(), String> {
         },
         impair: args.impair,
     };
+    if let Some(addr) = cfg.daemon.metrics {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|e| {
+                format!(
+                    "{}: daemon.metrics: cannot serve on {addr}: {e}",
+                    cfg.main_file.display()
+                )
+            })?;
+        runtime::describe_metrics();
+        tracing::info!(%addr, "Prometheus metrics at http://{addr}/metrics");
+    }
     let listener = server::bind(&args.socket, cfg.daemon.socket_group.as_deref())?;
     let n = specs.len();
     let daemon = Arc::new(DaemonHandle::start(settings, specs).await?);
