@@ -148,21 +148,22 @@ impl ConnState {
         child: Option<String>,
     ) -> Result<(), String> {
         let spec = self.spec.clone();
-        // An established SA of ours gets the child; a connecting one is
-        // awaited.
-        if let Some(ike) = self.ikes.iter().find(|i| i.ours) {
-            if ike.established {
-                let name = child.unwrap_or_else(|| {
-                    spec.peer
-                        .children
-                        .first()
-                        .map(|c| c.name.clone())
-                        .unwrap_or_default()
-                });
-                let _ = ike
-                    .actor
-                    .send_message(IkeMsg::Command(Command::CreateChild { name }));
-            }
+        // An established IKE SA (ours or the peer's) gets the child; one of
+        // ours still connecting is awaited.
+        if let Some(ike) = self.ikes.iter().find(|i| i.established) {
+            let name = child.unwrap_or_else(|| {
+                spec.peer
+                    .children
+                    .first()
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default()
+            });
+            let _ = ike
+                .actor
+                .send_message(IkeMsg::Command(Command::CreateChild { name }));
+            return Ok(());
+        }
+        if self.ikes.iter().any(|i| i.ours) {
             return Ok(());
         }
         let remote = spec.initiate_to().ok_or_else(|| {
@@ -561,7 +562,9 @@ impl Actor for ConnectionActor {
                     Some(pos) => st.ikes.remove(pos).ours,
                     None => initiated,
                 };
-                if !was_established {
+                // A responder SA that failed before IKE_AUTH may not even be
+                // this connection's peer: only our own attempts count here.
+                if !was_established && ours {
                     st.last_error = Some(reason.clone());
                     st.answer_up(
                         None,
