@@ -77,6 +77,16 @@ impl Lab {
         }
     }
 
+    /// The usual lab: gateways "a" (198.18.0.1) and "b" (198.18.0.2) on one
+    /// veth link.
+    pub fn gateways(tag: &str) -> (Lab, Ns, Ns) {
+        let mut lab = Lab::new(tag);
+        let a = lab.ns("a");
+        let b = lab.ns("b");
+        lab.link(&a, &["198.18.0.1/24"], &b, &["198.18.0.2/24"]);
+        (lab, a, b)
+    }
+
     /// The lab's scratch directory (configs, sockets, logs).
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -10,10 +10,7 @@ const PROBE: &str = env!("CARGO_BIN_EXE_ike-probe");
 const PSK: &str = "interop-secret-0123456789";
 
 fn lab() -> (Lab, Ns, Ns) {
-    let mut lab = Lab::new("core");
-    let a = lab.ns("a");
-    let b = lab.ns("b");
-    lab.link(&a, &["198.18.0.1/24"], &b, &["198.18.0.2/24"]);
+    let (mut lab, a, b) = Lab::gateways("core");
     // The protected subnets behind each gateway.
     lab.lan(&a, &["198.19.1.1/24"]);
     lab.lan(&b, &["198.19.2.1/24"]);

@@ -8,10 +8,7 @@ use chaos_tests::{Charon, CharonConn, Lab, Ns, Vpnd};
 const PSK: &str = "daemon-interop-secret-42";
 
 fn lab() -> (Lab, Ns, Ns) {
-    let mut lab = Lab::new("dint");
-    let a = lab.ns("a");
-    let b = lab.ns("b");
-    lab.link(&a, &["198.18.0.1/24"], &b, &["198.18.0.2/24"]);
+    let (mut lab, a, b) = Lab::gateways("dint");
     lab.lan(&a, &["198.19.1.1/24"]);
     lab.lan(&b, &["198.19.2.1/24"]);
     (lab, a, b)

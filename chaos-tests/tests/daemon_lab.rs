@@ -4,17 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use chaos_tests::{Lab, Ns, Vpnd};
+use chaos_tests::{Lab, Vpnd};
 
 const PSK: &str = "lab-secret-with-some-length";
-
-fn lab(tag: &str) -> (Lab, Ns, Ns) {
-    let mut lab = Lab::new(tag);
-    let a = lab.ns("a");
-    let b = lab.ns("b");
-    lab.link(&a, &["198.18.0.1/24"], &b, &["198.18.0.2/24"]);
-    (lab, a, b)
-}
 
 fn many(side: &str, n: usize, auto: &str, extra: &str) -> String {
     chaos_tests::configs::many(side, n, auto, extra)
@@ -30,7 +22,7 @@ fn wait(secs: u64, f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn twenty_connections_between_two_vpnd() {
-    let (mut lab, a, b) = lab("twen");
+    let (mut lab, a, b) = Lab::gateways("twen");
     let vb = Vpnd::start(
         &mut lab,
         &b,
@@ -82,7 +74,7 @@ fn twenty_connections_between_two_vpnd() {
 
 #[test]
 fn kill_of_a_half_open_connection_is_prompt_and_complete() {
-    let (mut lab, a, _b) = lab("kill");
+    let (mut lab, a, _b) = Lab::gateways("kill");
     // Nothing listens on 198.18.0.2: the peer never answers.
     let config = many("a", 2, "add", "keyingtries = 0\nretransmit_tries = 10");
     let va = Vpnd::start(&mut lab, &a, "vpnd-a", &config, &secrets(), &[]);
@@ -127,7 +119,7 @@ fn kill_of_a_half_open_connection_is_prompt_and_complete() {
 
 #[test]
 fn a_panicking_ike_sa_actor_is_contained_and_restarted() {
-    let (mut lab, a, b) = lab("panc");
+    let (mut lab, a, b) = Lab::gateways("panc");
     let vb = Vpnd::start(
         &mut lab,
         &b,
@@ -191,7 +183,7 @@ fn a_panicking_ike_sa_actor_is_contained_and_restarted() {
 
 #[test]
 fn bad_config_is_refused_naming_file_line_and_key() {
-    let (mut lab, a, _b) = lab("badc");
+    let (mut lab, a, _b) = Lab::gateways("badc");
     let mut config = many("a", 1, "add", "");
     config = config.replace(
         "remote_id = \"b0.test\"",
@@ -226,7 +218,7 @@ fn bad_config_is_refused_naming_file_line_and_key() {
 #[test]
 fn control_socket_is_private_and_unreachable_daemon_is_exit_3() {
     use std::os::unix::fs::PermissionsExt;
-    let (mut lab, a, _b) = lab("sock");
+    let (mut lab, a, _b) = Lab::gateways("sock");
     let v = Vpnd::start(
         &mut lab,
         &a,
@@ -247,7 +239,7 @@ fn control_socket_is_private_and_unreachable_daemon_is_exit_3() {
 /// vpnd to 100 CHILD SAs installed on both sides, and both daemons' RSS.
 #[test]
 fn hundred_tunnels_bring_up_time_and_memory() {
-    let (mut lab, a, b) = lab("hund");
+    let (mut lab, a, b) = Lab::gateways("hund");
     let vb = Vpnd::start(
         &mut lab,
         &b,
@@ -288,7 +280,7 @@ fn hundred_tunnels_bring_up_time_and_memory() {
 
 #[test]
 fn prometheus_endpoint_serves_the_daemons_metrics() {
-    let (mut lab, a, b) = lab("prom");
+    let (mut lab, a, b) = Lab::gateways("prom");
     let _vb = Vpnd::start(
         &mut lab,
         &b,

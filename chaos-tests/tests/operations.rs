@@ -7,18 +7,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chaos_tests::configs::{many, pair_config, psk_any, remove_connection};
-use chaos_tests::{Lab, Ns, Vpnd};
+use chaos_tests::{Lab, Vpnd};
 use serde_json::Value;
 
 const PSK: &str = "operations-secret-number-one";
-
-fn lab(tag: &str) -> (Lab, Ns, Ns) {
-    let mut lab = Lab::new(tag);
-    let a = lab.ns("a");
-    let b = lab.ns("b");
-    lab.link(&a, &["198.18.0.1/24"], &b, &["198.18.0.2/24"]);
-    (lab, a, b)
-}
 
 fn wait(secs: u64, f: impl FnMut() -> bool) -> bool {
     Lab::wait_until(Duration::from_secs(secs), f)
@@ -46,7 +38,7 @@ fn ike_count(v: &Vpnd, conn: &str) -> usize {
 
 #[test]
 fn auto_modes_route_unroute_and_down_back_to_trap() {
-    let (mut lab, a, b) = lab("auto");
+    let (mut lab, a, b) = Lab::gateways("auto");
     let autos = ["start", "add", "route", "ignore"];
     let va_conf = pair_config("a", 4, "add", "", |i| format!("auto = \"{}\"", autos[i]));
     let vb = Vpnd::start(
@@ -119,7 +111,7 @@ fn auto_modes_route_unroute_and_down_back_to_trap() {
 
 #[test]
 fn add_delete_replace_with_ipsec_auto_semantics() {
-    let (mut lab, a, b) = lab("adre");
+    let (mut lab, a, b) = Lab::gateways("adre");
     let _vb = Vpnd::start(
         &mut lab,
         &b,
@@ -162,7 +154,7 @@ fn add_delete_replace_with_ipsec_auto_semantics() {
 
 #[test]
 fn reload_applies_only_the_difference_and_a_failed_reload_changes_nothing() {
-    let (mut lab, a, b) = lab("relo");
+    let (mut lab, a, b) = Lab::gateways("relo");
     // B accepts both proposals for every connection.
     let vb_conf = pair_config("b", 4, "add", "", |_| {
         "proposals = [\"aes256gcm16-prfsha256-x25519\", \"aes128gcm16-prfsha256-x25519\"]".into()
@@ -266,7 +258,7 @@ fn reload_applies_only_the_difference_and_a_failed_reload_changes_nothing() {
 
 #[test]
 fn load_of_one_file_leaves_the_others_alone() {
-    let (mut lab, a, b) = lab("lfil");
+    let (mut lab, a, b) = Lab::gateways("lfil");
     let _vb = Vpnd::start(
         &mut lab,
         &b,
@@ -340,7 +332,7 @@ fn retry_delay(ev: &Value) -> Option<f64> {
 
 #[test]
 fn set_changes_the_retry_schedule_of_a_failing_connection() {
-    let (mut lab, a, _b) = lab("setr");
+    let (mut lab, a, _b) = Lab::gateways("setr");
     // Nothing answers at 198.18.0.2: every attempt fails after 0.5 s + 1 s.
     let conf = many(
         "a",
@@ -417,7 +409,7 @@ fn set_changes_the_retry_schedule_of_a_failing_connection() {
 
 #[test]
 fn rereadsecrets_is_used_by_the_next_authentication_only() {
-    let (mut lab, a, b) = lab("rers");
+    let (mut lab, a, b) = Lab::gateways("rers");
     let vb = Vpnd::start(
         &mut lab,
         &b,
@@ -455,7 +447,7 @@ fn rereadsecrets_is_used_by_the_next_authentication_only() {
 
 #[test]
 fn fifty_concurrent_clients_get_their_own_answers() {
-    let (mut lab, a, b) = lab("fift");
+    let (mut lab, a, b) = Lab::gateways("fift");
     let _vb = Vpnd::start(
         &mut lab,
         &b,
@@ -501,7 +493,7 @@ fn fifty_concurrent_clients_get_their_own_answers() {
 
 #[test]
 fn up_all_reports_progress_and_the_result() {
-    let (mut lab, a, b) = lab("upal");
+    let (mut lab, a, b) = Lab::gateways("upal");
     let _vb = Vpnd::start(
         &mut lab,
         &b,

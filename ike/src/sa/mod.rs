@@ -440,6 +440,14 @@ fn find_notify(payloads: &[Payload], t: NotifyType) -> Option<&Notify> {
     })
 }
 
+/// The DH group an INVALID_KE_PAYLOAD notify asks for (§1.2: two bytes),
+/// if it is one we offered.
+fn requested_group(n: &Notify, offered: &[ProposalSpec]) -> Option<DhGroup> {
+    let b = n.data.get(..2)?;
+    let g = DhGroup::from_id(u16::from_be_bytes([b[0], b[1]]))?;
+    offered.iter().any(|s| s.dh.contains(&g)).then_some(g)
+}
+
 fn first_error(payloads: &[Payload]) -> Option<NotifyType> {
     payloads.iter().find_map(|p| match p {
         Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
@@ -1508,10 +1516,7 @@ impl IkeSa {
             return Ok(());
         }
         if let Some(n) = find_notify(p, NotifyType::INVALID_KE_PAYLOAD) {
-            let wanted = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-            let group = wanted
-                .and_then(DhGroup::from_id)
-                .filter(|g| config.ike_proposals.iter().any(|s| s.dh.contains(g)));
+            let group = requested_group(n, &config.ike_proposals);
             let init = self.init.as_mut().expect("init");
             match group {
                 Some(g) if init.retries < MAX_INIT_RETRIES && g != init.dh.group() => {
@@ -1798,10 +1803,7 @@ impl IkeSa {
         payloads: Vec<Payload>,
     ) {
         if let Some(n) = find_notify(&payloads, NotifyType::INVALID_KE_PAYLOAD) {
-            let wanted = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-            let g = wanted
-                .and_then(DhGroup::from_id)
-                .filter(|g| req.proposals.iter().any(|p| p.dh.contains(g)));
+            let g = requested_group(n, &req.proposals);
             if let (Some(g), true) = (g, req.ke_retries < MAX_INIT_RETRIES) {
                 req.ke_retries += 1;
                 req.dh = Some(DhPrivate::generate(g, self.provider.random()));
@@ -1873,11 +1875,7 @@ impl IkeSa {
     ) {
         let config = self.config.clone().expect("config");
         if let Some(n) = find_notify(&payloads, NotifyType::INVALID_KE_PAYLOAD) {
-            let wanted = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-            if let Some(g) = wanted
-                .and_then(DhGroup::from_id)
-                .filter(|g| config.ike_proposals.iter().any(|s| s.dh.contains(g)))
-            {
+            if let Some(g) = requested_group(n, &config.ike_proposals) {
                 if req.ke_retries < MAX_INIT_RETRIES {
                     req.ke_retries += 1;
                     req.dh = DhPrivate::generate(g, self.provider.random());
@@ -2191,7 +2189,7 @@ impl IkeSa {
             initial_contact: find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some(),
         });
         if let Some(n) = child {
-            self.install_responded_child(n, &ni, &nr, None);
+            self.install_child(n, &ni, &nr, None, None);
         }
         self.run_tasks(now);
     }
@@ -2286,16 +2284,6 @@ impl IkeSa {
             });
         }
         Err(error)
-    }
-
-    fn install_responded_child(
-        &mut self,
-        n: Negotiated,
-        ni: &[u8],
-        nr: &[u8],
-        shared: Option<&[u8]>,
-    ) -> u32 {
-        self.install_child(n, ni, nr, shared, None)
     }
 
     fn install_child(
