@@ -818,6 +818,19 @@ fn simultaneous_child_rekey_collision_leaves_one_sa() {
             3,
             "seed {seed}"
         );
+        // Both deletions belong to the rekey, on both sides (so no updown
+        // "down" runs for them).
+        for side in [&p.a, &p.b] {
+            let reasons: Vec<&str> = side
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::ChildDeleted { reason, .. } => Some(reason.as_str()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(reasons, vec!["rekeyed", "rekeyed"], "seed {seed}");
+        }
     }
 }
 

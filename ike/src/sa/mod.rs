@@ -1788,10 +1788,17 @@ impl IkeSa {
                 }
                 self.tasks.push_back(Task::DeleteChildren(vec![new]));
             }
-            _ => {
+            collision => {
                 o.state = ChildState::Rekeyed;
                 o.rekeyed = true;
                 self.tasks.push_back(Task::DeleteChildren(vec![old]));
+                // The peer's SA from the collision is redundant; the peer
+                // deletes it, and that deletion is part of the rekey.
+                if let Some((peer_new, _)) = collision {
+                    if let Some(n) = self.children.iter_mut().find(|c| c.sa.spi_in == peer_new) {
+                        n.rekeyed = true;
+                    }
+                }
             }
         }
     }
