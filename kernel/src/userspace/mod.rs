@@ -5,12 +5,16 @@
 //! - [`replay`]: the anti-replay window (checked before decryption, updated
 //!   after the ICV verified).
 //! - [`spd`]: policy lookup, most specific first, and 5-tuple parsing.
+//! - [`route`]: rtnetlink routes of remote traffic selectors into the TUN
+//!   device (the one module here that does I/O: blocking netlink calls).
 //!
 //! The device side (TUN queues, UDP/4500 sockets, worker threads) builds on
-//! these and lives elsewhere; nothing here reads a clock or a socket.
+//! these and lives elsewhere; apart from [`route`], nothing here reads a
+//! clock or a socket.
 
 pub mod esp;
 pub mod replay;
+pub mod route;
 pub mod spd;
 
 pub use esp::{Decap, EspError, InboundSa, OutboundSa};
