@@ -5,6 +5,17 @@
 //! plus a tmpfs) so that pid files of several charons never collide. On
 //! these hosts the kernel has no ESP, so charon uses the `kernel-libipsec`
 //! plugin (userspace ESP over TUN, always UDP-encapsulated on port 4500).
+//!
+//! Traffic through such a charon needs nothing beyond this: kernel-libipsec
+//! (loaded before kernel-netlink, so it is the IPsec backend while
+//! kernel-netlink still does routes and addresses) opens a TUN device
+//! `ipsec0` (from /dev/net/tun) in charon's namespace, and for each
+//! installed CHILD SA charon adds `<remote_ts> dev ipsec0 src <local addr>`
+//! to routing table 220 (`install_routes`, on by default; a rule
+//! `from all lookup 220` sits before `main`). That source address must be
+//! an address of the namespace inside `local_ts` (e.g. a `Lab::lan`
+//! address), else no route is installed. libipsec always UDP-encapsulates
+//! (it fakes NAT detection; `encap = yes` is explicit here anyway).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -109,6 +120,16 @@ impl CharonConn {
     }
 }
 
+/// strongswan.conf knobs beyond the defaults of `Charon::start`.
+#[derive(Clone, Debug, Default)]
+pub struct CharonOptions {
+    /// Lines added inside the `charon { }` section, e.g. `keep_alive = 5s`
+    /// (NAT-T keepalive interval, default 20 s) or `install_routes = no`.
+    pub charon_extra: String,
+    /// Lines inside `charon.plugins.kernel-libipsec { }`, e.g. `mtu = 1400`.
+    pub libipsec: String,
+}
+
 /// A running charon.
 pub struct Charon {
     pub name: String,
@@ -119,6 +140,17 @@ pub struct Charon {
 impl Charon {
     /// Write configs, start charon in `ns` and load `conns` with swanctl.
     pub fn start(lab: &mut Lab, ns: &Ns, name: &str, conns: &[CharonConn]) -> Charon {
+        Self::start_with(lab, ns, name, conns, &CharonOptions::default())
+    }
+
+    /// `start` with extra strongswan.conf settings.
+    pub fn start_with(
+        lab: &mut Lab,
+        ns: &Ns,
+        name: &str,
+        conns: &[CharonConn],
+        opts: &CharonOptions,
+    ) -> Charon {
         let dir = lab.dir().join(name);
         std::fs::create_dir_all(&dir).expect("charon dir");
         let vici = dir.join("charon.vici");
@@ -133,6 +165,7 @@ impl Charon {
   retransmit_timeout = 1
   retransmit_tries = 3
   install_virtual_ip = no
+{extra}
   syslog {{
     daemon {{
       default = -1
@@ -151,10 +184,15 @@ impl Charon {
     vici {{
       socket = unix://{vici}
     }}
+    kernel-libipsec {{
+{libipsec}
+    }}
   }}
 }}
 "#,
-                vici = vici.display()
+                vici = vici.display(),
+                extra = opts.charon_extra,
+                libipsec = opts.libipsec,
             ),
         )
         .expect("strongswan.conf");
@@ -237,8 +275,77 @@ impl Charon {
                 .any(|l| l.contains(child) && l.contains("INSTALLED"))
     }
 
+    /// Poll until `child` is installed, at most `timeout`.
+    pub fn wait_installed(&self, child: &str, timeout: Duration) -> bool {
+        Lab::wait_until(timeout, || self.has_installed(child))
+    }
+
+    /// Bytes through the first installed CHILD SA named `child`, as
+    /// `(in, out)` from `swanctl --list-sas` counters.
+    pub fn child_bytes(&self, child: &str) -> Option<(u64, u64)> {
+        child_bytes(&self.list_sas(), child)
+    }
+
     /// Initiate `child` waiting at most two seconds for the result.
     pub fn initiate(&self, child: &str) {
         let (_ok, _out) = self.swanctl(&["--initiate", "--child", child, "--timeout", "2"]);
+    }
+}
+
+/// Parse `(in, out)` byte counters of CHILD SA `child` from `swanctl
+/// --list-sas` output (`in  c1f0..., 252 bytes, 3 packets, ...`).
+pub fn child_bytes(list_sas: &str, child: &str) -> Option<(u64, u64)> {
+    let mut lines = list_sas.lines();
+    lines.find(|l| {
+        let t = l.trim_start();
+        t.starts_with(&format!("{child}: ")) && t.contains("INSTALLED")
+    })?;
+    let (mut inb, mut outb) = (None, None);
+    for l in lines {
+        let t = l.trim_start();
+        let bytes = || -> Option<u64> {
+            let part = t.split(',').find(|p| p.trim_end().ends_with(" bytes"))?;
+            part.split_whitespace().next()?.parse().ok()
+        };
+        if t.starts_with("in ") {
+            inb = bytes();
+        } else if t.starts_with("out ") {
+            outb = bytes();
+            break;
+        }
+    }
+    Some((inb?, outb?))
+}
+
+/// A site-to-site PSK tunnel between two charons: `local_ts` behind the
+/// first, `remote_ts` behind the second. Returns the two ends' configs.
+pub fn tunnel_pair(
+    addrs: (&str, &str),
+    ids: (&str, &str),
+    lans: (&str, &str),
+    psk: &str,
+) -> (CharonConn, CharonConn) {
+    let mut c1 = CharonConn::psk("tun", addrs.0, addrs.1, ids.0, ids.1, psk);
+    c1.local_ts = lans.0.into();
+    c1.remote_ts = lans.1.into();
+    let mut c2 = CharonConn::psk("tun", addrs.1, addrs.0, ids.1, ids.0, psk);
+    c2.local_ts = lans.1.into();
+    c2.remote_ts = lans.0.into();
+    (c1, c2)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn child_bytes_from_list_sas() {
+        let text = "tun: #1, ESTABLISHED, IKEv2, c3_i* 7e_r
+  net: #1, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-256
+    installed 0s ago
+    in  92e881fc,    252 bytes,     3 packets,     0s ago
+    out c4782b02, 242290140 bytes, 173105 packets,     0s ago
+    local  198.19.1.0/24
+";
+        assert_eq!(super::child_bytes(text, "net"), Some((252, 242290140)));
+        assert_eq!(super::child_bytes(text, "other"), None);
     }
 }

@@ -9,8 +9,10 @@
 pub mod charon;
 pub mod configs;
 pub mod lab;
+pub mod topology;
+pub mod traffic;
 pub mod vpnd;
 
-pub use charon::{Charon, CharonConn};
+pub use charon::{Charon, CharonConn, CharonOptions};
 pub use lab::{Lab, Ns};
 pub use vpnd::{Ctl, Vpnd};

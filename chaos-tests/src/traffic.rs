@@ -1,0 +1,207 @@
+//! Real traffic through a lab: ICMP echo with `ping` and TCP with `iperf3`
+//! (both installed by scripts/deps.sh). Every wait is bounded: `ping` has a
+//! deadline, the iperf3 client runs under `timeout`, and a one-off iperf3
+//! server is a lab process, so the lab's `Drop` kills it if the client never
+//! came.
+
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::lab::{Lab, Ns};
+
+static PORTS: AtomicU32 = AtomicU32::new(0);
+
+/// `ping -c count -I src dst` inside `ns`, 0.2 s apart, done within
+/// `count + 3` seconds. True when every echo was answered.
+pub fn ping(lab: &Lab, ns: &Ns, src: &str, dst: &str, count: u32) -> bool {
+    let out = ping_output(lab, ns, src, dst, count);
+    out.status.success() && received(&out) == Some(count)
+}
+
+/// `ping`'s raw output (for diagnostics and partial-loss checks).
+pub fn ping_output(lab: &Lab, ns: &Ns, src: &str, dst: &str, count: u32) -> Output {
+    let c = count.to_string();
+    let deadline = (count + 3).to_string();
+    lab.try_exec(
+        ns,
+        &[
+            "ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", "-w", &deadline, "-I", src, dst,
+        ],
+    )
+}
+
+/// Echo replies received, from ping's summary line.
+pub fn received(out: &Output) -> Option<u32> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("packets transmitted"))?;
+    let part = line.split(',').find(|p| p.contains("received"))?;
+    part.split_whitespace().next()?.parse().ok()
+}
+
+/// What one iperf3 TCP run measured (from its JSON report).
+#[derive(Clone, Debug)]
+pub struct Transfer {
+    /// Bytes the client sent.
+    pub bytes_sent: u64,
+    /// Bytes the server counted before the test ended. With `-n` iperf3
+    /// ends the test once the client has *written* everything, so this can
+    /// be short by what was still in flight (a few socket buffers).
+    pub bytes_received: u64,
+    /// Receiver-side throughput, bits per second.
+    pub bits_per_second: f64,
+    /// Seconds the test lasted.
+    pub seconds: f64,
+    /// Sender-side TCP retransmissions, when iperf3 reports them.
+    pub retransmits: Option<u64>,
+}
+
+impl Transfer {
+    pub fn gbits(&self) -> f64 {
+        self.bits_per_second / 1e9
+    }
+}
+
+/// How much one iperf3 client sends.
+#[derive(Clone, Copy, Debug)]
+pub enum Amount {
+    /// `-n`: this many bytes.
+    Bytes(u64),
+    /// `-t`: for this many seconds.
+    Seconds(u32),
+}
+
+/// One iperf3 TCP test, single stream, client in `ns_client` to a one-off
+/// server bound to `server_addr` in `ns_server`. `client_bind` (`-B`) pins
+/// the client's source address, e.g. a LAN address inside a selector.
+/// Fails (with iperf3's own error when it has one) instead of hanging: the
+/// whole client run is bounded by the amount plus `slack`.
+pub fn iperf3(
+    lab: &mut Lab,
+    ns_client: &Ns,
+    ns_server: &Ns,
+    server_addr: &str,
+    client_bind: Option<&str>,
+    amount: Amount,
+    slack: Duration,
+) -> Result<Transfer, String> {
+    let n = PORTS.fetch_add(1, Ordering::SeqCst);
+    let port = (5201 + n % 1000).to_string();
+    let name = format!("iperf3-server-{n}");
+    lab.spawn(
+        ns_server,
+        &name,
+        &["iperf3", "-s", "-1", "-B", server_addr, "-p", &port],
+        &[],
+    );
+    let listening = Lab::wait_until(Duration::from_secs(5), || {
+        let out = lab.try_exec(ns_server, &["ss", "-Hltn", &format!("sport = :{port}")]);
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    });
+    if !listening {
+        lab.stop(&name);
+        return Err(format!(
+            "iperf3 server did not listen on {server_addr}:{port}: {}",
+            lab.log(&name)
+        ));
+    }
+    let (flag, value, secs) = match amount {
+        Amount::Bytes(b) => ("-n", b.to_string(), 0),
+        Amount::Seconds(s) => ("-t", s.to_string(), u64::from(s)),
+    };
+    let limit = (secs + slack.as_secs().max(1)).to_string();
+    let mut argv = vec![
+        "timeout",
+        "-k",
+        "2",
+        &limit,
+        "iperf3",
+        "-c",
+        server_addr,
+        "-p",
+        &port,
+        "-J",
+        "--connect-timeout",
+        "3000",
+        flag,
+        &value,
+    ];
+    if let Some(b) = client_bind {
+        argv.extend(["-B", b]);
+    }
+    let out = lab.try_exec(ns_client, &argv);
+    lab.stop(&name);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(_) => {
+            return Err(format!(
+                "iperf3 client exited with {} and no JSON report (after {limit} s limit?): {}{}",
+                out.status,
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    if let Some(e) = json["error"].as_str() {
+        return Err(format!("iperf3: {e}"));
+    }
+    if !out.status.success() {
+        return Err(format!("iperf3 client exited with {}", out.status));
+    }
+    let recv = &json["end"]["sum_received"];
+    let bits_per_second = recv["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| format!("iperf3 report without end.sum_received: {text}"))?;
+    Ok(Transfer {
+        bytes_sent: json["end"]["sum_sent"]["bytes"].as_u64().unwrap_or(0),
+        bytes_received: recv["bytes"].as_u64().unwrap_or(0),
+        bits_per_second,
+        seconds: recv["seconds"].as_f64().unwrap_or(0.0),
+        retransmits: json["end"]["sum_sent"]["retransmits"].as_u64(),
+    })
+}
+
+/// Send `bytes` over one TCP connection from `ns_client` to `server_addr` in
+/// `ns_server` with iperf3 (`-n`); at most 30 s plus 1 s per MB.
+pub fn tcp_transfer(
+    lab: &mut Lab,
+    ns_client: &Ns,
+    ns_server: &Ns,
+    server_addr: &str,
+    bytes: u64,
+) -> Result<Transfer, String> {
+    let slack = Duration::from_secs(30 + bytes / 1_000_000);
+    iperf3(
+        lab,
+        ns_client,
+        ns_server,
+        server_addr,
+        None,
+        Amount::Bytes(bytes),
+        slack,
+    )
+}
+
+/// `tcp_transfer` with the client's source address pinned (`-B`).
+pub fn tcp_transfer_from(
+    lab: &mut Lab,
+    ns_client: &Ns,
+    client_addr: &str,
+    ns_server: &Ns,
+    server_addr: &str,
+    bytes: u64,
+) -> Result<Transfer, String> {
+    let slack = Duration::from_secs(30 + bytes / 1_000_000);
+    iperf3(
+        lab,
+        ns_client,
+        ns_server,
+        server_addr,
+        Some(client_addr),
+        Amount::Bytes(bytes),
+        slack,
+    )
+}
