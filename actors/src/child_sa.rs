@@ -23,6 +23,7 @@ pub struct ChildArgs {
     pub reqid: u32,
     /// Rekey this long after installation (jitter already applied).
     pub rekey_after: Option<Duration>,
+    pub lifetime: kernel::Lifetime,
     pub parent: ActorRef<IkeMsg>,
     /// The updown script and its event: "up" runs when the SA is installed
     /// (not for a rekey); the IKE SA actor runs "down".
@@ -31,6 +32,11 @@ pub struct ChildArgs {
 
 pub enum ChildMsg {
     Rekey,
+    /// The dataplane reached a lifetime: soft → rekey; hard → the SA is gone
+    /// from the dataplane, delete it with the peer.
+    Expired {
+        hard: bool,
+    },
     /// The IKE SA deleted it (and removed it from the dataplane and ran the
     /// down script).
     Removed,
@@ -74,6 +80,7 @@ impl Actor for ChildSaActor {
             esn: c.proposal.esn,
             keys: c.keys.clone(),
             rekey_of: c.rekey_of,
+            lifetime: a.lifetime,
         };
         a.ctx.dataplane.install_sa(&install)?;
         // updown runs on up and down, never on rekey (design.md).
@@ -94,6 +101,7 @@ impl Actor for ChildSaActor {
                 let _ = me.send_message(ChildMsg::Rekey);
             })
         });
+        a.ctx.children.insert(c.spi_in, myself.clone());
         Ok(ChildState {
             _alive: runtime::counters::AliveGuard::new(),
             ctx: a.ctx,
@@ -116,6 +124,32 @@ impl Actor for ChildSaActor {
                     .parent
                     .send_message(IkeMsg::Command(Command::RekeyChild { spi_in: st.spi_in }));
             }
+            ChildMsg::Expired { hard: false } => {
+                st.ctx.event(
+                    Some(&st.conn),
+                    "child",
+                    format!(
+                        "CHILD SA {:08x}: soft lifetime reached, rekeying",
+                        st.spi_in
+                    ),
+                );
+                let _ = st
+                    .parent
+                    .send_message(IkeMsg::Command(Command::RekeyChild { spi_in: st.spi_in }));
+            }
+            ChildMsg::Expired { hard: true } => {
+                st.ctx.event(
+                    Some(&st.conn),
+                    "child",
+                    format!(
+                        "CHILD SA {:08x}: hard lifetime reached, deleting",
+                        st.spi_in
+                    ),
+                );
+                let _ = st
+                    .parent
+                    .send_message(IkeMsg::Command(Command::DeleteChild { spi_in: st.spi_in }));
+            }
             ChildMsg::Removed => myself.stop(None),
         }
         Ok(())
@@ -130,6 +164,7 @@ impl Actor for ChildSaActor {
             h.abort();
         }
         let _ = st.ctx.dataplane.remove_sa(&st.conn, st.spi_in);
+        st.ctx.children.remove(&st.spi_in);
         metrics::gauge!("vpnd_child_sas").decrement(1.0);
         Ok(())
     }

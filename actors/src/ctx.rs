@@ -30,6 +30,8 @@ pub struct Ctx {
     /// Responder IKE SAs by (SPIi, peer) until IKE_SA_INIT is answered, so a
     /// retransmitted request reaches the same actor.
     pub half_open: DashMap<(u64, SocketAddr), ActorRef<IkeMsg>>,
+    /// Installed CHILD SAs by inbound SPI (dataplane lifetime events).
+    pub children: DashMap<u32, ActorRef<crate::child_sa::ChildMsg>>,
     pub monitor: broadcast::Sender<MonitorEvent>,
     pub malformed: AtomicU64,
     pub ike_sas: AtomicU64,
@@ -57,6 +59,7 @@ impl Ctx {
             sockets,
             spis: DashMap::new(),
             half_open: DashMap::new(),
+            children: DashMap::new(),
             monitor: broadcast::channel(1024).0,
             malformed: AtomicU64::new(0),
             ike_sas: AtomicU64::new(0),

@@ -129,6 +129,17 @@ impl DaemonState {
         myself: &ActorRef<DaemonMsg>,
         spec: Arc<ConnSpec>,
     ) -> Result<(), String> {
+        // A dataplane that only speaks ESP-in-UDP needs encapsulation
+        // negotiated whether or not there is a NAT (strongSwan `encap`).
+        let spec = if self.ctx.dataplane.forces_encap() && !spec.peer.encap {
+            let mut s = (*spec).clone();
+            let mut peer = (*s.peer).clone();
+            peer.encap = true;
+            s.peer = Arc::new(peer);
+            Arc::new(s)
+        } else {
+            spec
+        };
         let args = ConnArgs {
             ctx: self.ctx.clone(),
             spec: spec.clone(),
@@ -169,6 +180,13 @@ impl DaemonState {
             traps: self.ctx.dataplane.traps().len() as u64,
             updown_runs_total: self.ctx.updown.runs_total(),
             updown_failures_total: self.ctx.updown.failures_total(),
+            dataplane_counters: self
+                .ctx
+                .dataplane
+                .stats()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         }
     }
 }
@@ -207,14 +225,31 @@ impl Actor for DaemonActor {
         // Trap hits start their connection.
         let mut events = st.ctx.dataplane.subscribe();
         let me = myself.clone();
+        let ctx = st.ctx.clone();
         tokio::spawn(async move {
-            while let Ok(ev) = events.recv().await {
-                if let kernel::DataplaneEvent::Acquire { owner, child } = ev {
-                    if me
-                        .send_message(DaemonMsg::Acquire { owner, child })
-                        .is_err()
-                    {
-                        return;
+            loop {
+                let ev = match events.recv().await {
+                    Ok(ev) => ev,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("dataplane events: {n} lost");
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                match ev {
+                    kernel::DataplaneEvent::Acquire { owner, child } => {
+                        if me
+                            .send_message(DaemonMsg::Acquire { owner, child })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    kernel::DataplaneEvent::Expire { spi_in, hard } => {
+                        let actor = ctx.children.get(&spi_in).map(|a| a.clone());
+                        if let Some(a) = actor {
+                            let _ = a.send_message(crate::child_sa::ChildMsg::Expired { hard });
+                        }
                     }
                 }
             }

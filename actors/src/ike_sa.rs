@@ -344,6 +344,8 @@ impl IkeState {
                     bytes_out: counters.bytes_out,
                     packets_in: counters.packets_in,
                     packets_out: counters.packets_out,
+                    replay_drops: counters.replay_drops,
+                    integrity_failures: counters.integrity_failures,
                 }
             })
             .collect();
@@ -497,6 +499,15 @@ impl IkeState {
                         runtime::backoff::rand01(),
                     )
                 });
+                let mut lifetime = self
+                    .spec
+                    .child_lifetime
+                    .get(&name)
+                    .copied()
+                    .unwrap_or_default();
+                if lifetime.hard_time.is_none() && !rekey.is_zero() {
+                    lifetime.hard_time = Some(rekey + rekey / 10);
+                }
                 let args = ChildArgs {
                     ctx: self.ctx.clone(),
                     conn: conn.clone(),
@@ -504,6 +515,7 @@ impl IkeState {
                     sa: *child,
                     reqid,
                     rekey_after,
+                    lifetime,
                     parent: myself.clone(),
                 };
                 match Actor::spawn_linked(None, ChildSaActor, args, myself.get_cell()).await {

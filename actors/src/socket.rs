@@ -87,11 +87,33 @@ impl Sockets {
         }
     }
 
-    /// Start the receive tasks. They end when the runtime shuts down.
+    /// Start the receive tasks. They end when the runtime shuts down. A
+    /// dataplane that carries ESP-in-UDP itself (userspace) takes over the
+    /// port 4500 sockets and hands IKE datagrams back.
     pub fn spawn_readers(&self, ctx: CtxRef) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         for b in &self.bound {
-            for (sock, natt) in [(b.ike.clone(), false), (b.natt.clone(), true)] {
+            let local = SocketAddr::new(b.ip, NATT_PORT);
+            let taken = match dup_socket(&b.natt) {
+                Ok(sock) => {
+                    let weak = Arc::downgrade(&ctx);
+                    let ike: kernel::IkeInput = Arc::new(move |local, from, data: &[u8]| {
+                        if let Some(ctx) = weak.upgrade() {
+                            receive(&ctx, local, from, data, true);
+                        }
+                    });
+                    ctx.dataplane.attach_encap_socket(local, sock, ike)
+                }
+                Err(e) => {
+                    tracing::warn!("cannot share {local} with the dataplane: {e}");
+                    false
+                }
+            };
+            let mut socks = vec![(b.ike.clone(), false)];
+            if !taken {
+                socks.push((b.natt.clone(), true));
+            }
+            for (sock, natt) in socks {
                 let ctx = ctx.clone();
                 let ip = b.ip;
                 tasks.push(tokio::spawn(async move {
@@ -111,6 +133,13 @@ impl Sockets {
         }
         tasks
     }
+}
+
+/// A second handle on `sock` (same socket, same non-blocking mode).
+fn dup_socket(sock: &UdpSocket) -> std::io::Result<std::net::UdpSocket> {
+    use std::os::fd::{AsFd, OwnedFd};
+    let fd: OwnedFd = sock.as_fd().try_clone_to_owned()?;
+    Ok(std::net::UdpSocket::from(fd))
 }
 
 /// Route one received datagram. Never panics on any input.

@@ -51,6 +51,9 @@ pub struct ConnSpec {
     /// CHILD SA rekey interval per child name (0 = never).
     pub child_rekey: HashMap<String, Duration>,
     pub updown: HashMap<String, PathBuf>,
+    /// Dataplane lifetimes per child name (volume limits; the hard time
+    /// limit defaults to 110% of the rekey time, as in strongSwan).
+    pub child_lifetime: HashMap<String, kernel::Lifetime>,
     /// Rekey jitter, percent.
     pub jitter_pct: u32,
 }

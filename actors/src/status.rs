@@ -66,6 +66,12 @@ pub struct ChildStatus {
     pub bytes_out: u64,
     pub packets_in: u64,
     pub packets_out: u64,
+    /// Inbound ESP dropped as replays or left of the window.
+    #[serde(default)]
+    pub replay_drops: u64,
+    /// Inbound ESP whose integrity check failed.
+    #[serde(default)]
+    pub integrity_failures: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -92,6 +98,9 @@ pub struct StatsReport {
     pub traps: u64,
     pub updown_runs_total: u64,
     pub updown_failures_total: u64,
+    /// Backend counters of the dataplane (packets, drops by cause, traps).
+    #[serde(default)]
+    pub dataplane_counters: std::collections::BTreeMap<String, u64>,
 }
 
 /// One line of `vpnctl monitor`.

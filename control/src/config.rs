@@ -68,6 +68,12 @@ pub struct DaemonConfig {
     pub metrics: Option<SocketAddr>,
     /// Group that may use the control socket (mode 0660 instead of 0600).
     pub socket_group: Option<String>,
+    /// Userspace dataplane: the TUN device's name.
+    pub tun: String,
+    /// Userspace dataplane: worker threads (0 = one per CPU).
+    pub workers: u32,
+    /// NAT keepalive interval for UDP-encapsulated SAs (0 = off).
+    pub keep_alive: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -78,6 +84,9 @@ impl Default for DaemonConfig {
             include: Vec::new(),
             secrets: Vec::new(),
             metrics: None,
+            tun: "vpnd0".to_string(),
+            workers: 0,
+            keep_alive: Duration::from_secs(20),
             socket_group: None,
         }
     }
@@ -262,6 +271,14 @@ pub struct ChildConfig {
     pub mode: ike::config::Mode,
     pub rekey_time: Duration,
     pub updown: Option<PathBuf>,
+    /// Volume lifetimes (strongSwan's rekey_bytes / life_bytes /
+    /// rekey_packets / life_packets; 0 = none) and the hard time limit
+    /// (`life_time`; default 110% of rekey_time).
+    pub rekey_bytes: u64,
+    pub life_bytes: u64,
+    pub rekey_packets: u64,
+    pub life_packets: u64,
+    pub life_time: Option<Duration>,
 }
 
 /// The longest wait between two retransmissions.
@@ -582,6 +599,9 @@ const DAEMON_KEYS: &[&str] = &[
     "secrets",
     "metrics",
     "socket_group",
+    "tun",
+    "workers",
+    "keep_alive",
 ];
 
 const SCHEDULER_KEYS: &[&str] = &[
@@ -618,6 +638,11 @@ const CHILD_KEYS: &[&str] = &[
     "mode",
     "rekey_time",
     "updown",
+    "rekey_bytes",
+    "life_bytes",
+    "rekey_packets",
+    "life_packets",
+    "life_time",
 ];
 
 const DATAPLANES: &[(&str, Dataplane)] = &[
@@ -768,6 +793,38 @@ fn parse_daemon(
                     } else {
                         out.socket_group = Some(s.to_string());
                     }
+                }
+            }
+            "tun" => {
+                if let Some(s) = ctx.string(v, &key) {
+                    if s.is_empty()
+                        || s.len() > 15
+                        || !s
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    {
+                        ctx.err(
+                            v.span(),
+                            &key,
+                            format!("invalid interface name '{s}': 1 to 15 letters, digits, '-', '_' or '.'"),
+                        );
+                    } else {
+                        out.tun = s.to_string();
+                    }
+                }
+            }
+            "workers" => {
+                if let Some(n) = ctx.uint(v, &key) {
+                    if n > 64 {
+                        ctx.err(v.span(), &key, format!("invalid value {n}: at most 64"));
+                    } else {
+                        out.workers = n;
+                    }
+                }
+            }
+            "keep_alive" => {
+                if let Some(d) = ctx.duration(v, &key) {
+                    out.keep_alive = d;
                 }
             }
             _ => ctx.unknown_key(k, &key, DAEMON_KEYS),
@@ -1290,6 +1347,8 @@ fn build_child(
     let mut mode = Some(ike::config::Mode::Tunnel);
     let mut rekey_time = Some(Duration::from_secs(3600));
     let mut updown = None;
+    let mut volume = [0u64; 4];
+    let mut life_time = None;
     let mut seen_ts = (false, false);
     for (ck, cv) in entries(t) {
         let cname = ck.get_ref().as_ref();
@@ -1312,6 +1371,16 @@ fn build_child(
             }
             "mode" => mode = ctx.choice(cv, key, MODES),
             "rekey_time" => rekey_time = ctx.duration(cv, key),
+            "rekey_bytes" | "life_bytes" | "rekey_packets" | "life_packets" => {
+                let i = ["rekey_bytes", "life_bytes", "rekey_packets", "life_packets"]
+                    .iter()
+                    .position(|n| *n == cname)
+                    .unwrap_or(0);
+                if let Some(n) = ctx.ulong(cv, key) {
+                    volume[i] = n;
+                }
+            }
+            "life_time" => life_time = ctx.duration(cv, key),
             "updown" => match ctx.string(cv, key) {
                 Some("") => ctx.err(cv.span(), key, "must not be empty"),
                 Some(s) => updown = Some(PathBuf::from(s)),
@@ -1335,6 +1404,27 @@ fn build_child(
             ctx.err(k.span(), &join(&prefix, which), "missing (required)");
         }
     }
+    for (soft, hard, what) in [
+        (volume[0], volume[1], "bytes"),
+        (volume[2], volume[3], "packets"),
+    ] {
+        if soft != 0 && hard != 0 && soft >= hard {
+            ctx.err(
+                k.span(),
+                &join(&prefix, &format!("rekey_{what}")),
+                format!("rekey_{what} ({soft}) must be below life_{what} ({hard})"),
+            );
+        }
+    }
+    if let (Some(r), Some(l)) = (rekey_time, life_time) {
+        if !r.is_zero() && l <= r {
+            ctx.err(
+                k.span(),
+                &join(&prefix, "life_time"),
+                "life_time must be longer than rekey_time",
+            );
+        }
+    }
     let child = ChildConfig {
         name: name.to_string(),
         local_ts: local_ts?,
@@ -1343,6 +1433,11 @@ fn build_child(
         mode: mode?,
         rekey_time: rekey_time?,
         updown,
+        rekey_bytes: volume[0],
+        life_bytes: volume[1],
+        rekey_packets: volume[2],
+        life_packets: volume[3],
+        life_time,
     };
     (ctx.error_count() == before).then_some(child)
 }

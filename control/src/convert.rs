@@ -66,6 +66,20 @@ pub fn to_spec(
             .iter()
             .filter_map(|ch| ch.updown.clone().map(|u| (ch.name.clone(), u)))
             .collect::<HashMap<_, _>>(),
+        child_lifetime: c
+            .children
+            .iter()
+            .map(|ch| {
+                let l = kernel::Lifetime {
+                    soft_bytes: ch.rekey_bytes,
+                    hard_bytes: ch.life_bytes,
+                    soft_packets: ch.rekey_packets,
+                    hard_packets: ch.life_packets,
+                    hard_time: ch.life_time,
+                };
+                (ch.name.clone(), l)
+            })
+            .collect(),
         jitter_pct,
     }))
 }

@@ -47,6 +47,22 @@ pub struct SaInstall {
     /// This SA replaces the one with this inbound SPI (rekey): policies
     /// stay, only the SAs change.
     pub rekey_of: Option<u32>,
+    /// Volume and time limits enforced by the backend.
+    pub lifetime: Lifetime,
+}
+
+/// Lifetimes of one SA pair (0 / `None`: unlimited). Bytes and packets are
+/// counted per direction, as strongSwan and Linux do; reaching a soft limit
+/// raises [`DataplaneEvent::Expire`] with `hard: false` once (the CHILD SA
+/// should be rekeyed), a hard limit removes the SA and raises it with
+/// `hard: true`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lifetime {
+    pub soft_bytes: u64,
+    pub hard_bytes: u64,
+    pub soft_packets: u64,
+    pub hard_packets: u64,
+    pub hard_time: Option<std::time::Duration>,
 }
 
 /// A trap policy: traffic from `local_ts` to `remote_ts` without an SA
@@ -67,7 +83,16 @@ pub struct SaCounters {
     pub bytes_out: u64,
     pub packets_in: u64,
     pub packets_out: u64,
+    /// Inbound packets dropped as replays or older than the window.
+    pub replay_drops: u64,
+    /// Inbound packets whose integrity check failed.
+    pub integrity_failures: u64,
 }
+
+/// Receives IKE datagrams a backend reads from a UDP socket it took over:
+/// `(local, from, payload)`, the payload as received (with the non-ESP
+/// marker on port 4500).
+pub type IkeInput = std::sync::Arc<dyn Fn(SocketAddr, SocketAddr, &[u8]) + Send + Sync>;
 
 /// What a backend reports about installed state (for status and tests).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,4 +146,25 @@ pub trait Dataplane: Send + Sync + 'static {
     /// Raise an ACQUIRE for `owner`'s trap as if a packet had hit it (fault
     /// injection; backends that see real packets may ignore it).
     fn simulate_acquire(&self, owner: &str, child: &str);
+    /// Whether CHILD SAs must be UDP-encapsulated (the userspace backend
+    /// only speaks ESP-in-UDP): IKE then forces encapsulation.
+    fn forces_encap(&self) -> bool {
+        false
+    }
+    /// Offers the daemon's UDP socket bound to `local` (port 4500). A
+    /// backend that carries ESP-in-UDP itself keeps it, reads it from then
+    /// on and hands IKE datagrams to `ike`; it returns `true`. Kernel
+    /// backends decline (the kernel consumes ESP on the socket itself).
+    fn attach_encap_socket(
+        &self,
+        _local: SocketAddr,
+        _socket: std::net::UdpSocket,
+        _ike: IkeInput,
+    ) -> bool {
+        false
+    }
+    /// Backend-wide counters for `vpnctl stats` (name, value).
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }

@@ -358,6 +358,12 @@ fn print_conn(c: &ConnStatus) {
                 "      out {}, {:>10} bytes, {:>8} packets",
                 ch.spi_out, ch.bytes_out, ch.packets_out
             );
+            if ch.replay_drops + ch.integrity_failures > 0 {
+                println!(
+                    "      dropped: {} replayed, {} failed integrity",
+                    ch.replay_drops, ch.integrity_failures
+                );
+            }
             println!("      local  {}", ch.local_ts.join(" "));
             println!("      remote {}", ch.remote_ts.join(" "));
         }
@@ -398,6 +404,9 @@ fn print_stats(s: &StatsReport) {
         "updown scripts:      {} runs, {} failed",
         s.updown_runs_total, s.updown_failures_total
     );
+    for (k, v) in &s.dataplane_counters {
+        println!("{:<21}{v}", format!("{k}:"));
+    }
     println!(
         "memory (RSS):        {:.1} MiB",
         s.rss_bytes as f64 / 1048576.0

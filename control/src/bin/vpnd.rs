@@ -59,15 +59,36 @@ async fn run(args: Args) -> Result<(), String> {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
+    let userspace = || {
+        let opts = kernel::userspace::UserspaceOptions {
+            tun: cfg.daemon.tun.clone(),
+            workers: cfg.daemon.workers as usize,
+            keep_alive: cfg.daemon.keep_alive,
+            ..Default::default()
+        };
+        kernel::userspace::UserspaceDataplane::new(opts)
+    };
     let dataplane: Arc<dyn kernel::Dataplane> = match cfg.daemon.dataplane {
         Dataplane::None => Arc::new(NoneDataplane::new()),
-        Dataplane::Auto => {
-            tracing::warn!("dataplane 'auto': no kernel or userspace ESP backend in this build yet; using 'none'");
-            Arc::new(NoneDataplane::new())
-        }
+        Dataplane::Userspace => Arc::new(userspace().map_err(|e| {
+            format!(
+                "{}: daemon.dataplane: the userspace dataplane cannot start: {e}",
+                cfg.main_file.display()
+            )
+        })?),
+        Dataplane::Auto => match userspace() {
+            Ok(d) => {
+                tracing::info!("dataplane 'auto': using 'userspace' (ESP-in-UDP over TUN)");
+                Arc::new(d)
+            }
+            Err(e) => {
+                tracing::warn!("dataplane 'auto': the userspace dataplane cannot start ({e}); using 'none': no packets will flow");
+                Arc::new(NoneDataplane::new())
+            }
+        },
         other => {
             return Err(format!(
-                "{}: daemon.dataplane: '{}' is not available in this build yet (use \"none\")",
+                "{}: daemon.dataplane: '{}' is not available in this build yet (use \"userspace\" or \"none\")",
                 cfg.main_file.display(),
                 other.as_str()
             ))

@@ -144,6 +144,29 @@ impl Ctx<'_> {
         }
     }
 
+    /// A non-negative integer (volumes such as byte lifetimes).
+    pub fn ulong(&mut self, v: &Value<'_>, key: &str) -> Option<u64> {
+        let DeValue::Integer(i) = v.get_ref() else {
+            self.wrong_type(v, key, "an integer");
+            return None;
+        };
+        match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) if n < 0 => {
+                self.err(
+                    v.span(),
+                    key,
+                    format!("invalid value {n}: must not be negative"),
+                );
+                None
+            }
+            Ok(n) => Some(n as u64),
+            Err(_) => {
+                self.err(v.span(), key, format!("invalid value {i}: too large"));
+                None
+            }
+        }
+    }
+
     /// A duration: a string such as "30s" or a bare integer of seconds.
     pub fn duration(&mut self, v: &Value<'_>, key: &str) -> Option<Duration> {
         match v.get_ref() {

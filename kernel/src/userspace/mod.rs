@@ -1,5 +1,9 @@
-//! The userspace ESP dataplane: pure packet processing, no I/O.
+//! The userspace ESP dataplane.
 //!
+//! - [`dataplane`]: the `userspace` backend: TUN queues, UDP/4500 sockets,
+//!   worker threads, lifetimes, keepalives and traps, built on the modules
+//!   below.
+//! - [`udp`]: batched `recvmmsg`/`sendmmsg`.
 //! - [`esp`]: RFC 4303 ESP with AEAD (RFC 4106, RFC 7634) as carried in
 //!   ESP-in-UDP (RFC 3948); encapsulate/decapsulate into caller buffers.
 //! - [`replay`]: the anti-replay window (checked before decryption, updated
@@ -8,15 +12,17 @@
 //! - [`route`]: rtnetlink routes of remote traffic selectors into the TUN
 //!   device (the one module here that does I/O: blocking netlink calls).
 //!
-//! The device side (TUN queues, UDP/4500 sockets, worker threads) builds on
-//! these and lives elsewhere; apart from [`route`], nothing here reads a
-//! clock or a socket.
+//! [`esp`], [`replay`] and [`spd`] are pure packet processing: no clock, no
+//! socket.
 
+pub mod dataplane;
 pub mod esp;
 pub mod replay;
 pub mod route;
 pub mod spd;
+pub mod udp;
 
+pub use dataplane::{UserspaceDataplane, UserspaceOptions};
 pub use esp::{Decap, EspError, InboundSa, OutboundSa};
 pub use replay::{ReplayError, ReplayWindow};
 pub use spd::{parse_five_tuple, Action, FiveTuple, Policy, PolicyId, Spd};

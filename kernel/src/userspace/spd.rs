@@ -239,7 +239,7 @@ fn port_in(ts: &TrafficSelector, port: Option<u16>) -> bool {
 }
 
 /// Whether `ts` covers one end of a packet (address, protocol, port).
-fn ts_matches(ts: &TrafficSelector, addr: IpAddr, proto: u8, port: Option<u16>) -> bool {
+pub(crate) fn ts_matches(ts: &TrafficSelector, addr: IpAddr, proto: u8, port: Option<u16>) -> bool {
     (ts.ip_proto == 0 || ts.ip_proto == proto) && addr_in(ts, addr) && port_in(ts, port)
 }
 
