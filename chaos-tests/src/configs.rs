@@ -62,3 +62,42 @@ pub fn many(side: &str, n: usize, auto: &str, defaults: &str) -> String {
 pub fn psk_any(secret: &str) -> String {
     format!("[[psk]]\nids = [\"%any\"]\nsecret = \"{secret}\"\n")
 }
+
+/// vpnd's end of a `topology` site-to-site tunnel: connection "tun" with
+/// CHILD SA "net" between `local` and `remote` (IKE addresses), identity
+/// gw1.test (side 1, protects LAN1) or gw2.test (side 2, LAN2), UDP
+/// encapsulation forced, PSK `topology::PSK` (use `psk_any`).
+/// `dataplane` is the `[daemon] dataplane` value, e.g. "userspace".
+pub fn site_config(side: u8, local: &str, remote: &str, auto: &str, dataplane: &str) -> String {
+    use crate::topology::{LAN1, LAN2};
+    let (me, peer, mine, theirs) = if side == 1 {
+        ("gw1", "gw2", LAN1, LAN2)
+    } else {
+        ("gw2", "gw1", LAN2, LAN1)
+    };
+    format!(
+        r#"[daemon]
+listen = ["{local}"]
+dataplane = "{dataplane}"
+secrets = ["secrets.toml"]
+
+[connections.tun]
+local_addrs = ["{local}"]
+remote_addrs = ["{remote}"]
+local_id = "{me}.test"
+remote_id = "{peer}.test"
+auth = "psk"
+proposals = ["aes256gcm16-prfsha256-x25519"]
+auto = "{auto}"
+encap = true
+keyingtries = 1
+retransmit_timeout = "1s"
+retransmit_tries = 3
+
+[connections.tun.children.net]
+local_ts = ["{mine}"]
+remote_ts = ["{theirs}"]
+esp_proposals = ["aes256gcm16"]
+"#
+    )
+}

@@ -23,6 +23,7 @@ pub fn ping(lab: &Lab, ns: &Ns, src: &str, dst: &str, count: u32) -> bool {
 
 /// `ping`'s raw output (for diagnostics and partial-loss checks).
 pub fn ping_output(lab: &Lab, ns: &Ns, src: &str, dst: &str, count: u32) -> Output {
+    require_tool("ping", "iputils-ping");
     let c = count.to_string();
     let deadline = (count + 3).to_string();
     lab.try_exec(
@@ -31,6 +32,17 @@ pub fn ping_output(lab: &Lab, ns: &Ns, src: &str, dst: &str, count: u32) -> Outp
             "ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", "-w", &deadline, "-I", src, dst,
         ],
     )
+}
+
+/// Panics, naming the Debian package, when `tool` is not on PATH.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "'{tool}' is not installed (Debian package {package}; scripts/deps.sh)"
+    );
 }
 
 /// Echo replies received, from ping's summary line.
@@ -87,6 +99,7 @@ pub fn iperf3(
     amount: Amount,
     slack: Duration,
 ) -> Result<Transfer, String> {
+    require_tool("iperf3", "iperf3");
     let n = PORTS.fetch_add(1, Ordering::SeqCst);
     let port = (5201 + n % 1000).to_string();
     let name = format!("iperf3-server-{n}");

@@ -24,8 +24,14 @@ pub fn bin_dir() -> &'static Path {
             .to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "control", "--bins", "--manifest-path"])
+        // Benchmarks run from target/release: build that profile there.
+        let mut build = Command::new(cargo);
+        build.args(["build", "-q", "-p", "control", "--bins"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .arg("--manifest-path")
             .arg(&manifest)
             .status()
             .expect("cargo build");

@@ -1,0 +1,314 @@
+//! TCP throughput through tunnels, single iperf3 stream, in one run:
+//!
+//! * `veth`: the raw veth between two namespaces, no tunnel (baseline);
+//! * `charon-charon`: strongSwan's charon on both ends (kernel-libipsec);
+//! * `vpnd-vpnd`: vpnd on both ends, `dataplane = "userspace"`;
+//! * `vpnd-charon`: vpnd (gw1, initiator) to charon (gw2).
+//!
+//! `cargo bench -p chaos-tests --bench throughput [-- [--time SECS] [SCENARIO...]]`
+//! (root). A SCENARIO argument selects the scenarios whose name starts with
+//! it (`charon` is charon-charon, `vpnd` both vpnd ones); none runs all.
+//! `--time` is iperf3's `-t` (1 to 10, default 10). Without `--bench`
+//! (which cargo bench passes) it does nothing, so `cargo test --all-targets`
+//! skips it. Each scenario prints `THROUGHPUT <name> <x.xx> Gbit/s` or
+//! `THROUGHPUT <name> FAILED: <why>` and the run goes on; a summary with ratios ends it. Not a test: nothing
+//! here fails the build, every wait is bounded, and each scenario's lab
+//! (namespaces, daemons) is torn down before the next starts.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use chaos_tests::configs;
+use chaos_tests::topology::{self, GW1, GW2, LAN1_HOST, LAN2_HOST, PSK};
+use chaos_tests::traffic::{self, Amount, Transfer};
+use chaos_tests::{Charon, CharonConn, CharonOptions, Lab, Ns, Vpnd};
+
+const SCENARIOS: &[&str] = &["veth", "charon-charon", "vpnd-vpnd", "vpnd-charon"];
+
+/// Daemon logs worth showing when a scenario fails.
+const LOGS: &[&str] = &["charon-gw1", "charon-gw2", "vpnd-gw1", "vpnd-gw2"];
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` does not,
+    // and must not spend minutes here.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("throughput: a benchmark; run it with cargo bench (skipped)");
+        return;
+    }
+    let mut secs = 10u32;
+    let mut filters = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--time" | "-t" => {
+                secs = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|s| (1..=10).contains(s))
+                    .unwrap_or_else(|| usage("--time takes 1 to 10 (seconds)"));
+            }
+            // cargo bench passes --bench; ignore libtest-style flags.
+            f if f.starts_with('-') => {}
+            f => filters.push(f.to_string()),
+        }
+    }
+    let selected: Vec<&str> = SCENARIOS
+        .iter()
+        .copied()
+        .filter(|s| filters.is_empty() || filters.iter().any(|f| s.starts_with(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        usage(&format!("no scenario matches {filters:?}"));
+    }
+
+    if selected.iter().any(|s| s.starts_with("vpnd")) {
+        // Build vpnd (release) before any clock starts.
+        let _ = panic::catch_unwind(chaos_tests::vpnd::bin_dir);
+    }
+    // Panics inside a scenario are its failure reason, reported below.
+    panic::set_hook(Box::new(|_| {}));
+    let mut results = Vec::new();
+    for name in selected {
+        let start = Instant::now();
+        let mut lab = None;
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| run(name, secs, &mut lab)))
+            .unwrap_or_else(|p| Err(panic_text(&*p)));
+        match &outcome {
+            Ok((t, dev)) => println!(
+                "THROUGHPUT {name} {:.2} Gbit/s (via {dev}, {:.1} s, {} MB, {} retransmits)",
+                t.gbits(),
+                t.seconds,
+                t.bytes_received / 1_000_000,
+                t.retransmits.map_or("?".into(), |r| r.to_string())
+            ),
+            Err(why) => {
+                println!("THROUGHPUT {name} FAILED: {}", one_line(why));
+                if let Some(lab) = &lab {
+                    show_logs(lab);
+                }
+            }
+        }
+        drop(lab);
+        eprintln!("({name}: {:.1} s)", start.elapsed().as_secs_f64());
+        results.push((name, outcome.ok().map(|(t, _)| t.gbits())));
+    }
+    summary(&results);
+}
+
+fn usage(why: &str) -> ! {
+    eprintln!(
+        "throughput: {why}\nusage: cargo bench -p chaos-tests --bench throughput -- [--time SECS] [{}]...",
+        SCENARIOS.join("|")
+    );
+    std::process::exit(2)
+}
+
+/// One scenario. The lab is kept in `slot` so that it outlives a panic
+/// (its logs are shown, then it is dropped quietly).
+fn run(name: &str, secs: u32, slot: &mut Option<Lab>) -> Result<(Transfer, String), String> {
+    let (lab, gw1, gw2) = topology::site_to_site(&format!("tp{}", &name[..2]));
+    let lab = slot.insert(lab);
+    match name {
+        "veth" => {
+            let dev = route_dev(lab, &gw1, GW1, GW2)?;
+            Ok((measure(lab, &gw1, GW1, &gw2, GW2, secs)?, dev))
+        }
+        "charon-charon" => {
+            let (_c1, _c2) =
+                topology::site_to_site_charons(lab, &gw1, &gw2, &CharonOptions::default());
+            tunnel(lab, &gw1, &gw2, secs)
+        }
+        "vpnd-vpnd" => {
+            let v2 = vpnd(lab, &gw2, 2)?;
+            let v1 = vpnd(lab, &gw1, 1)?;
+            up(lab, &v1)?;
+            wait_installed(&v2, "gw2")?;
+            tunnel(lab, &gw1, &gw2, secs)
+        }
+        "vpnd-charon" => {
+            let (_, c2) = charon_conns();
+            let charon = Charon::start(lab, &gw2, "charon-gw2", &[c2]);
+            let v1 = vpnd(lab, &gw1, 1)?;
+            up(lab, &v1)?;
+            if !charon.wait_installed("net", Duration::from_secs(5)) {
+                return Err(format!("charon has no CHILD SA:\n{}", charon.list_sas()));
+            }
+            tunnel(lab, &gw1, &gw2, secs)
+        }
+        other => Err(format!("unknown scenario {other}")),
+    }
+}
+
+/// Ping first (a clearer failure than iperf3's), then measure LAN to LAN.
+/// Also returns the device the kernel routes LAN to LAN traffic to.
+fn tunnel(lab: &mut Lab, gw1: &Ns, gw2: &Ns, secs: u32) -> Result<(Transfer, String), String> {
+    let dev = route_dev(lab, gw1, LAN1_HOST, LAN2_HOST)?;
+    if dev.starts_with("va") {
+        return Err(format!(
+            "{LAN2_HOST} is routed to the veth {dev}, not a tunnel"
+        ));
+    }
+    let ping = traffic::ping_output(lab, gw1, LAN1_HOST, LAN2_HOST, 3);
+    if traffic::received(&ping) != Some(3) {
+        return Err(format!(
+            "ping {LAN1_HOST} -> {LAN2_HOST} through the tunnel: {}",
+            String::from_utf8_lossy(&ping.stdout)
+                .lines()
+                .find(|l| l.contains("transmitted"))
+                .unwrap_or("no output")
+        ));
+    }
+    Ok((measure(lab, gw1, LAN1_HOST, gw2, LAN2_HOST, secs)?, dev))
+}
+
+/// `ip route get DST from SRC`'s output device in `ns`.
+fn route_dev(lab: &Lab, ns: &Ns, src: &str, dst: &str) -> Result<String, String> {
+    let out = lab.try_exec(ns, &["ip", "-o", "route", "get", dst, "from", src]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    words
+        .find(|w| *w == "dev")
+        .and(words.next())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "no route {src} -> {dst}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })
+}
+
+fn measure(
+    lab: &mut Lab,
+    client: &Ns,
+    client_addr: &str,
+    server: &Ns,
+    server_addr: &str,
+    secs: u32,
+) -> Result<Transfer, String> {
+    traffic::iperf3(
+        lab,
+        client,
+        server,
+        server_addr,
+        Some(client_addr),
+        Amount::Seconds(secs),
+        Duration::from_secs(15),
+    )
+}
+
+/// The site-to-site tunnel's charon ends (gw1's, gw2's).
+fn charon_conns() -> (CharonConn, CharonConn) {
+    chaos_tests::charon::tunnel_pair(
+        (GW1, GW2),
+        ("gw1.test", "gw2.test"),
+        (topology::LAN1, topology::LAN2),
+        PSK,
+    )
+}
+
+/// vpnd on gw1 (side 1) or gw2 (side 2) with the userspace dataplane.
+fn vpnd(lab: &mut Lab, ns: &Ns, side: u8) -> Result<Vpnd, String> {
+    let (local, remote) = if side == 1 { (GW1, GW2) } else { (GW2, GW1) };
+    let config = configs::site_config(side, local, remote, "add", "userspace");
+    // Vpnd::start panics (with vpnd's log) when the daemon does not come
+    // up, e.g. while it rejects the userspace dataplane.
+    Ok(Vpnd::start(
+        lab,
+        ns,
+        &format!("vpnd-gw{side}"),
+        &config,
+        &configs::psk_any(PSK),
+        &[],
+    ))
+}
+
+fn up(lab: &Lab, v: &Vpnd) -> Result<(), String> {
+    let c = v.ctl(&["up", "tun"]);
+    if !c.ok() {
+        return Err(format!(
+            "vpnctl up tun: {}{} {}",
+            c.stdout.trim(),
+            c.stderr.trim(),
+            last_error(&lab.log(&v.name))
+        ));
+    }
+    wait_installed(v, &v.name)
+}
+
+fn wait_installed(v: &Vpnd, who: &str) -> Result<(), String> {
+    if Lab::wait_until(Duration::from_secs(10), || v.installed_children() >= 1) {
+        Ok(())
+    } else {
+        Err(format!("{who}: no installed CHILD SA within 10 s"))
+    }
+}
+
+/// The last log line that looks like an error, if any.
+fn last_error(log: &str) -> String {
+    log.lines()
+        .rev()
+        .find(|l| l.contains("ERROR") || l.contains("error"))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panicked".into())
+}
+
+/// The first line of a reason, plus the first error line of what follows
+/// (a daemon log appended by a harness panic).
+fn one_line(why: &str) -> String {
+    let mut lines = why.lines();
+    let first = lines.next().unwrap_or("").trim().to_string();
+    let rest: Vec<&str> = lines.collect();
+    match rest
+        .iter()
+        .find(|l| l.contains("ERROR") || l.contains("error") || l.contains("not available"))
+    {
+        Some(e) => format!("{first} {}", e.trim()),
+        None => first,
+    }
+}
+
+fn show_logs(lab: &Lab) {
+    for name in LOGS {
+        let log = lab.log(name);
+        if log.is_empty() {
+            continue;
+        }
+        eprintln!("  --- {name} (last lines) ---");
+        let tail: Vec<&str> = log.lines().rev().take(8).collect();
+        for l in tail.into_iter().rev() {
+            eprintln!("  | {l}");
+        }
+    }
+}
+
+fn summary(results: &[(&str, Option<f64>)]) {
+    let get = |n: &str| results.iter().find(|r| r.0 == n).and_then(|r| r.1);
+    println!("\nTHROUGHPUT SUMMARY (single TCP stream, Gbit/s)");
+    for (name, g) in results {
+        match (g, get("veth")) {
+            (Some(g), Some(v)) if *name != "veth" => {
+                println!("  {name:<14} {g:>7.2}   {:>5.1}% of veth", 100.0 * g / v)
+            }
+            (Some(g), _) => println!("  {name:<14} {g:>7.2}"),
+            (None, _) => println!("  {name:<14}  FAILED"),
+        }
+    }
+    for vpnd in ["vpnd-vpnd", "vpnd-charon"] {
+        match (get(vpnd), get("charon-charon")) {
+            (Some(a), Some(b)) => println!("  RATIO {vpnd}/charon-charon {:.2}", a / b),
+            _ if results.iter().any(|r| r.0 == vpnd) => {
+                println!("  RATIO {vpnd}/charon-charon n/a")
+            }
+            _ => {}
+        }
+    }
+}
