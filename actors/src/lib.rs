@@ -53,7 +53,7 @@ impl DaemonHandle {
         settings: DaemonSettings,
         conns: Vec<ConnSpec>,
     ) -> Result<DaemonHandle, String> {
-        let sockets = Sockets::bind(&settings.listen)
+        let sockets = Sockets::bind(&settings.listen, &settings.dataplane)
             .await
             .map_err(|e| e.to_string())?;
         let (scheduler, _) = SchedulerHandle::spawn(settings.scheduler, None)

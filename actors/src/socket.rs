@@ -4,55 +4,90 @@
 //! datagrams (which are dropped, never a panic).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use ike::sa::{local_spi_of, Transmit};
 use ike::wire::{ExchangeType, Header};
 use tokio::net::UdpSocket;
 
-use crate::ctx::CtxRef;
+use crate::ctx::{Ctx, CtxRef};
 use crate::daemon::DaemonMsg;
 use crate::ike_sa::IkeMsg;
+use kernel::Dataplane;
 
 pub const IKE_PORT: u16 = 500;
 pub const NATT_PORT: u16 = 4500;
 
+/// The port 4500 socket: read by the daemon (tokio), or handed to a
+/// dataplane that carries ESP-in-UDP and reads it on its own threads. The
+/// latter is never registered with tokio's reactor, which would otherwise be
+/// woken for every ESP packet.
+enum Natt {
+    Tokio(Arc<UdpSocket>),
+    Dataplane(std::net::UdpSocket),
+}
+
 struct Bound {
     ip: IpAddr,
     ike: Arc<UdpSocket>,
-    natt: Arc<UdpSocket>,
+    natt: Natt,
 }
 
 /// The daemon's IKE sockets.
 pub struct Sockets {
     bound: Vec<Bound>,
+    /// Where a dataplane delivers IKE datagrams it read (set once the
+    /// daemon's context exists).
+    target: Arc<OnceLock<Weak<Ctx>>>,
 }
 
 impl Sockets {
-    /// Bind 500 and 4500 on each address (all IPv4 addresses when empty).
-    pub async fn bind(listen: &[IpAddr]) -> std::io::Result<Sockets> {
+    /// Bind 500 and 4500 on each address (all IPv4 addresses when empty),
+    /// offering each 4500 socket to `dataplane`.
+    pub async fn bind(
+        listen: &[IpAddr],
+        dataplane: &Arc<dyn Dataplane>,
+    ) -> std::io::Result<Sockets> {
         let addrs: Vec<IpAddr> = if listen.is_empty() {
             vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
         } else {
             listen.to_vec()
         };
+        let target: Arc<OnceLock<Weak<Ctx>>> = Arc::new(OnceLock::new());
         let mut bound = Vec::new();
         for ip in addrs {
             let ike = UdpSocket::bind(SocketAddr::new(ip, IKE_PORT))
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("bind {ip}:{IKE_PORT}: {e}")))?;
-            let natt = UdpSocket::bind(SocketAddr::new(ip, NATT_PORT))
-                .await
-                .map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("bind {ip}:{NATT_PORT}: {e}"))
-                })?;
+            let local = SocketAddr::new(ip, NATT_PORT);
+            let natt = std::net::UdpSocket::bind(local)
+                .and_then(|s| s.set_nonblocking(true).map(|_| s))
+                .map_err(|e| std::io::Error::new(e.kind(), format!("bind {local}: {e}")))?;
+            let t = target.clone();
+            let input: kernel::IkeInput = Arc::new(move |local, from, data: &[u8]| {
+                if let Some(ctx) = t.get().and_then(Weak::upgrade) {
+                    receive(&ctx, local, from, data, true);
+                }
+            });
+            let taken = match natt.try_clone() {
+                Ok(dup) => dataplane.attach_encap_socket(local, dup, input),
+                Err(e) => {
+                    tracing::warn!("cannot share {local} with the dataplane: {e}");
+                    false
+                }
+            };
+            let natt = if taken {
+                Natt::Dataplane(natt)
+            } else {
+                Natt::Tokio(Arc::new(UdpSocket::from_std(natt)?))
+            };
             bound.push(Bound {
                 ip,
                 ike: Arc::new(ike),
-                natt: Arc::new(natt),
+                natt,
             });
         }
-        Ok(Sockets { bound })
+        Ok(Sockets { bound, target })
     }
 
     /// The addresses we listen on (for picking a source address).
@@ -78,40 +113,29 @@ impl Sockets {
             let mut d = Vec::with_capacity(4 + t.data.len());
             d.extend_from_slice(&[0, 0, 0, 0]);
             d.extend_from_slice(&t.data);
-            b.natt.send_to(&d, t.remote).await
+            match &b.natt {
+                Natt::Tokio(s) => s.send_to(&d, t.remote).await.map(|_| ()),
+                // Non-blocking; a full buffer loses this datagram, which
+                // IKE retransmits like any other loss.
+                Natt::Dataplane(s) => s.send_to(&d, t.remote).map(|_| ()),
+            }
         } else {
-            b.ike.send_to(&t.data, t.remote).await
+            b.ike.send_to(&t.data, t.remote).await.map(|_| ())
         };
         if let Err(e) = r {
             tracing::debug!(remote = %t.remote, "send failed: {e}");
         }
     }
 
-    /// Start the receive tasks. They end when the runtime shuts down. A
-    /// dataplane that carries ESP-in-UDP itself (userspace) takes over the
-    /// port 4500 sockets and hands IKE datagrams back.
+    /// Start the receive tasks for the sockets the daemon reads itself. They
+    /// end when the runtime shuts down.
     pub fn spawn_readers(&self, ctx: CtxRef) -> Vec<tokio::task::JoinHandle<()>> {
+        let _ = self.target.set(Arc::downgrade(&ctx));
         let mut tasks = Vec::new();
         for b in &self.bound {
-            let local = SocketAddr::new(b.ip, NATT_PORT);
-            let taken = match dup_socket(&b.natt) {
-                Ok(sock) => {
-                    let weak = Arc::downgrade(&ctx);
-                    let ike: kernel::IkeInput = Arc::new(move |local, from, data: &[u8]| {
-                        if let Some(ctx) = weak.upgrade() {
-                            receive(&ctx, local, from, data, true);
-                        }
-                    });
-                    ctx.dataplane.attach_encap_socket(local, sock, ike)
-                }
-                Err(e) => {
-                    tracing::warn!("cannot share {local} with the dataplane: {e}");
-                    false
-                }
-            };
             let mut socks = vec![(b.ike.clone(), false)];
-            if !taken {
-                socks.push((b.natt.clone(), true));
+            if let Natt::Tokio(s) = &b.natt {
+                socks.push((s.clone(), true));
             }
             for (sock, natt) in socks {
                 let ctx = ctx.clone();
@@ -133,13 +157,6 @@ impl Sockets {
         }
         tasks
     }
-}
-
-/// A second handle on `sock` (same socket, same non-blocking mode).
-fn dup_socket(sock: &UdpSocket) -> std::io::Result<std::net::UdpSocket> {
-    use std::os::fd::{AsFd, OwnedFd};
-    let fd: OwnedFd = sock.as_fd().try_clone_to_owned()?;
-    Ok(std::net::UdpSocket::from(fd))
 }
 
 /// Route one received datagram. Never panics on any input.

@@ -43,8 +43,8 @@ use crate::{
 };
 
 const BACKEND: &str = "userspace";
-/// Largest datagram we accept on UDP/4500.
-const RX_CAP: usize = 2048;
+/// Receive buffer: a GRO-coalesced run of datagrams (at most 64 KiB).
+const RX_GRO_CAP: usize = 65536;
 /// Per-worker output buffer capacity (an ESP packet of an MTU-sized inner).
 const TX_CAP: usize = 2048;
 /// Packets held per trapped child while its SA is negotiated.
@@ -245,12 +245,13 @@ impl UserspaceDataplane {
             stats: Stats::default(),
         });
         let mut threads = Vec::new();
+        let nq = queues.len();
         for (i, q) in queues.into_iter().enumerate() {
             let sh = shared.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("esp-worker-{i}"))
-                    .spawn(move || Worker::new(sh, q).run())?,
+                    .spawn(move || Worker::new(sh, q, i, nq).run())?,
             );
         }
         let sh = shared.clone();
@@ -698,8 +699,11 @@ impl Dataplane for UserspaceDataplane {
         ike: IkeInput,
     ) -> bool {
         let fd = socket.as_raw_fd();
-        udp::set_buffer(fd, libc::SO_RCVBUF, 4 << 20);
-        udp::set_buffer(fd, libc::SO_SNDBUF, 4 << 20);
+        if !udp::enable_gro(fd) {
+            tracing::debug!("UDP GRO unavailable on {local}");
+        }
+        udp::set_buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 4 << 20);
+        udp::set_buffer(fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 4 << 20);
         self.shared
             .socks
             .write()
@@ -779,16 +783,29 @@ struct Worker {
     tx: Vec<Vec<u8>>,
     tx_dst: Vec<SocketAddr>,
     tx_sock: Vec<usize>,
-    /// UDP receive buffers and sources.
+    /// UDP receive buffers (each may hold GRO-coalesced datagrams), their
+    /// sources and segment sizes.
     rx: Vec<Vec<u8>>,
     rx_from: Vec<Option<SocketAddr>>,
+    rx_segs: Vec<usize>,
+    /// Decrypted packets bound for the TUN device, `RX_OFFSET` bytes in.
+    tun_out: Vec<Vec<u8>>,
+    /// UDP segmentation offload on send (off after the kernel refuses it).
+    gso: bool,
     gro: tun_rs::GROTable,
     socks: Vec<Arc<Sock>>,
     socks_gen: u64,
+    /// This worker reads the sockets whose index is `id` modulo `of`: one
+    /// reader per socket keeps every flow's packets in order (two readers
+    /// of one socket would reorder TCP segments).
+    id: usize,
+    of: usize,
+    /// `pfds[1 + k]` is socket `polled[k]`.
+    polled: Vec<usize>,
 }
 
 impl Worker {
-    fn new(sh: Arc<Shared>, tun: tun_rs::SyncDevice) -> Worker {
+    fn new(sh: Arc<Shared>, tun: tun_rs::SyncDevice, id: usize, of: usize) -> Worker {
         let n = tun_rs::IDEAL_BATCH_SIZE;
         let offload = sh.opts.offload;
         Worker {
@@ -801,14 +818,23 @@ impl Worker {
             tx: (0..n).map(|_| Vec::with_capacity(TX_CAP)).collect(),
             tx_dst: Vec::with_capacity(n),
             tx_sock: Vec::with_capacity(n),
-            // GRO coalesces into the first buffer of a flow: room for 64 KiB.
             rx: (0..udp::BATCH)
-                .map(|_| Vec::with_capacity(65536 + RX_OFFSET))
+                .map(|_| Vec::with_capacity(RX_GRO_CAP))
                 .collect(),
             rx_from: vec![None; udp::BATCH],
+            rx_segs: vec![0; udp::BATCH],
+            // TUN GRO coalesces into the first buffer of a flow: room for
+            // 64 KiB.
+            tun_out: (0..n)
+                .map(|_| Vec::with_capacity(65536 + RX_OFFSET))
+                .collect(),
+            gso: true,
             gro: tun_rs::GROTable::default(),
             socks: Vec::new(),
             socks_gen: u64::MAX,
+            id,
+            of,
+            polled: Vec::new(),
         }
     }
 
@@ -831,7 +857,12 @@ impl Worker {
                     events: libc::POLLIN,
                     revents: 0,
                 });
-                for s in &self.socks {
+                self.polled.clear();
+                for (k, s) in self.socks.iter().enumerate() {
+                    if k % self.of != self.id {
+                        continue;
+                    }
+                    self.polled.push(k);
                     pfds.push(libc::pollfd {
                         fd: s.sock.as_raw_fd(),
                         events: libc::POLLIN,
@@ -847,9 +878,9 @@ impl Worker {
             if pfds[0].revents != 0 {
                 self.drain_tun();
             }
-            for (i, p) in pfds.iter().enumerate().skip(1) {
-                if p.revents != 0 {
-                    self.drain_udp(i - 1);
+            for k in 0..self.polled.len() {
+                if pfds[k + 1].revents != 0 {
+                    self.drain_udp(self.polled[k]);
                 }
             }
         }
@@ -965,7 +996,23 @@ impl Worker {
                 end += 1;
             }
             let fd = self.socks[si].sock.as_raw_fd();
-            let sent = udp::send_batch(fd, &self.tx[start..end], &self.tx_dst[start..end]);
+            let (pkts, dsts) = (&self.tx[start..end], &self.tx_dst[start..end]);
+            let sent = if self.gso {
+                match udp::send_batch_gso(fd, pkts, dsts) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        // Resending duplicates at worst, which the peer's
+                        // replay window drops.
+                        tracing::info!(
+                            "UDP segmentation offload refused ({e}); sending datagrams one by one"
+                        );
+                        self.gso = false;
+                        udp::send_batch(fd, pkts, dsts)
+                    }
+                }
+            } else {
+                udp::send_batch(fd, pkts, dsts)
+            };
             self.sh
                 .stats
                 .tx_packets
@@ -983,7 +1030,14 @@ impl Worker {
         let sock = self.socks[si].clone();
         let fd: RawFd = sock.sock.as_raw_fd();
         for _ in 0..16 {
-            let n = match udp::recv_batch(fd, &mut self.rx, RX_CAP, &mut self.rx_from) {
+            let r = udp::recv_batch_gro(
+                fd,
+                &mut self.rx,
+                RX_GRO_CAP,
+                &mut self.rx_from,
+                &mut self.rx_segs,
+            );
+            let n = match r {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -998,23 +1052,30 @@ impl Worker {
         }
     }
 
+    /// Decrypts every datagram (every GRO segment) of the batch and writes
+    /// the inner packets to the TUN device in batches.
     fn decapsulate_batch(&mut self, sock: &Sock, n: usize) {
         let sh = self.sh.clone();
-        // Buffers bound for the TUN are moved to the front.
-        let mut to_tun = 0;
-        {
-            let t = sh.tables.read().unwrap_or_else(|e| e.into_inner());
-            for i in 0..n {
-                let Some(from) = self.rx_from[i] else {
-                    continue;
-                };
-                let spi = match classify_udp4500(&self.rx[i]) {
+        let t = sh.tables.read().unwrap_or_else(|e| e.into_inner());
+        let mut k = 0;
+        for i in 0..n {
+            let Some(from) = self.rx_from[i] else {
+                continue;
+            };
+            let seg = self.rx_segs[i].max(1);
+            let len = self.rx[i].len();
+            let mut off = 0;
+            while off < len {
+                let end = (off + seg).min(len);
+                let d = &mut self.rx[i][off..end];
+                off = end;
+                let spi = match classify_udp4500(d) {
                     Udp4500::Keepalive => {
                         sh.stats.keepalives_rx.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     Udp4500::Ike => {
-                        (sock.ike)(sock.local, from, &self.rx[i]);
+                        (sock.ike)(sock.local, from, d);
                         continue;
                     }
                     Udp4500::Invalid => {
@@ -1027,38 +1088,46 @@ impl Worker {
                     sh.stats.unknown_spi.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                let payload_len = {
-                    let mut sa = lock(&inb.sa);
-                    match sa.decapsulate(&mut self.rx[i]) {
-                        Ok(d) if d.is_dummy() => continue,
-                        Ok(d) => {
-                            if !inbound_allowed(inb, d.payload) {
-                                inb.selector_drops.fetch_add(1, Ordering::Relaxed);
-                                continue;
-                            }
-                            d.payload.len()
+                let mut sa = lock(&inb.sa);
+                match sa.decapsulate(d) {
+                    Ok(p) if p.is_dummy() => {}
+                    Ok(p) => {
+                        if !inbound_allowed(inb, p.payload) {
+                            inb.selector_drops.fetch_add(1, Ordering::Relaxed);
+                            continue;
                         }
-                        // Counted by cause in the SA's statistics.
-                        Err(_) => continue,
+                        let out = &mut self.tun_out[k];
+                        out.clear();
+                        out.resize(RX_OFFSET, 0);
+                        out.extend_from_slice(p.payload);
+                        k += 1;
+                        sh.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
                     }
-                };
-                sh.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
-                // The inner packet sits right after SPI ‖ seq ‖ IV.
-                self.rx[i].truncate(RX_OFFSET + payload_len);
-                self.rx.swap(i, to_tun);
-                to_tun += 1;
+                    // Counted by cause in the SA's statistics.
+                    Err(_) => {}
+                }
+                drop(sa);
+                if k == self.tun_out.len() {
+                    self.write_tun(k);
+                    k = 0;
+                }
             }
         }
-        if to_tun == 0 {
-            return;
+        drop(t);
+        if k > 0 {
+            self.write_tun(k);
         }
+    }
+
+    /// Writes `tun_out[..k]` to the TUN queue (coalesced by GRO).
+    fn write_tun(&mut self, k: usize) {
         let r = if self.offload {
             self.tun
-                .send_multiple(&mut self.gro, &mut self.rx[..to_tun], RX_OFFSET)
+                .send_multiple(&mut self.gro, &mut self.tun_out[..k], RX_OFFSET)
                 .map(|_| ())
         } else {
             let mut r = Ok(());
-            for b in &self.rx[..to_tun] {
+            for b in &self.tun_out[..k] {
                 if let Err(e) = self.tun.send(&b[RX_OFFSET..]) {
                     r = Err(e);
                 }

@@ -173,6 +173,232 @@ pub fn send_batch<B: AsRef<[u8]>>(fd: RawFd, pkts: &[B], dsts: &[SocketAddr]) ->
     sent
 }
 
+const SOL_UDP: libc::c_int = 17;
+/// `UDP_SEGMENT` (Linux 4.18): send one buffer as many equal datagrams.
+const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (Linux 5.0): receive coalesced datagrams with their size.
+const UDP_GRO: libc::c_int = 104;
+/// Most segments one GSO send may carry (the kernel's UDP_MAX_SEGMENTS).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes one GSO send may carry (an IPv4 datagram's limit, minus
+/// headers).
+pub const GSO_MAX_BYTES: usize = 65000;
+/// Room for one `int` control message, as u64s for alignment.
+const CMSG_WORDS: usize = 4;
+
+/// Asks the kernel to hand over coalesced datagrams (`UDP_GRO`); `false`
+/// when unsupported (each datagram then arrives alone).
+pub fn enable_gro(fd: RawFd) -> bool {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid int option value of the right size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_UDP,
+            UDP_GRO,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// Like [`recv_batch`] on a socket with `UDP_GRO`: `segs[i]` is the size of
+/// the equal-sized datagrams buffer `i` holds back to back (the last one may
+/// be shorter), or its whole length when it holds one.
+pub fn recv_batch_gro(
+    fd: RawFd,
+    bufs: &mut [Vec<u8>],
+    cap: usize,
+    froms: &mut [Option<SocketAddr>],
+    segs: &mut [usize],
+) -> io::Result<usize> {
+    let n = bufs.len().min(froms.len()).min(segs.len()).min(BATCH);
+    // SAFETY: plain C structs for which all-zero is a valid value.
+    let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+    let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    let mut ctrl = [[0u64; CMSG_WORDS]; BATCH];
+    for i in 0..n {
+        bufs[i].resize(cap, 0);
+        iov[i] = libc::iovec {
+            iov_base: bufs[i].as_mut_ptr().cast(),
+            iov_len: cap,
+        };
+        let h = &mut msgs[i].msg_hdr;
+        h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+        h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        h.msg_iov = &mut iov[i];
+        h.msg_iovlen = 1;
+        h.msg_control = ctrl[i].as_mut_ptr().cast();
+        h.msg_controllen = size_of::<[u64; CMSG_WORDS]>();
+    }
+    // SAFETY: every msghdr points at live buffers of the stated lengths.
+    let got = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if got < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let got = got as usize;
+    for i in 0..got {
+        let len = (msgs[i].msg_len as usize).min(cap);
+        bufs[i].truncate(len);
+        froms[i] = from_storage(&addrs[i]);
+        segs[i] = len;
+        let h = &msgs[i].msg_hdr;
+        // SAFETY: walking the control buffer the kernel filled, within
+        // msg_controllen, with the libc CMSG macros.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                if (*c).cmsg_level == SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                    let mut v: libc::c_int = 0;
+                    std::ptr::copy_nonoverlapping(
+                        libc::CMSG_DATA(c),
+                        (&mut v as *mut libc::c_int).cast(),
+                        size_of::<libc::c_int>(),
+                    );
+                    if v > 0 {
+                        segs[i] = (v as usize).min(len.max(1));
+                    }
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+    }
+    Ok(got)
+}
+
+/// Sends `pkts[i]` to `dsts[i]`, coalescing runs of equal-sized datagrams
+/// to the same destination into one `UDP_SEGMENT` send each (the last of a
+/// run may be shorter), many sends per `sendmmsg`. Returns the datagrams
+/// handed to the kernel; `Err` only if the kernel refuses segmentation
+/// itself (the caller then falls back to [`send_batch`]).
+pub fn send_batch_gso<B: AsRef<[u8]>>(
+    fd: RawFd,
+    pkts: &[B],
+    dsts: &[SocketAddr],
+) -> io::Result<usize> {
+    let total = pkts.len().min(dsts.len());
+    // Runs: (start, count, segment size).
+    let mut done = 0;
+    let mut sent = 0;
+    let mut waits = 0;
+    while done < total {
+        // SAFETY: plain C structs; all-zero is valid.
+        let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+        let mut iov: [libc::iovec; BATCH * 4] = unsafe { zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        let mut ctrl = [[0u64; CMSG_WORDS]; BATCH];
+        let mut counts = [0usize; BATCH];
+        let mut m = 0;
+        let mut k = 0; // iovecs used
+        let mut i = done;
+        while i < total && m < BATCH && k < iov.len() {
+            let size = pkts[i].as_ref().len();
+            let mut j = i;
+            let mut bytes = 0;
+            while j < total
+                && j - i < GSO_MAX_SEGMENTS
+                && k + (j - i) < iov.len()
+                && dsts[j] == dsts[i]
+                && bytes + pkts[j].as_ref().len() <= GSO_MAX_BYTES
+            {
+                let l = pkts[j].as_ref().len();
+                if l > size {
+                    break;
+                }
+                bytes += l;
+                j += 1;
+                if l < size {
+                    break; // a shorter datagram ends the run
+                }
+            }
+            let count = j - i;
+            for (x, p) in pkts[i..j].iter().enumerate() {
+                let p = p.as_ref();
+                iov[k + x] = libc::iovec {
+                    iov_base: p.as_ptr() as *mut libc::c_void,
+                    iov_len: p.len(),
+                };
+            }
+            let len = to_storage(&dsts[i], &mut addrs[m]);
+            let h = &mut msgs[m].msg_hdr;
+            h.msg_name = (&mut addrs[m] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = len;
+            h.msg_iov = &mut iov[k];
+            h.msg_iovlen = count;
+            if count > 1 {
+                h.msg_control = ctrl[m].as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE of an int fits in CMSG_WORDS u64s; the
+                // header is written through the libc macros.
+                unsafe {
+                    h.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
+                    let c = libc::CMSG_FIRSTHDR(h);
+                    (*c).cmsg_level = SOL_UDP;
+                    (*c).cmsg_type = UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+                    let seg = size as u16;
+                    std::ptr::copy_nonoverlapping(
+                        (&seg as *const u16).cast::<u8>(),
+                        libc::CMSG_DATA(c),
+                        size_of::<u16>(),
+                    );
+                }
+            }
+            counts[m] = count;
+            m += 1;
+            k += count;
+            i = j;
+        }
+        // SAFETY: the msghdrs point at live buffers; the kernel only reads.
+        let r =
+            unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), m as libc::c_uint, libc::MSG_DONTWAIT) };
+        if r > 0 {
+            let r = r as usize;
+            let d: usize = counts[..r].iter().sum();
+            sent += d;
+            done += d;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock if waits < 10 => {
+                waits += 1;
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pfd, 1, 5) };
+            }
+            io::ErrorKind::Interrupted => {}
+            _ if matches!(
+                err.raw_os_error(),
+                Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::ENOPROTOOPT)
+            ) && counts[0] > 1 =>
+            {
+                return Err(err);
+            }
+            _ => {
+                tracing::trace!("sendmmsg to {}: {err}", dsts[done]);
+                done += counts[0];
+            }
+        }
+        if waits >= 10 {
+            break;
+        }
+    }
+    Ok(sent)
+}
+
 /// Sends one datagram (control-path use: keepalives, flushed queues).
 pub fn send_one(fd: RawFd, pkt: &[u8], dst: SocketAddr) -> io::Result<()> {
     if send_batch(fd, &[pkt], &[dst]) == 1 {
@@ -182,17 +408,24 @@ pub fn send_one(fd: RawFd, pkt: &[u8], dst: SocketAddr) -> io::Result<()> {
     }
 }
 
-/// Sets a socket buffer size (`SO_SNDBUF`/`SO_RCVBUF`); best effort.
-pub fn set_buffer(fd: RawFd, opt: libc::c_int, bytes: usize) {
+/// Sets a socket buffer size: `force` (`SO_*BUFFORCE`, beyond the sysctl
+/// limit; needs CAP_NET_ADMIN), else `opt` (capped by the sysctl); best
+/// effort.
+pub fn set_buffer(fd: RawFd, force: libc::c_int, opt: libc::c_int, bytes: usize) {
     let v = bytes as libc::c_int;
-    // SAFETY: a valid int option value of the right size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            (&v as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
+    for o in [force, opt] {
+        // SAFETY: a valid int option value of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                o,
+                (&v as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return;
+        }
     }
 }
