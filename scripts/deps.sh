@@ -8,6 +8,7 @@ deps=(
   nftables:/usr/sbin/nft
   iperf3:/usr/bin/iperf3
   procps:/usr/bin/pgrep
+  iputils-ping:/usr/bin/ping
 )
 missing=()
 for d in "${deps[@]}"; do
