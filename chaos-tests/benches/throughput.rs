@@ -4,6 +4,7 @@
 //! * `charon-charon`: strongSwan's charon on both ends (kernel-libipsec);
 //! * `vpnd-vpnd`: vpnd on both ends, `dataplane = "userspace"`;
 //! * `vpnd-charon`: vpnd (gw1, initiator) to charon (gw2).
+//! * `charon-vpnd`: charon (gw1, initiator) to vpnd (gw2): vpnd receives.
 //!
 //! `cargo bench -p chaos-tests --bench throughput [-- [--time SECS] [SCENARIO...]]`
 //! (root). A SCENARIO argument selects the scenarios whose name starts with
@@ -23,7 +24,13 @@ use chaos_tests::topology::{self, GW1, GW2, LAN1_HOST, LAN2_HOST, PSK};
 use chaos_tests::traffic::{self, Amount, Transfer};
 use chaos_tests::{Charon, CharonConn, CharonOptions, Lab, Ns, Vpnd};
 
-const SCENARIOS: &[&str] = &["veth", "charon-charon", "vpnd-vpnd", "vpnd-charon"];
+const SCENARIOS: &[&str] = &[
+    "veth",
+    "charon-charon",
+    "vpnd-vpnd",
+    "vpnd-charon",
+    "charon-vpnd",
+];
 
 /// Daemon logs worth showing when a scenario fails.
 const LOGS: &[&str] = &["charon-gw1", "charon-gw2", "vpnd-gw1", "vpnd-gw2"];
@@ -133,6 +140,17 @@ fn run(name: &str, secs: u32, slot: &mut Option<Lab>) -> Result<(Transfer, Strin
             if !charon.wait_installed("net", Duration::from_secs(5)) {
                 return Err(format!("charon has no CHILD SA:\n{}", charon.list_sas()));
             }
+            tunnel(lab, &gw1, &gw2, secs)
+        }
+        "charon-vpnd" => {
+            let (c1, _) = charon_conns();
+            let v2 = vpnd(lab, &gw2, 2)?;
+            let charon = Charon::start(lab, &gw1, "charon-gw1", &[c1]);
+            charon.initiate("net");
+            if !charon.wait_installed("net", Duration::from_secs(10)) {
+                return Err(format!("charon has no CHILD SA:\n{}", charon.list_sas()));
+            }
+            wait_installed(&v2, "gw2")?;
             tunnel(lab, &gw1, &gw2, secs)
         }
         other => Err(format!("unknown scenario {other}")),
@@ -302,7 +320,7 @@ fn summary(results: &[(&str, Option<f64>)]) {
             (None, _) => println!("  {name:<14}  FAILED"),
         }
     }
-    for vpnd in ["vpnd-vpnd", "vpnd-charon"] {
+    for vpnd in ["vpnd-vpnd", "vpnd-charon", "charon-vpnd"] {
         match (get(vpnd), get("charon-charon")) {
             (Some(a), Some(b)) => println!("  RATIO {vpnd}/charon-charon {:.2}", a / b),
             _ if results.iter().any(|r| r.0 == vpnd) => {
