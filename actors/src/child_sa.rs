@@ -80,6 +80,7 @@ impl Actor for ChildSaActor {
             esn: c.proposal.esn,
             keys: c.keys.clone(),
             rekey_of: c.rekey_of,
+            initiator: c.initiator,
             lifetime: a.lifetime,
         };
         a.ctx.dataplane.install_sa(&install)?;

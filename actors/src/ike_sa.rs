@@ -381,18 +381,31 @@ impl IkeState {
             self.register(myself);
             let Some(sa) = self.sa.as_mut() else { break };
             let transmits: Vec<Transmit> = std::iter::from_fn(|| sa.poll_transmit()).collect();
+            let events: Vec<Event> = std::iter::from_fn(|| sa.poll_event()).collect();
+            if transmits.is_empty() && events.is_empty() {
+                break;
+            }
+            // The dataplane changes before the message that completes them
+            // leaves: the peer may send on a new CHILD SA at once, and must
+            // see nothing more on one we deleted once it has our answer.
+            let (ready, others): (Vec<Event>, Vec<Event>) = events
+                .into_iter()
+                .partition(|e| matches!(e, Event::ChildReady(_) | Event::ChildDeleted { .. }));
+            for ev in ready {
+                self.handle_event(myself, ev).await?;
+                if self.done {
+                    return Ok(());
+                }
+            }
             for t in transmits {
                 tracing::debug!(to = %t.remote, len = t.data.len(), "send");
                 send_impaired(&self.ctx, &self.impair, t).await;
             }
-            let ev = match self.sa.as_mut() {
-                Some(sa) => sa.poll_event(),
-                None => break,
-            };
-            let Some(ev) = ev else { break };
-            self.handle_event(myself, ev).await?;
-            if self.done {
-                return Ok(());
+            for ev in others {
+                self.handle_event(myself, ev).await?;
+                if self.done {
+                    return Ok(());
+                }
             }
         }
         self.register(myself);

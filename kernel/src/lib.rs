@@ -47,6 +47,10 @@ pub struct SaInstall {
     /// This SA replaces the one with this inbound SPI (rekey): policies
     /// stay, only the SAs change.
     pub rekey_of: Option<u32>,
+    /// We initiated the exchange that negotiated it: the peer has it
+    /// installed. As rekey responder a backend should keep sending on the
+    /// old SA until the peer uses the new one or deletes the old one.
+    pub initiator: bool,
     /// Volume and time limits enforced by the backend.
     pub lifetime: Lifetime,
 }

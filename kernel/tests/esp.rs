@@ -507,6 +507,7 @@ fn esp_sa_pair_from_install_and_udp4500_demux() {
         esn: false,
         keys: keys.clone(),
         rekey_of: None,
+        initiator: true,
         lifetime: Default::default(),
     };
     let (_, mut out) = esp::sa_pair(&install).unwrap();

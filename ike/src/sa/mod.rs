@@ -119,6 +119,10 @@ pub struct ChildSa {
     pub remote: SocketAddr,
     /// The inbound SPI of the CHILD SA this one replaces (rekey).
     pub rekey_of: Option<u32>,
+    /// We initiated the exchange that created it, so the peer has it
+    /// installed already (it answered); as responder we cannot know that
+    /// until the peer uses it or deletes the SA it replaces.
+    pub initiator: bool,
 }
 
 /// Why an IKE SA failed or closed, in words an operator understands.
@@ -1746,6 +1750,7 @@ impl IkeSa {
             local: self.local,
             remote: self.remote,
             rekey_of: req.rekey_of,
+            initiator: true,
         };
         let mine = min_nonce(ni, nr);
         self.children.push(Child {
@@ -2318,6 +2323,7 @@ impl IkeSa {
             local: self.local,
             remote: self.remote,
             rekey_of,
+            initiator: false,
         };
         self.children.push(Child {
             sa: sa.clone(),

@@ -101,6 +101,12 @@ struct InSa {
     remote_ts: Vec<TrafficSelector>,
     /// Inner packets outside the selectors (RFC 4301 §5.2), dropped.
     selector_drops: AtomicU64,
+    /// A rekeyed SA whose outbound half waits: the peer may not have
+    /// installed it yet. The first packet that arrives on this inbound half
+    /// proves it has; the old SA's removal does too (as strongSwan, which
+    /// as rekey responder installs the outbound SA only then).
+    pending_out: AtomicBool,
+    reqid: u32,
 }
 
 struct SaEntry {
@@ -185,6 +191,9 @@ struct Shared {
     stop: AtomicBool,
     fail_next: AtomicBool,
     stats: Stats,
+    /// Rekeyed SAs (reqid, inbound SPI) whose first packet arrived: their
+    /// outbound half takes over.
+    promote: Mutex<Vec<(u32, u32)>>,
 }
 
 /// ESP-in-UDP over TUN.
@@ -243,6 +252,7 @@ impl UserspaceDataplane {
             stop: AtomicBool::new(false),
             fail_next: AtomicBool::new(false),
             stats: Stats::default(),
+            promote: Mutex::new(Vec::new()),
         });
         let mut threads = Vec::new();
         let nq = queues.len();
@@ -286,6 +296,23 @@ impl Drop for UserspaceDataplane {
 }
 
 impl Shared {
+    /// Switches outbound to rekeyed SAs the peer has started using.
+    fn promote_pending(&self) {
+        let todo: Vec<(u32, u32)> = {
+            let mut p = lock(&self.promote);
+            if p.is_empty() {
+                return;
+            }
+            p.drain(..).collect()
+        };
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        for (reqid, spi) in todo {
+            if let Some(out) = t.sas.get(&spi).map(|e| e.out.clone()) {
+                t.out_by_reqid.insert(reqid, out);
+            }
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -461,6 +488,8 @@ impl Dataplane for UserspaceDataplane {
             local_ts: sa.local_ts.clone(),
             remote_ts: sa.remote_ts.clone(),
             selector_drops: AtomicU64::new(0),
+            pending_out: AtomicBool::new(false),
+            reqid: sa.reqid,
         });
         let key = child_key(&sa.owner, &sa.child);
         let new_routes;
@@ -485,7 +514,24 @@ impl Dataplane for UserspaceDataplane {
             c.sas.push(sa.spi_in);
             let protecting = c.protecting;
             t.inbound.insert(sa.spi_in, inb.clone());
-            t.out_by_reqid.insert(sa.reqid, out.clone());
+            // A rekey keeps sending on the old SA until the peer shows it
+            // has the new one (or the old one goes).
+            let old_sending = !sa.initiator
+                && sa.rekey_of.is_some_and(|old| {
+                    t.sas.contains_key(&old) && t.out_by_reqid.contains_key(&sa.reqid)
+                });
+            tracing::debug!(
+                "install {:08x} (rekey of {:?}, initiator {}): outbound {}",
+                sa.spi_in,
+                sa.rekey_of,
+                sa.initiator,
+                if old_sending { "waits" } else { "now" }
+            );
+            if old_sending {
+                inb.pending_out.store(true, Ordering::SeqCst);
+            } else {
+                t.out_by_reqid.insert(sa.reqid, out.clone());
+            }
             t.sas.insert(
                 sa.spi_in,
                 SaEntry {
@@ -539,7 +585,9 @@ impl Dataplane for UserspaceDataplane {
                     .get(&e.reqid)
                     .is_some_and(|o| Arc::ptr_eq(o, &e.out))
                 {
-                    if let Some(o) = t.sas.get(&n).map(|s| s.out.clone()) {
+                    if let Some(s) = t.sas.get(&n) {
+                        s.inb.pending_out.store(false, Ordering::SeqCst);
+                        let o = s.out.clone();
                         t.out_by_reqid.insert(e.reqid, o);
                     }
                 }
@@ -970,8 +1018,11 @@ impl Worker {
                 self.tx_dst.push(out.remote);
                 self.tx_sock.push(*si);
             }
+            // Sent under the read lock: an SA removed (and its DELETE
+            // answered) after this batch was encrypted would otherwise see
+            // the batch arrive at the peer after the DELETE.
+            self.send_tx();
         }
-        self.send_tx();
     }
 
     fn sock_index(&self, local: SocketAddr) -> Option<usize> {
@@ -1085,13 +1136,24 @@ impl Worker {
                     Udp4500::Esp(spi) => spi,
                 };
                 let Some(inb) = t.inbound.get(&spi) else {
-                    sh.stats.unknown_spi.fetch_add(1, Ordering::Relaxed);
+                    let n = sh.stats.unknown_spi.fetch_add(1, Ordering::Relaxed);
+                    if n.is_power_of_two() {
+                        tracing::debug!(
+                            "ESP for unknown SPI {spi:08x} from {from} ({} so far)",
+                            n + 1
+                        );
+                    }
                     continue;
                 };
                 let mut sa = lock(&inb.sa);
                 match sa.decapsulate(d) {
                     Ok(p) if p.is_dummy() => {}
                     Ok(p) => {
+                        if inb.pending_out.load(Ordering::Relaxed)
+                            && inb.pending_out.swap(false, Ordering::SeqCst)
+                        {
+                            lock(&sh.promote).push((inb.reqid, spi));
+                        }
                         if !inbound_allowed(inb, p.payload) {
                             inb.selector_drops.fetch_add(1, Ordering::Relaxed);
                             continue;
@@ -1117,6 +1179,7 @@ impl Worker {
         if k > 0 {
             self.write_tun(k);
         }
+        sh.promote_pending();
     }
 
     /// Writes `tun_out[..k]` to the TUN queue (coalesced by GRO).

@@ -1,0 +1,550 @@
+//! vpnd's userspace ESP dataplane (ESP-in-UDP over TUN) carrying real
+//! traffic: against strongSwan's charon (kernel-libipsec) in both roles,
+//! vpnd to vpnd over IPv4 and IPv6, `auto = "route"`, lifetimes, replayed
+//! and tampered packets, `kill`, and a NAT in between.
+
+use std::time::Duration;
+
+use chaos_tests::charon::tunnel_pair;
+use chaos_tests::configs::psk_any;
+use chaos_tests::topology::{self, GW1, GW2, LAN1, LAN1_HOST, LAN2, LAN2_HOST, PSK};
+use chaos_tests::traffic;
+use chaos_tests::vpnd::bin_dir;
+use chaos_tests::{Charon, CharonOptions, Lab, Ns, Vpnd};
+use serde_json::Value;
+
+/// One end of a tunnel "tun" / CHILD SA "net".
+struct End<'a> {
+    me: &'a str,
+    peer: &'a str,
+    my_id: &'a str,
+    peer_id: &'a str,
+    auto: &'a str,
+    local_ts: &'a [&'a str],
+    remote_ts: &'a [&'a str],
+    daemon_extra: &'a str,
+    child_extra: &'a str,
+}
+
+fn list(v: &[&str]) -> String {
+    v.iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn config(e: &End<'_>) -> String {
+    format!(
+        r#"[daemon]
+listen = ["{me}"]
+dataplane = "userspace"
+secrets = ["secrets.toml"]
+{daemon_extra}
+
+[connections.tun]
+local_addrs = ["{me}"]
+remote_addrs = ["{peer}"]
+local_id = "{my_id}"
+remote_id = "{peer_id}"
+proposals = ["aes256gcm16-prfsha256-x25519"]
+auto = "{auto}"
+keyingtries = 1
+retransmit_timeout = "1s"
+retransmit_tries = 3
+
+[connections.tun.children.net]
+local_ts = [{lts}]
+remote_ts = [{rts}]
+esp_proposals = ["aes256gcm16"]
+{child_extra}
+"#,
+        me = e.me,
+        peer = e.peer,
+        my_id = e.my_id,
+        peer_id = e.peer_id,
+        auto = e.auto,
+        lts = list(e.local_ts),
+        rts = list(e.remote_ts),
+        daemon_extra = e.daemon_extra,
+        child_extra = e.child_extra,
+    )
+}
+
+/// gw1's (side 1) or gw2's end of the site-to-site tunnel LAN1 <=> LAN2.
+fn site(side: u8, auto: &str) -> String {
+    site_with(side, auto, "", "")
+}
+
+fn site_with(side: u8, auto: &str, daemon_extra: &str, child_extra: &str) -> String {
+    let (me, peer, my_id, peer_id, l, r) = if side == 1 {
+        (GW1, GW2, "gw1.test", "gw2.test", LAN1, LAN2)
+    } else {
+        (GW2, GW1, "gw2.test", "gw1.test", LAN2, LAN1)
+    };
+    config(&End {
+        me,
+        peer,
+        my_id,
+        peer_id,
+        auto,
+        local_ts: &[l],
+        remote_ts: &[r],
+        daemon_extra,
+        child_extra,
+    })
+}
+
+fn start(lab: &mut Lab, ns: &Ns, name: &str, config: &str) -> Vpnd {
+    Vpnd::start(lab, ns, name, config, &psk_any(PSK), &[])
+}
+
+/// The first CHILD SA of connection "tun" in `vpnd status --json`.
+fn child(v: &Vpnd) -> Option<Value> {
+    let s = v.status();
+    s["connections"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == "tun")?["ike_sas"]
+        .as_array()?
+        .iter()
+        .flat_map(|i| i["child_sas"].as_array().cloned().unwrap_or_default())
+        .find(|c| c["state"] == "installed")
+}
+
+fn counter(c: &Value, key: &str) -> u64 {
+    c[key].as_u64().unwrap_or(0)
+}
+
+fn dp_counter(v: &Vpnd, key: &str) -> u64 {
+    v.stats()["dataplane_counters"][key].as_u64().unwrap_or(0)
+}
+
+fn wait_installed(v: &Vpnd, lab: &Lab, secs: u64) {
+    assert!(
+        Lab::wait_until(Duration::from_secs(secs), || v.installed_children() > 0),
+        "{}: no CHILD SA installed\n{}",
+        v.name,
+        lab.log(&v.name)
+    );
+}
+
+fn assert_ping(lab: &Lab, ns: &Ns, src: &str, dst: &str) {
+    let out = traffic::ping_output(lab, ns, src, dst, 3);
+    assert!(
+        traffic::received(&out).unwrap_or(0) >= 2,
+        "ping {src} -> {dst}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A 2-second TCP stream from `a_addr` to `b_addr` that must deliver at
+/// least `bytes`.
+fn assert_tcp(lab: &mut Lab, a: &Ns, a_addr: &str, b: &Ns, b_addr: &str, bytes: u64) {
+    let t = traffic::iperf3(
+        lab,
+        a,
+        b,
+        b_addr,
+        Some(a_addr),
+        traffic::Amount::Seconds(2),
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|e| panic!("TCP {a_addr} -> {b_addr}: {e}"));
+    assert!(t.bytes_received >= bytes, "TCP {a_addr} -> {b_addr}: {t:?}");
+}
+
+/// The route vpnd installed for `prefix` in `ns`, if any.
+fn route(lab: &Lab, ns: &Ns, prefix: &str) -> String {
+    let family = if prefix.contains(':') { "-6" } else { "-4" };
+    let out = lab.exec(ns, &["ip", family, "route", "show", prefix]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Counts clear-text packets from LAN1 to LAN2 leaving gw1 on any interface
+/// but the TUN device (nftables counter); read with `leaked`.
+fn watch_cleartext(lab: &Lab, gw1: &Ns) {
+    topology::nft(
+        lab,
+        gw1,
+        &format!(
+            "add table inet leak\n\
+             add chain inet leak out {{ type filter hook postrouting priority 0; }}\n\
+             add rule inet leak out oifname != \"vpnd0\" ip daddr {LAN2} counter\n"
+        ),
+    );
+}
+
+fn leaked(lab: &Lab, gw1: &Ns) -> u64 {
+    let out = lab.exec(gw1, &["nft", "list", "chain", "inet", "leak", "out"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+#[test]
+fn vpnd_initiator_charon_responder_ping_and_tcp() {
+    let (mut lab, gw1, gw2) = topology::site_to_site("usvc");
+    let (_, c2) = tunnel_pair((GW1, GW2), ("gw1.test", "gw2.test"), (LAN1, LAN2), PSK);
+    let ch2 = Charon::start_with(
+        &mut lab,
+        &gw2,
+        "charon-gw2",
+        &[c2],
+        &CharonOptions::default(),
+    );
+    let v1 = start(&mut lab, &gw1, "vpnd-gw1", &site(1, "start"));
+    wait_installed(&v1, &lab, 10);
+    assert!(ch2.wait_installed("net", Duration::from_secs(5)));
+
+    assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
+    assert_ping(&lab, &gw2, LAN2_HOST, LAN1_HOST);
+    const BYTES: u64 = 10_000_000;
+    assert_tcp(&mut lab, &gw1, LAN1_HOST, &gw2, LAN2_HOST, BYTES);
+    assert_tcp(&mut lab, &gw2, LAN2_HOST, &gw1, LAN1_HOST, BYTES);
+
+    // Both ends counted it: vpnd sent and received the bulk, charon too.
+    let c = child(&v1).expect("installed child");
+    assert!(counter(&c, "bytes_out") >= BYTES, "{c}");
+    assert!(counter(&c, "bytes_in") >= BYTES, "{c}");
+    let (inb, _) = ch2.child_bytes("net").expect("charon counters");
+    assert!(inb >= BYTES, "{}", ch2.list_sas());
+    assert!(ch2.list_sas().contains("TUNNEL-in-UDP"));
+    assert_eq!(counter(&c, "integrity_failures"), 0, "{c}");
+}
+
+#[test]
+fn charon_initiator_vpnd_responder_ping_and_tcp() {
+    let (mut lab, gw1, gw2) = topology::site_to_site("uscv");
+    let v2 = start(&mut lab, &gw2, "vpnd-gw2", &site(2, "add"));
+    let (c1, _) = tunnel_pair((GW1, GW2), ("gw1.test", "gw2.test"), (LAN1, LAN2), PSK);
+    let ch1 = Charon::start_with(
+        &mut lab,
+        &gw1,
+        "charon-gw1",
+        &[c1],
+        &CharonOptions::default(),
+    );
+    ch1.initiate("net");
+    assert!(
+        ch1.wait_installed("net", Duration::from_secs(10)),
+        "{}\n{}",
+        ch1.list_sas(),
+        lab.log("vpnd-gw2")
+    );
+    wait_installed(&v2, &lab, 5);
+
+    assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
+    assert_ping(&lab, &gw2, LAN2_HOST, LAN1_HOST);
+    const BYTES: u64 = 10_000_000;
+    assert_tcp(&mut lab, &gw1, LAN1_HOST, &gw2, LAN2_HOST, BYTES);
+    assert_tcp(&mut lab, &gw2, LAN2_HOST, &gw1, LAN1_HOST, BYTES);
+    let c = child(&v2).expect("installed child");
+    assert!(counter(&c, "bytes_in") >= BYTES, "{c}");
+    assert!(counter(&c, "bytes_out") >= BYTES, "{c}");
+}
+
+#[test]
+fn vpnd_to_vpnd_ping_tcp_and_volume_lifetime_rekey() {
+    let (mut lab, gw1, gw2) = topology::site_to_site("usvv");
+    // A soft packet limit on gw1 makes the SA rekey under traffic.
+    let lifetime = "rekey_packets = 8000\nlife_packets = 1000000";
+    let v2 = start(&mut lab, &gw2, "vpnd-gw2", &site(2, "add"));
+    let v1 = start(
+        &mut lab,
+        &gw1,
+        "vpnd-gw1",
+        &site_with(1, "start", "", lifetime),
+    );
+    wait_installed(&v1, &lab, 10);
+    wait_installed(&v2, &lab, 5);
+    let first = child(&v1).expect("child")["spi_in"].clone();
+    assert_eq!(
+        route(&lab, &gw1, LAN2),
+        format!("{LAN2} dev vpnd0 proto static scope link src {LAN1_HOST}")
+    );
+
+    assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
+    assert_ping(&lab, &gw2, LAN2_HOST, LAN1_HOST);
+    const BYTES: u64 = 15_000_000;
+    assert_tcp(&mut lab, &gw1, LAN1_HOST, &gw2, LAN2_HOST, BYTES);
+
+    // More than 8000 packets went out: the soft limit rekeyed the CHILD SA
+    // and the transfer carried on over the new one.
+    assert!(
+        Lab::wait_until(Duration::from_secs(10), || {
+            child(&v1).is_some_and(|c| c["spi_in"] != first)
+        }),
+        "no rekey after the soft packet limit: {:?}\n{}",
+        child(&v1),
+        lab.log("vpnd-gw1")
+    );
+    assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
+    assert_tcp(&mut lab, &gw2, LAN2_HOST, &gw1, LAN1_HOST, 5_000_000);
+    // Make-before-break: no packet arrived for an SA already gone or not
+    // yet there.
+    for v in [&v1, &v2] {
+        assert_eq!(dp_counter(v, "esp_integrity_failures"), 0);
+        assert_eq!(
+            dp_counter(v, "esp_unknown_spi"),
+            0,
+            "{}\n{}\n{}",
+            v.name,
+            lab.log("vpnd-gw1"),
+            lab.log("vpnd-gw2")
+        );
+    }
+}
+
+#[test]
+fn vpnd_to_vpnd_ipv6_outside_carries_ipv6_and_ipv4_inside() {
+    let mut lab = Lab::new("usv6");
+    let gw1 = lab.ns("gw1");
+    let gw2 = lab.ns("gw2");
+    lab.link(&gw1, &["2001:db8:1::1/64"], &gw2, &["2001:db8:1::2/64"]);
+    for (ns, v6, v4) in [
+        (&gw1, "2001:db8:a::1/64", "198.19.1.1/24"),
+        (&gw2, "2001:db8:b::1/64", "198.19.2.1/24"),
+    ] {
+        lab.exec(ns, &["ip", "-6", "addr", "add", v6, "dev", "lo", "nodad"]);
+        lab.lan(ns, &[v4]);
+    }
+    let end = |me, peer, my_id, peer_id, auto, l: &'static [&'static str], r| {
+        config(&End {
+            me,
+            peer,
+            my_id,
+            peer_id,
+            auto,
+            local_ts: l,
+            remote_ts: r,
+            daemon_extra: "",
+            child_extra: "",
+        })
+    };
+    const A: &[&str] = &["2001:db8:a::/64", "198.19.1.0/24"];
+    const B: &[&str] = &["2001:db8:b::/64", "198.19.2.0/24"];
+    let v2 = start(
+        &mut lab,
+        &gw2,
+        "vpnd-gw2",
+        &end(
+            "2001:db8:1::2",
+            "2001:db8:1::1",
+            "gw2.test",
+            "gw1.test",
+            "add",
+            B,
+            A,
+        ),
+    );
+    let v1 = start(
+        &mut lab,
+        &gw1,
+        "vpnd-gw1",
+        &end(
+            "2001:db8:1::1",
+            "2001:db8:1::2",
+            "gw1.test",
+            "gw2.test",
+            "start",
+            A,
+            B,
+        ),
+    );
+    wait_installed(&v1, &lab, 10);
+    wait_installed(&v2, &lab, 5);
+    assert!(route(&lab, &gw1, "2001:db8:b::/64").contains("dev vpnd0"));
+
+    assert_ping(&lab, &gw1, "2001:db8:a::1", "2001:db8:b::1");
+    assert_ping(&lab, &gw2, "2001:db8:b::1", "2001:db8:a::1");
+    assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
+    const BYTES: u64 = 10_000_000;
+    assert_tcp(
+        &mut lab,
+        &gw1,
+        "2001:db8:a::1",
+        &gw2,
+        "2001:db8:b::1",
+        BYTES,
+    );
+    assert_tcp(&mut lab, &gw2, LAN2_HOST, &gw1, LAN1_HOST, BYTES);
+    let c = child(&v1).expect("child");
+    assert!(counter(&c, "bytes_out") >= BYTES, "{c}");
+    let s = v1.status();
+    assert!(
+        s.to_string().contains("2001:db8:1::2[4500]"),
+        "IKE and ESP over IPv6 port 4500: {s}"
+    );
+}
+
+#[test]
+fn auto_route_is_started_by_a_ping_and_never_leaks_after_down() {
+    let (mut lab, gw1, gw2) = topology::site_to_site("usrt");
+    watch_cleartext(&lab, &gw1);
+    let _v2 = start(&mut lab, &gw2, "vpnd-gw2", &site(2, "add"));
+    let v1 = start(&mut lab, &gw1, "vpnd-gw1", &site(1, "route"));
+    // Routed: a trap, its route into the TUN device, no SA.
+    assert!(Lab::wait_until(Duration::from_secs(5), || {
+        v1.stats()["traps"].as_u64() == Some(1)
+    }));
+    assert!(
+        route(&lab, &gw1, LAN2).contains("dev vpnd0"),
+        "{}",
+        route(&lab, &gw1, LAN2)
+    );
+    assert_eq!(v1.installed_children(), 0);
+
+    // The first packet starts the connection; held packets follow once the
+    // SA is up.
+    let out = traffic::ping_output(&lab, &gw1, LAN1_HOST, LAN2_HOST, 4);
+    assert!(
+        traffic::received(&out).unwrap_or(0) >= 3,
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        lab.log("vpnd-gw1")
+    );
+    wait_installed(&v1, &lab, 5);
+    assert!(dp_counter(&v1, "acquires") >= 1);
+    assert!(dp_counter(&v1, "trap_held") >= 1);
+    assert!(
+        dp_counter(&v1, "trap_sent") >= 1,
+        "the held packet went out once the SA was up: {}",
+        v1.stats()
+    );
+
+    // down: back to the trap; traffic is held, never sent in clear.
+    assert!(v1.ctl(&["down", "tun"]).ok());
+    assert!(Lab::wait_until(Duration::from_secs(5), || {
+        v1.installed_children() == 0
+    }));
+    assert!(route(&lab, &gw1, LAN2).contains("dev vpnd0"));
+    let _ = traffic::ping(&lab, &gw1, LAN1_HOST, LAN2_HOST, 1);
+    assert_eq!(leaked(&lab, &gw1), 0, "clear-text packets left gw1");
+}
+
+#[test]
+fn kill_removes_route_and_sas_and_nothing_leaves_in_clear() {
+    let (mut lab, gw1, gw2) = topology::site_to_site("uskl");
+    watch_cleartext(&lab, &gw1);
+    let _v2 = start(&mut lab, &gw2, "vpnd-gw2", &site(2, "add"));
+    let v1 = start(&mut lab, &gw1, "vpnd-gw1", &site(1, "start"));
+    wait_installed(&v1, &lab, 10);
+    assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
+    assert_eq!(leaked(&lab, &gw1), 0, "the tunnel carried it, encrypted");
+
+    let k = v1.ctl(&["kill", "tun"]);
+    assert!(k.ok(), "{k:?}");
+    assert_eq!(v1.installed_children(), 0);
+    assert_eq!(route(&lab, &gw1, LAN2), "", "route left behind");
+    assert!(!traffic::ping(&lab, &gw1, LAN1_HOST, LAN2_HOST, 2));
+    assert_eq!(leaked(&lab, &gw1), 0, "clear-text packets left gw1");
+    let stats = v1.stats();
+    assert_eq!(stats["child_sas"], 0, "{stats}");
+}
+
+#[test]
+fn replayed_and_tampered_esp_is_dropped_and_counted() {
+    let (mut lab, gw1, gw2) = topology::site_to_site("usrp");
+    let v2 = start(&mut lab, &gw2, "vpnd-gw2", &site(2, "add"));
+    let v1 = start(&mut lab, &gw1, "vpnd-gw1", &site(1, "start"));
+    wait_installed(&v1, &lab, 10);
+    wait_installed(&v2, &lab, 5);
+    let iface = lab
+        .exec(&gw1, &["ip", "-o", "route", "get", GW2])
+        .stdout
+        .split(|b| *b == b' ')
+        .skip_while(|w| *w != b"dev")
+        .nth(1)
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .expect("gw1's interface towards gw2");
+    let inject = bin_dir().join("esp-inject");
+    lab.spawn(
+        &gw1,
+        "esp-inject",
+        &[inject.to_str().expect("utf-8"), &iface, "5", "3"],
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
+    let status = lab.wait_exit("esp-inject", Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "esp-inject: {}",
+        lab.log("esp-inject")
+    );
+    assert!(
+        Lab::wait_until(Duration::from_secs(3), || {
+            child(&v2).is_some_and(|c| counter(&c, "replay_drops") >= 5)
+        }),
+        "replays not counted: {:?}",
+        child(&v2)
+    );
+    let c = child(&v2).expect("child");
+    assert_eq!(counter(&c, "replay_drops"), 5, "{c}");
+    assert_eq!(counter(&c, "integrity_failures"), 3, "{c}");
+    // The tunnel is unharmed.
+    assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
+    let out = v2.ctl(&["status", "tun"]);
+    assert!(
+        out.stdout.contains("5 replayed, 3 failed integrity"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn vpnd_behind_nat_to_charon_keepalives_hold_the_mapping() {
+    let mut n = topology::behind_nat("usnat");
+    n.set_udp_timeouts(4, 4);
+    let (_, mut c2) = tunnel_pair(
+        (topology::NAT_GW1, GW2),
+        ("gw1.test", "gw2.test"),
+        (LAN1, LAN2),
+        PSK,
+    );
+    c2.remote_addr = topology::NAT_OUTSIDE.into();
+    let ch2 = Charon::start_with(
+        &mut n.lab,
+        &n.gw2,
+        "charon-gw2",
+        &[c2],
+        &CharonOptions::default(),
+    );
+    let conf = config(&End {
+        me: topology::NAT_GW1,
+        peer: GW2,
+        my_id: "gw1.test",
+        peer_id: "gw2.test",
+        auto: "start",
+        local_ts: &[LAN1],
+        remote_ts: &[LAN2],
+        daemon_extra: "keep_alive = \"2s\"",
+        child_extra: "",
+    });
+    let v1 = start(&mut n.lab, &n.gw1, "vpnd-gw1", &conf);
+    wait_installed(&v1, &n.lab, 10);
+    assert!(ch2.wait_installed("net", Duration::from_secs(5)));
+    assert!(
+        ch2.list_sas()
+            .contains(&format!("{}[4500]", topology::NAT_OUTSIDE)),
+        "{}",
+        ch2.list_sas()
+    );
+    assert_ping(&n.lab, &n.gw1, LAN1_HOST, LAN2_HOST);
+    assert_tcp(&mut n.lab, &n.gw1, LAN1_HOST, &n.gw2, LAN2_HOST, 5_000_000);
+
+    // Idle past the NAT's 4 s timeout: only vpnd's keepalives flow.
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(dp_counter(&v1, "nat_keepalives_tx") >= 2, "{}", v1.stats());
+    assert!(
+        n.udp_mappings().contains("dport=4500"),
+        "mapping gone:\n{}",
+        n.udp_mappings()
+    );
+    // charon reaches back into gw1's LAN through the same mapping.
+    assert_ping(&n.lab, &n.gw2, LAN2_HOST, LAN1_HOST);
+}
