@@ -375,38 +375,29 @@ impl IkeState {
 
     /// After any input: send, react to events, re-arm the timer.
     async fn after_step(&mut self, myself: &ActorRef<IkeMsg>) -> Result<(), ActorProcessingErr> {
+        let mut pending: Vec<Transmit> = Vec::new();
         loop {
             // Register before anything goes out: the peer's answer may come
             // back faster than this loop finishes.
             self.register(myself);
             let Some(sa) = self.sa.as_mut() else { break };
-            let transmits: Vec<Transmit> = std::iter::from_fn(|| sa.poll_transmit()).collect();
-            let events: Vec<Event> = std::iter::from_fn(|| sa.poll_event()).collect();
-            if transmits.is_empty() && events.is_empty() {
+            pending.extend(std::iter::from_fn(|| sa.poll_transmit()));
+            let Some(ev) = sa.poll_event() else { break };
+            self.handle_event(myself, ev).await?;
+            if self.done {
                 break;
             }
-            // The dataplane changes before the message that completes them
-            // leaves: the peer may send on a new CHILD SA at once, and must
-            // see nothing more on one we deleted once it has our answer.
-            let (ready, others): (Vec<Event>, Vec<Event>) = events
-                .into_iter()
-                .partition(|e| matches!(e, Event::ChildReady(_) | Event::ChildDeleted { .. }));
-            for ev in ready {
-                self.handle_event(myself, ev).await?;
-                if self.done {
-                    return Ok(());
-                }
-            }
-            for t in transmits {
-                tracing::debug!(to = %t.remote, len = t.data.len(), "send");
-                send_impaired(&self.ctx, &self.impair, t).await;
-            }
-            for ev in others {
-                self.handle_event(myself, ev).await?;
-                if self.done {
-                    return Ok(());
-                }
-            }
+        }
+        // Events first, then what goes out: a new CHILD SA is in the
+        // dataplane before the message that completes it leaves (the peer
+        // may use it at once), and one we deleted is gone before the peer
+        // has our answer.
+        for t in pending {
+            tracing::debug!(to = %t.remote, len = t.data.len(), "send");
+            send_impaired(&self.ctx, &self.impair, t).await;
+        }
+        if self.done {
+            return Ok(());
         }
         self.register(myself);
         self.arm_timer(myself);
