@@ -548,3 +548,29 @@ fn vpnd_behind_nat_to_charon_keepalives_hold_the_mapping() {
     // charon reaches back into gw1's LAN through the same mapping.
     assert_ping(&n.lab, &n.gw2, LAN2_HOST, LAN1_HOST);
 }
+
+#[test]
+fn vpnd_to_vpnd_chacha20_poly1305_with_esn_and_aes128_gcm() {
+    for (tag, esp) in [("uscc", "chacha20poly1305-esn"), ("usa1", "aes128gcm16")] {
+        let (mut lab, gw1, gw2) = topology::site_to_site(tag);
+        let conf = |side| {
+            site(side, if side == 1 { "start" } else { "add" }).replace(
+                "esp_proposals = [\"aes256gcm16\"]",
+                &format!("esp_proposals = [\"{esp}\"]"),
+            )
+        };
+        let v2 = start(&mut lab, &gw2, "vpnd-gw2", &conf(2));
+        let v1 = start(&mut lab, &gw1, "vpnd-gw1", &conf(1));
+        wait_installed(&v1, &lab, 10);
+        wait_installed(&v2, &lab, 5);
+        let c = child(&v1).expect("child");
+        let want = if esp.starts_with("chacha") {
+            "CHACHA20_POLY1305/EXT_SEQ"
+        } else {
+            "AES_GCM_16_128/NO_EXT_SEQ"
+        };
+        assert_eq!(c["proposal"], want, "{c}");
+        assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
+        assert_tcp(&mut lab, &gw1, LAN1_HOST, &gw2, LAN2_HOST, 5_000_000);
+    }
+}
