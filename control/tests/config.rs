@@ -1164,3 +1164,38 @@ fn defaults_errors_and_children_in_defaults() {
         ]
     );
 }
+
+#[test]
+fn userspace_dataplane_keys_and_lifetimes() {
+    let dir = Dir::new("userspace");
+    let text = format!(
+        "[daemon]\ndataplane = \"userspace\"\ntun = \"esp0\"\nworkers = 2\nkeep_alive = \"5s\"\n\n{}rekey_bytes = 1000000\nlife_bytes = 2000000\nrekey_packets = 100\nlife_packets = 200\nlife_time = \"2h\"\n",
+        conn("a")
+    );
+    let c = ok(config::load(&dir.write("vpnd.toml", &text)));
+    assert_eq!(c.daemon.dataplane, Dataplane::Userspace);
+    assert_eq!(c.daemon.tun, "esp0");
+    assert_eq!(c.daemon.workers, 2);
+    assert_eq!(c.daemon.keep_alive, Duration::from_secs(5));
+    let ch = &c.connections[0].children[0];
+    assert_eq!((ch.rekey_bytes, ch.life_bytes), (1_000_000, 2_000_000));
+    assert_eq!((ch.rekey_packets, ch.life_packets), (100, 200));
+    assert_eq!(ch.life_time, Some(Duration::from_secs(7200)));
+
+    // Soft limits at or above the hard ones, and a bad device name, are
+    // refused with the key named.
+    let bad = format!(
+        "[daemon]\ntun = \"this-name-is-too-long\"\n\n{}rekey_packets = 300\nlife_packets = 200\nlife_time = \"10m\"\n",
+        conn("a")
+    );
+    let e = errors(config::load(&dir.write("bad.toml", &bad))).join("\n");
+    assert!(e.contains("daemon.tun: invalid interface name"), "{e}");
+    assert!(
+        e.contains("rekey_packets (300) must be below life_packets (200)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("life_time must be longer than rekey_time"),
+        "{e}"
+    );
+}

@@ -113,32 +113,15 @@ impl Ctx<'_> {
 
     /// A non-negative integer that fits in a u32.
     pub fn uint(&mut self, v: &Value<'_>, key: &str) -> Option<u32> {
-        let DeValue::Integer(i) = v.get_ref() else {
-            self.wrong_type(v, key, "an integer");
-            return None;
-        };
-        match i64::from_str_radix(i.as_str(), i.radix()) {
-            Ok(n) if n < 0 => {
+        let n = self.ulong(v, key)?;
+        match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
                 self.err(
                     v.span(),
                     key,
-                    format!("invalid value {n}: must not be negative"),
+                    format!("invalid value {n}: too large (at most {})", u32::MAX),
                 );
-                None
-            }
-            Ok(n) => match u32::try_from(n) {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    self.err(
-                        v.span(),
-                        key,
-                        format!("invalid value {n}: too large (at most {})", u32::MAX),
-                    );
-                    None
-                }
-            },
-            Err(_) => {
-                self.err(v.span(), key, format!("invalid value {i}: too large"));
                 None
             }
         }

@@ -65,56 +65,6 @@ fn to_storage(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::sockl
     }
 }
 
-/// Receives up to `bufs.len().min(BATCH)` datagrams. Each buffer is resized
-/// to `cap` (callers reserve that capacity once, so this never allocates)
-/// and truncated to the datagram; `froms[i]` gets its source. Returns how
-/// many arrived; `WouldBlock` when none is waiting.
-pub fn recv_batch(
-    fd: RawFd,
-    bufs: &mut [Vec<u8>],
-    cap: usize,
-    froms: &mut [Option<SocketAddr>],
-) -> io::Result<usize> {
-    let n = bufs.len().min(froms.len()).min(BATCH);
-    // SAFETY: plain C structs for which all-zero is a valid value.
-    let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
-    let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
-    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-    for i in 0..n {
-        bufs[i].resize(cap, 0);
-        iov[i] = libc::iovec {
-            iov_base: bufs[i].as_mut_ptr().cast(),
-            iov_len: cap,
-        };
-        msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-        msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        msgs[i].msg_hdr.msg_iov = &mut iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: every msghdr points at live buffers of the stated lengths.
-    let got = unsafe {
-        libc::recvmmsg(
-            fd,
-            msgs.as_mut_ptr(),
-            n as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    };
-    if got < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let got = got as usize;
-    for i in 0..got {
-        let len = (msgs[i].msg_len as usize).min(cap);
-        // Truncated datagrams (MSG_TRUNC) are cut to `cap` and fail their
-        // integrity check later.
-        bufs[i].truncate(len);
-        froms[i] = from_storage(&addrs[i]);
-    }
-    Ok(got)
-}
-
 /// Sends `pkts[i]` to `dsts[i]` for every `i` in batches. Returns how many
 /// were handed to the kernel; a full socket buffer is waited on briefly
 /// (`poll`, 5 ms at a time, at most 10 times) before the rest is given up.
@@ -202,7 +152,10 @@ pub fn enable_gro(fd: RawFd) -> bool {
     }
 }
 
-/// Like [`recv_batch`] on a socket with `UDP_GRO`: `segs[i]` is the size of
+/// Receives up to `bufs.len().min(BATCH)` datagrams (`WouldBlock` when
+/// none is waiting). Each buffer is resized to `cap` (reserved once by the
+/// caller, so this never allocates) and truncated to what arrived;
+/// `froms[i]` gets its source. With `UDP_GRO` on the socket, `segs[i]` is the size of
 /// the equal-sized datagrams buffer `i` holds back to back (the last one may
 /// be shorter), or its whole length when it holds one.
 pub fn recv_batch_gro(
