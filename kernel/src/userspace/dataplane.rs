@@ -356,15 +356,57 @@ impl Shared {
 
     fn sock_for(&self, local: SocketAddr) -> Option<Arc<Sock>> {
         let socks = self.socks.read().unwrap_or_else(|e| e.into_inner());
-        socks
-            .iter()
-            .find(|s| s.local.ip() == local.ip())
-            .or_else(|| {
-                socks
-                    .iter()
-                    .find(|s| s.local.ip().is_unspecified() && s.local.is_ipv4() == local.is_ipv4())
-            })
-            .cloned()
+        sock_pos(&socks, local).map(|i| socks[i].clone())
+    }
+
+    /// Removes an SA pair; the child's newest remaining SA takes over
+    /// sending, or, with none left, its trap (or nothing: policies and
+    /// routes go).
+    fn remove_sa(&self, owner: &str, spi_in: u32) {
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        let Some(e) = t.sas.remove(&spi_in) else {
+            return;
+        };
+        if e.owner != owner {
+            tracing::warn!(
+                "remove_sa: SPI {spi_in:08x} belongs to '{}', not '{owner}'",
+                e.owner
+            );
+        }
+        t.inbound.remove(&spi_in);
+        let key = child_key(&e.owner, &e.child);
+        let newest = {
+            let Some(c) = t.children.get_mut(&key) else {
+                return;
+            };
+            c.sas.retain(|s| *s != spi_in);
+            c.sas.last().copied()
+        };
+        match newest {
+            Some(n) => {
+                // Another SA of the child remains (rekey): it sends from now.
+                if t.out_by_reqid
+                    .get(&e.reqid)
+                    .is_some_and(|o| Arc::ptr_eq(o, &e.out))
+                {
+                    if let Some(s) = t.sas.get(&n) {
+                        s.inb.pending_out.store(false, Ordering::SeqCst);
+                        let o = s.out.clone();
+                        t.out_by_reqid.insert(e.reqid, o);
+                    }
+                }
+            }
+            None => {
+                t.out_by_reqid.remove(&e.reqid);
+                // Trap policies take over, if there is a trap.
+                t.set_policies(&key, false);
+                if t.children.get(&key).is_some_and(|c| c.trap.is_none()) {
+                    if let Some(c) = t.children.remove(&key) {
+                        self.route_del(&c.routes);
+                    }
+                }
+            }
+        }
     }
 
     /// Encrypts and sends packets held for `key` (its SA just came up).
@@ -453,6 +495,18 @@ impl Tables {
             }
         }
     }
+}
+
+/// The socket bound to `local`'s address, else a wildcard one of its family.
+fn sock_pos(socks: &[Arc<Sock>], local: SocketAddr) -> Option<usize> {
+    socks
+        .iter()
+        .position(|s| s.local.ip() == local.ip())
+        .or_else(|| {
+            socks
+                .iter()
+                .position(|s| s.local.ip().is_unspecified() && s.local.is_ipv4() == local.is_ipv4())
+        })
 }
 
 fn child_key(owner: &str, child: &str) -> (String, String) {
@@ -555,57 +609,7 @@ impl Dataplane for UserspaceDataplane {
     }
 
     fn remove_sa(&self, owner: &str, spi_in: u32) -> Result<(), DataplaneError> {
-        let mut t = self
-            .shared
-            .tables
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        let Some(e) = t.sas.remove(&spi_in) else {
-            return Ok(());
-        };
-        if e.owner != owner {
-            tracing::warn!(
-                "remove_sa: SPI {spi_in:08x} belongs to '{}', not '{owner}'",
-                e.owner
-            );
-        }
-        t.inbound.remove(&spi_in);
-        let key = child_key(&e.owner, &e.child);
-        let newest = {
-            let Some(c) = t.children.get_mut(&key) else {
-                return Ok(());
-            };
-            c.sas.retain(|s| *s != spi_in);
-            c.sas.last().copied()
-        };
-        match newest {
-            Some(n) => {
-                // Another SA of the child remains (rekey): it sends from now.
-                if t.out_by_reqid
-                    .get(&e.reqid)
-                    .is_some_and(|o| Arc::ptr_eq(o, &e.out))
-                {
-                    if let Some(s) = t.sas.get(&n) {
-                        s.inb.pending_out.store(false, Ordering::SeqCst);
-                        let o = s.out.clone();
-                        t.out_by_reqid.insert(e.reqid, o);
-                    }
-                }
-            }
-            None => {
-                t.out_by_reqid.remove(&e.reqid);
-                let has_trap = t.children.get(&key).is_some_and(|c| c.trap.is_some());
-                if has_trap {
-                    t.set_policies(&key, false);
-                } else {
-                    t.set_policies(&key, false);
-                    if let Some(c) = t.children.remove(&key) {
-                        self.shared.route_del(&c.routes);
-                    }
-                }
-            }
-        }
-        let _ = e.spi_out;
+        self.shared.remove_sa(owner, spi_in);
         Ok(())
     }
 
@@ -660,27 +664,26 @@ impl Dataplane for UserspaceDataplane {
     }
 
     fn remove_owner(&self, owner: &str) {
-        let spis: Vec<u32> = {
+        let (spis, children): (Vec<u32>, Vec<String>) = {
             let t = self.shared.tables.read().unwrap_or_else(|e| e.into_inner());
-            t.sas
-                .iter()
-                .filter(|(_, e)| e.owner == owner)
-                .map(|(s, _)| *s)
-                .collect()
-        };
-        let children: Vec<String> = {
-            let t = self.shared.tables.read().unwrap_or_else(|e| e.into_inner());
-            t.children
-                .keys()
-                .filter(|(o, _)| o == owner)
-                .map(|(_, c)| c.clone())
-                .collect()
+            (
+                t.sas
+                    .iter()
+                    .filter(|(_, e)| e.owner == owner)
+                    .map(|(s, _)| *s)
+                    .collect(),
+                t.children
+                    .keys()
+                    .filter(|(o, _)| o == owner)
+                    .map(|(_, c)| c.clone())
+                    .collect(),
+            )
         };
         for c in &children {
             let _ = self.remove_trap(owner, c);
         }
         for s in spis {
-            let _ = self.remove_sa(owner, s);
+            self.shared.remove_sa(owner, s);
         }
     }
 
@@ -1000,7 +1003,7 @@ impl Worker {
                         sh.stats.no_sa.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    let Some(si) = self.sock_index(out.local) else {
+                    let Some(si) = sock_pos(&self.socks, out.local) else {
                         sh.stats.no_sa.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
@@ -1023,17 +1026,6 @@ impl Worker {
             // the batch arrive at the peer after the DELETE.
             self.send_tx();
         }
-    }
-
-    fn sock_index(&self, local: SocketAddr) -> Option<usize> {
-        self.socks
-            .iter()
-            .position(|s| s.local.ip() == local.ip())
-            .or_else(|| {
-                self.socks.iter().position(|s| {
-                    s.local.ip().is_unspecified() && s.local.is_ipv4() == local.is_ipv4()
-                })
-            })
     }
 
     /// Sends the batch, in runs of the same socket.
@@ -1256,7 +1248,7 @@ fn housekeeping(sh: Arc<Shared>) {
         }
         for (owner, spi) in hard {
             tracing::info!(conn = owner, "SA {spi:08x}: hard lifetime reached, removed");
-            remove_sa_shared(&sh, &owner, spi);
+            sh.remove_sa(&owner, spi);
             let _ = sh.events.send(DataplaneEvent::Expire {
                 spi_in: spi,
                 hard: true,
@@ -1294,17 +1286,4 @@ fn housekeeping(sh: Arc<Shared>) {
             }
         }
     }
-}
-
-/// `remove_sa` for the housekeeping thread, which has no `UserspaceDataplane`.
-fn remove_sa_shared(sh: &Arc<Shared>, owner: &str, spi: u32) {
-    // Reuse the trait implementation through a transient handle that does
-    // not own the threads.
-    let dp = UserspaceDataplane {
-        shared: sh.clone(),
-        threads: Mutex::new(Vec::new()),
-    };
-    let _ = dp.remove_sa(owner, spi);
-    // Do not run Drop's shutdown for this borrowed handle.
-    std::mem::forget(dp);
 }

@@ -101,13 +101,7 @@ pub fn send_batch<B: AsRef<[u8]>>(fd: RawFd, pkts: &[B], dsts: &[SocketAddr]) ->
         match err.kind() {
             io::ErrorKind::WouldBlock if waits < 10 => {
                 waits += 1;
-                let mut pfd = libc::pollfd {
-                    fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut pfd, 1, 5) };
+                wait_writable(fd);
             }
             io::ErrorKind::Interrupted => {}
             _ => {
@@ -324,13 +318,7 @@ pub fn send_batch_gso<B: AsRef<[u8]>>(
         match err.kind() {
             io::ErrorKind::WouldBlock if waits < 10 => {
                 waits += 1;
-                let mut pfd = libc::pollfd {
-                    fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut pfd, 1, 5) };
+                wait_writable(fd);
             }
             io::ErrorKind::Interrupted => {}
             _ if matches!(
@@ -350,6 +338,17 @@ pub fn send_batch_gso<B: AsRef<[u8]>>(
         }
     }
     Ok(sent)
+}
+
+/// Waits up to 5 ms for room in `fd`'s send buffer.
+fn wait_writable(fd: RawFd) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, 5) };
 }
 
 /// Sends one datagram (control-path use: keepalives, flushed queues).
