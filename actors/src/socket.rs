@@ -4,6 +4,7 @@
 //! datagrams (which are dropped, never a panic).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, OnceLock, Weak};
 
 use ike::sa::{local_spi_of, Transmit};
@@ -63,6 +64,11 @@ impl Sockets {
             let natt = std::net::UdpSocket::bind(local)
                 .and_then(|s| s.set_nonblocking(true).map(|_| s))
                 .map_err(|e| std::io::Error::new(e.kind(), format!("bind {local}: {e}")))?;
+            for (fd, port) in [(ike.as_raw_fd(), IKE_PORT), (natt.as_raw_fd(), NATT_PORT)] {
+                dataplane.prepare_socket(fd).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("socket {ip}:{port}: {e}"))
+                })?;
+            }
             let t = target.clone();
             let input: kernel::IkeInput = Arc::new(move |local, from, data: &[u8]| {
                 if let Some(ctx) = t.get().and_then(Weak::upgrade) {

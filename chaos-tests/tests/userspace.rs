@@ -154,10 +154,10 @@ fn assert_tcp(lab: &mut Lab, a: &Ns, a_addr: &str, b: &Ns, b_addr: &str, bytes: 
     assert!(t.bytes_received >= bytes, "TCP {a_addr} -> {b_addr}: {t:?}");
 }
 
-/// The route vpnd installed for `prefix` in `ns`, if any.
+/// The route vpnd installed for `prefix` in `ns` (its table, 220), if any.
 fn route(lab: &Lab, ns: &Ns, prefix: &str) -> String {
     let family = if prefix.contains(':') { "-6" } else { "-4" };
-    let out = lab.exec(ns, &["ip", family, "route", "show", prefix]);
+    let out = lab.exec(ns, &["ip", family, "route", "show", "table", "220", prefix]);
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -573,4 +573,143 @@ fn vpnd_to_vpnd_chacha20_poly1305_with_esn_and_aes128_gcm() {
         assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
         assert_tcp(&mut lab, &gw1, LAN1_HOST, &gw2, LAN2_HOST, 5_000_000);
     }
+}
+
+/// Counts packets leaving `ns` for `dst` that are not UDP (IKE and
+/// ESP-in-UDP are UDP; clear-text ICMP or TCP would not be); read with
+/// `leaked`.
+fn watch_non_udp(lab: &Lab, ns: &Ns, dst: &str) {
+    topology::nft(
+        lab,
+        ns,
+        &format!(
+            "add table inet leak\n\
+             add chain inet leak out {{ type filter hook postrouting priority 0; }}\n\
+             add rule inet leak out oifname != \"vpnd0\" ip daddr {dst} meta l4proto != udp counter\n"
+        ),
+    );
+}
+
+#[test]
+fn transport_mode_vpnd_to_vpnd_host_to_host() {
+    let (mut lab, gw1, gw2) = topology::site_to_site("ustr");
+    let host = |me: &'static str, peer: &'static str, my_id, peer_id, auto| {
+        config(&End {
+            me,
+            peer,
+            my_id,
+            peer_id,
+            auto,
+            local_ts: &[me],
+            remote_ts: &[peer],
+            daemon_extra: "",
+            child_extra: "mode = \"transport\"",
+        })
+    };
+    let v2 = start(
+        &mut lab,
+        &gw2,
+        "vpnd-gw2",
+        &host(GW2, GW1, "gw2.test", "gw1.test", "add"),
+    );
+    let v1 = start(
+        &mut lab,
+        &gw1,
+        "vpnd-gw1",
+        &host(GW1, GW2, "gw1.test", "gw2.test", "start"),
+    );
+    wait_installed(&v1, &lab, 10);
+    wait_installed(&v2, &lab, 5);
+    // The peer's own address goes into the TUN device; vpnd's marked
+    // IKE/ESP-in-UDP packets skip table 220 by the policy rule.
+    assert_eq!(
+        route(&lab, &gw1, GW2),
+        format!("{GW2} dev vpnd0 proto static scope link src {GW1}")
+    );
+    let rules = lab.exec(&gw1, &["ip", "rule", "show", "priority", "220"]);
+    assert_eq!(
+        String::from_utf8_lossy(&rules.stdout).trim(),
+        "220:\tnot from all fwmark 0x220 lookup 220"
+    );
+    watch_non_udp(&lab, &gw1, GW2);
+
+    assert_ping(&lab, &gw1, GW1, GW2);
+    assert_ping(&lab, &gw2, GW2, GW1);
+    const BYTES: u64 = 10_000_000;
+    assert_tcp(&mut lab, &gw1, GW1, &gw2, GW2, BYTES);
+    assert_tcp(&mut lab, &gw2, GW2, &gw1, GW1, BYTES);
+
+    let c = child(&v1).expect("installed child");
+    assert!(counter(&c, "bytes_out") >= BYTES, "{c}");
+    assert!(counter(&c, "bytes_in") >= BYTES, "{c}");
+    assert_eq!(counter(&c, "integrity_failures"), 0, "{c}");
+    assert_eq!(dp_counter(&v1, "esp_selector_drops"), 0);
+    assert_eq!(dp_counter(&v2, "esp_selector_drops"), 0);
+    assert_eq!(leaked(&lab, &gw1), 0, "clear-text packets left gw1 for gw2");
+    let status = v1.status().to_string();
+    assert!(status.contains("\"installed\""), "{status}");
+
+    // Down: the host route and the rule's table entry go; traffic to the
+    // peer uses the main table again (in clear, as without any policy).
+    let d = v1.ctl(&["down", "tun"]);
+    assert!(d.ok(), "{d:?}");
+    assert!(Lab::wait_until(Duration::from_secs(5), || route(
+        &lab, &gw1, GW2
+    )
+    .is_empty()));
+    assert!(traffic::ping(&lab, &gw1, GW1, GW2, 2));
+}
+
+#[test]
+fn remote_selector_covering_the_peer_does_not_capture_ike() {
+    // A "full tunnel": gw1 sends everything (0.0.0.0/0, the peer's address
+    // included) through the tunnel. Without the fwmark rule the route
+    // would swallow vpnd's own ESP-in-UDP packets to gw2.
+    let (mut lab, gw1, gw2) = topology::site_to_site("usfl");
+    let v2 = start(
+        &mut lab,
+        &gw2,
+        "vpnd-gw2",
+        &config(&End {
+            me: GW2,
+            peer: GW1,
+            my_id: "gw2.test",
+            peer_id: "gw1.test",
+            auto: "add",
+            local_ts: &["0.0.0.0/0"],
+            remote_ts: &[LAN1],
+            daemon_extra: "",
+            child_extra: "",
+        }),
+    );
+    let v1 = start(
+        &mut lab,
+        &gw1,
+        "vpnd-gw1",
+        &config(&End {
+            me: GW1,
+            peer: GW2,
+            my_id: "gw1.test",
+            peer_id: "gw2.test",
+            auto: "start",
+            local_ts: &[LAN1],
+            remote_ts: &["0.0.0.0/0"],
+            daemon_extra: "",
+            child_extra: "",
+        }),
+    );
+    wait_installed(&v1, &lab, 10);
+    wait_installed(&v2, &lab, 5);
+    assert_eq!(
+        route(&lab, &gw1, "default"),
+        format!("default dev vpnd0 proto static scope link src {LAN1_HOST}")
+    );
+    watch_non_udp(&lab, &gw1, GW2);
+    assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
+    // The gateway's own address is inside 0.0.0.0/0 too.
+    assert_ping(&lab, &gw1, LAN1_HOST, GW2);
+    assert_tcp(&mut lab, &gw1, LAN1_HOST, &gw2, LAN2_HOST, 5_000_000);
+    assert_eq!(leaked(&lab, &gw1), 0, "clear-text packets left gw1 for gw2");
+    let c = child(&v1).expect("installed child");
+    assert!(counter(&c, "bytes_out") >= 5_000_000, "{c}");
 }

@@ -74,6 +74,11 @@ pub struct DaemonConfig {
     pub workers: u32,
     /// NAT keepalive interval for UDP-encapsulated SAs (0 = off).
     pub keep_alive: Duration,
+    /// Userspace dataplane: routing table of the routes into the TUN device.
+    pub route_table: u32,
+    /// Userspace dataplane: firewall mark of the daemon's own IKE and
+    /// ESP-in-UDP packets, which bypass `route_table`.
+    pub fwmark: u32,
 }
 
 impl Default for DaemonConfig {
@@ -88,6 +93,8 @@ impl Default for DaemonConfig {
             workers: 0,
             keep_alive: Duration::from_secs(20),
             socket_group: None,
+            route_table: 220,
+            fwmark: 0x220,
         }
     }
 }
@@ -602,6 +609,8 @@ const DAEMON_KEYS: &[&str] = &[
     "tun",
     "workers",
     "keep_alive",
+    "route_table",
+    "fwmark",
 ];
 
 const SCHEDULER_KEYS: &[&str] = &[
@@ -825,6 +834,39 @@ fn parse_daemon(
             "keep_alive" => {
                 if let Some(d) = ctx.duration(v, &key) {
                     out.keep_alive = d;
+                }
+            }
+            "route_table" => {
+                if let Some(n) = ctx.ulong(v, &key) {
+                    match u32::try_from(n) {
+                        Ok(0) | Err(_) => ctx.err(
+                            v.span(),
+                            &key,
+                            format!("invalid value {n}: a routing table is 1 to 4294967295"),
+                        ),
+                        Ok(253..=255) => ctx.err(
+                            v.span(),
+                            &key,
+                            format!(
+                                "invalid value {n}: tables 253, 254 and 255 are the system's default, main and local"
+                            ),
+                        ),
+                        Ok(t) => out.route_table = t,
+                    }
+                }
+            }
+            "fwmark" => {
+                if let Some(n) = ctx.ulong(v, &key) {
+                    match u32::try_from(n) {
+                        Ok(0) | Err(_) => ctx.err(
+                            v.span(),
+                            &key,
+                            format!(
+                                "invalid value {n}: a firewall mark is 1 to 0xffffffff (0 is every unmarked packet)"
+                            ),
+                        ),
+                        Ok(m) => out.fwmark = m,
+                    }
                 }
             }
             _ => ctx.unknown_key(k, &key, DAEMON_KEYS),

@@ -1169,7 +1169,7 @@ fn defaults_errors_and_children_in_defaults() {
 fn userspace_dataplane_keys_and_lifetimes() {
     let dir = Dir::new("userspace");
     let text = format!(
-        "[daemon]\ndataplane = \"userspace\"\ntun = \"esp0\"\nworkers = 2\nkeep_alive = \"5s\"\n\n{}rekey_bytes = 1000000\nlife_bytes = 2000000\nrekey_packets = 100\nlife_packets = 200\nlife_time = \"2h\"\n",
+        "[daemon]\ndataplane = \"userspace\"\ntun = \"esp0\"\nworkers = 2\nkeep_alive = \"5s\"\nroute_table = 100\nfwmark = 0x4000\n\n{}rekey_bytes = 1000000\nlife_bytes = 2000000\nrekey_packets = 100\nlife_packets = 200\nlife_time = \"2h\"\n",
         conn("a")
     );
     let c = ok(config::load(&dir.write("vpnd.toml", &text)));
@@ -1177,6 +1177,7 @@ fn userspace_dataplane_keys_and_lifetimes() {
     assert_eq!(c.daemon.tun, "esp0");
     assert_eq!(c.daemon.workers, 2);
     assert_eq!(c.daemon.keep_alive, Duration::from_secs(5));
+    assert_eq!((c.daemon.route_table, c.daemon.fwmark), (100, 0x4000));
     let ch = &c.connections[0].children[0];
     assert_eq!((ch.rekey_bytes, ch.life_bytes), (1_000_000, 2_000_000));
     assert_eq!((ch.rekey_packets, ch.life_packets), (100, 200));
@@ -1185,11 +1186,16 @@ fn userspace_dataplane_keys_and_lifetimes() {
     // Soft limits at or above the hard ones, and a bad device name, are
     // refused with the key named.
     let bad = format!(
-        "[daemon]\ntun = \"this-name-is-too-long\"\n\n{}rekey_packets = 300\nlife_packets = 200\nlife_time = \"10m\"\n",
+        "[daemon]\ntun = \"this-name-is-too-long\"\nroute_table = 254\nfwmark = 0\n\n{}rekey_packets = 300\nlife_packets = 200\nlife_time = \"10m\"\n",
         conn("a")
     );
     let e = errors(config::load(&dir.write("bad.toml", &bad))).join("\n");
     assert!(e.contains("daemon.tun: invalid interface name"), "{e}");
+    assert!(
+        e.contains("daemon.route_table: invalid value 254: tables 253, 254 and 255"),
+        "{e}"
+    );
+    assert!(e.contains("daemon.fwmark: invalid value 0"), "{e}");
     assert!(
         e.contains("rekey_packets (300) must be below life_packets (200)"),
         "{e}"

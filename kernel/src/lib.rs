@@ -171,4 +171,11 @@ pub trait Dataplane: Send + Sync + 'static {
     fn stats(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+    /// Prepares each of the daemon's IKE sockets (ports 500 and 4500)
+    /// before it sends anything: the userspace backend marks them so that
+    /// its routes into the TUN device never capture the daemon's own IKE
+    /// and ESP-in-UDP packets.
+    fn prepare_socket(&self, _fd: std::os::fd::RawFd) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -864,3 +864,124 @@ fn five_tuple_malformed() {
         Err(TupleError::Truncated)
     );
 }
+
+/// Reference ones' complement sum of 16-bit big-endian words.
+fn ref_sum(data: &[u8]) -> u32 {
+    let mut s: u32 = 0;
+    for c in data.chunks(2) {
+        let w = u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
+        s += w;
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s
+}
+
+fn ref_l4_ok(src: IpAddr, dst: IpAddr, proto: u8, seg: &[u8]) -> bool {
+    let mut pseudo = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+            pseudo.extend_from_slice(&[0, proto]);
+            pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+            pseudo.extend_from_slice(&(seg.len() as u32).to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, proto]);
+        }
+        _ => unreachable!(),
+    }
+    // Sum the two parts as one stream (the pseudo header is even-sized).
+    pseudo.extend_from_slice(seg);
+    ref_sum(&pseudo) == 0xffff
+}
+
+proptest! {
+    /// A rebuilt transport-mode packet has a valid IPv4 header checksum
+    /// and a valid TCP/UDP/ICMPv6 checksum for its new addresses, whatever
+    /// the sender's checksum was (a NAT changed the addresses it covered).
+    #[test]
+    fn transport_rebuild_makes_valid_checksums(
+        v4 in any::<bool>(),
+        proto in prop::sample::select(vec![6u8, 17, 58, 1, 50]),
+        body in prop::collection::vec(any::<u8>(), 20..1500),
+        a in any::<[u8; 16]>(),
+        b in any::<[u8; 16]>(),
+    ) {
+        let (src, dst) = if v4 {
+            (
+                IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])),
+            )
+        } else {
+            (IpAddr::V6(Ipv6Addr::from(a)), IpAddr::V6(Ipv6Addr::from(b)))
+        };
+        let mut out = vec![0xee; 3];
+        prop_assert!(esp::transport_rebuild(&mut out, src, dst, proto, &body));
+        let pkt = &out[3..];
+        let hl = if v4 { 20 } else { 40 };
+        prop_assert_eq!(pkt.len(), hl + body.len());
+        let t = parse_five_tuple(pkt).unwrap();
+        prop_assert_eq!((t.src, t.dst, t.proto), (src, dst, proto));
+        if v4 {
+            prop_assert_eq!(ref_sum(&pkt[..20]), 0xffff);
+            prop_assert_eq!(u16::from_be_bytes([pkt[2], pkt[3]]) as usize, pkt.len());
+        } else {
+            prop_assert_eq!(u16::from_be_bytes([pkt[4], pkt[5]]) as usize, body.len());
+        }
+        let seg = &pkt[hl..];
+        let udp_none = v4 && proto == 17 && body[6] == 0 && body[7] == 0;
+        let checked = match proto {
+            6 | 17 => !udp_none,
+            58 => !v4,
+            _ => false,
+        };
+        if checked {
+            prop_assert!(ref_l4_ok(src, dst, proto, seg));
+        } else {
+            // Other protocols (and UDP without checksum) pass unchanged.
+            prop_assert_eq!(seg, &body[..]);
+        }
+    }
+}
+
+#[test]
+fn transport_rebuild_refuses_mixed_families() {
+    let mut out = Vec::new();
+    assert!(!esp::transport_rebuild(
+        &mut out,
+        "198.18.0.1".parse().unwrap(),
+        "2001:db8::1".parse().unwrap(),
+        6,
+        &[0; 20]
+    ));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn transport_mode_refuses_fragments_without_using_a_sequence_number() {
+    let (mut out, _) = pair(AeadAlg::AesGcm16_128, false, Mode::Transport);
+    let mut buf = Vec::new();
+    // More fragments, and a non-zero offset.
+    for flags in [0x2000u16, 0x0010] {
+        let mut p = ipv4_packet(17, &udp(1, 2, b"frag"));
+        p[6..8].copy_from_slice(&flags.to_be_bytes());
+        assert_eq!(
+            out.encapsulate(&p, &mut buf),
+            Err(EspError::TransportFragment)
+        );
+    }
+    // Don't-fragment alone is fine.
+    let mut p = ipv4_packet(17, &udp(1, 2, b"df"));
+    p[6] = 0x40;
+    assert!(out.encapsulate(&p, &mut buf).is_ok());
+    assert_eq!(out.seq(), 1);
+    let v6 = ipv6_packet(44, &[17, 0, 0, 1, 0, 0, 0, 7]);
+    assert_eq!(
+        out.encapsulate(&v6, &mut buf),
+        Err(EspError::TransportFragment)
+    );
+    assert_eq!(out.seq(), 1);
+}

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 
-use kernel::userspace::route::{ifindex, local_addr_in, range_to_prefixes, Routes};
+use kernel::userspace::route::{ifindex, local_addr_in, range_to_prefixes, MarkRule, Routes};
 use proptest::prelude::*;
 
 fn ip(s: &str) -> IpAddr {
@@ -361,5 +361,54 @@ fn local_addr_in_prefers_non_loopback() {
         assert_eq!(r("2001:db8:2::", "2001:db8:2::ffff"), None);
         // Mixed families find nothing.
         assert_eq!(r("0.0.0.0", "2001:db8:1::ffff"), None);
+    });
+}
+
+#[test]
+fn routes_in_a_table_and_the_fwmark_rule() {
+    in_netns(|| {
+        let _dev = make_rt0();
+        let idx = ifindex("rt0").unwrap();
+        assert!(Routes::with_table(0).is_err());
+        for table in [220u32, 70000] {
+            let routes = Routes::with_table(table).unwrap();
+            assert_eq!(routes.table(), table);
+            let t = table.to_string();
+            routes
+                .add(ip("198.18.0.2"), 32, idx, Some(ip("198.18.0.1")))
+                .unwrap();
+            routes.add(ip("2001:db8:9::"), 48, idx, None).unwrap();
+            let v4 = run_ip(&["-4", "route", "show", "table", &t]);
+            assert_eq!(
+                v4.trim(),
+                "198.18.0.2 dev rt0 proto static scope link src 198.18.0.1"
+            );
+            assert!(run_ip(&["-6", "route", "show", "table", &t]).contains("2001:db8:9::/48"));
+            // Not in main.
+            assert!(static_routes("-4").is_empty());
+
+            let rule = MarkRule {
+                priority: 220,
+                fwmark: 0x42,
+                table,
+            };
+            // Adding twice leaves one rule per family (a restart after
+            // SIGKILL finds its old rule).
+            routes.add_rule(rule).unwrap();
+            routes.add_rule(rule).unwrap();
+            let want = format!("220:\tnot from all fwmark 0x42 lookup {table}");
+            for fam in ["-4", "-6"] {
+                let rules = run_ip(&[fam, "rule", "show", "priority", "220"]);
+                assert_eq!(rules.trim(), want, "{fam}");
+            }
+            routes.del_rule(rule).unwrap();
+            routes.del_rule(rule).unwrap();
+            for fam in ["-4", "-6"] {
+                assert_eq!(run_ip(&[fam, "rule", "show", "priority", "220"]).trim(), "");
+            }
+            routes.del(ip("198.18.0.2"), 32, idx).unwrap();
+            routes.del(ip("2001:db8:9::"), 48, idx).unwrap();
+            assert_eq!(run_ip(&["-4", "route", "show", "table", &t]).trim(), "");
+        }
     });
 }

@@ -64,6 +64,8 @@ async fn run(args: Args) -> Result<(), String> {
             tun: cfg.daemon.tun.clone(),
             workers: cfg.daemon.workers as usize,
             keep_alive: cfg.daemon.keep_alive,
+            route_table: cfg.daemon.route_table,
+            fwmark: cfg.daemon.fwmark,
             ..Default::default()
         };
         kernel::userspace::UserspaceDataplane::new(opts)

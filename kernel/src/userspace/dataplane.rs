@@ -69,7 +69,15 @@ pub struct UserspaceOptions {
     pub trap_hold: Duration,
     /// TSO/GRO offload on the TUN device (virtio-net header).
     pub offload: bool,
+    /// Routing table of the routes into the TUN device.
+    pub route_table: u32,
+    /// Firewall mark of the daemon's IKE sockets; a policy rule sends all
+    /// traffic without it to `route_table` first.
+    pub fwmark: u32,
 }
+
+/// Priority of the `not fwmark` rule (strongSwan's is 220 too).
+pub const RULE_PRIORITY: u32 = 220;
 
 impl Default for UserspaceOptions {
     fn default() -> Self {
@@ -80,6 +88,8 @@ impl Default for UserspaceOptions {
             keep_alive: Duration::from_secs(20),
             trap_hold: Duration::from_secs(5),
             offload: true,
+            route_table: 220,
+            fwmark: 0x220,
         }
     }
 }
@@ -107,6 +117,9 @@ struct InSa {
     /// as rekey responder installs the outbound SA only then).
     pending_out: AtomicBool,
     reqid: u32,
+    /// Transport mode: the local address the peer's packets are rebuilt to
+    /// (their source is the address they came from).
+    transport_to: Option<IpAddr>,
 }
 
 struct SaEntry {
@@ -167,6 +180,7 @@ struct Stats {
     unknown_spi: AtomicU64,
     invalid: AtomicU64,
     esp_errors: AtomicU64,
+    transport_fragments: AtomicU64,
     keepalives_rx: AtomicU64,
     keepalives_tx: AtomicU64,
     trap_held: AtomicU64,
@@ -186,6 +200,7 @@ struct Shared {
     socks_gen: AtomicU64,
     held: Mutex<HashMap<(String, String), Held>>,
     routes: Routes,
+    rule: route::MarkRule,
     route_refs: Mutex<HashMap<(IpAddr, u8), usize>>,
     events: broadcast::Sender<DataplaneEvent>,
     stop: AtomicBool,
@@ -238,6 +253,21 @@ impl UserspaceDataplane {
         }
         queues[0].enabled(true)?;
         let ifindex = route::ifindex(&opts.tun)?;
+        let routes = Routes::with_table(opts.route_table)?;
+        let rule = route::MarkRule {
+            priority: RULE_PRIORITY,
+            fwmark: opts.fwmark,
+            table: opts.route_table,
+        };
+        routes.add_rule(rule).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "policy rule 'not fwmark {:#x} lookup {}': {e}",
+                    opts.fwmark, opts.route_table
+                ),
+            )
+        })?;
         let shared = Arc::new(Shared {
             opts,
             ifindex,
@@ -246,7 +276,8 @@ impl UserspaceDataplane {
             socks: RwLock::new(Vec::new()),
             socks_gen: AtomicU64::new(0),
             held: Mutex::new(HashMap::new()),
-            routes: Routes::new()?,
+            routes,
+            rule,
             route_refs: Mutex::new(HashMap::new()),
             events: broadcast::channel(1024).0,
             stop: AtomicBool::new(false),
@@ -291,6 +322,9 @@ impl Drop for UserspaceDataplane {
         let refs: Vec<(IpAddr, u8)> = lock(&self.shared.route_refs).keys().copied().collect();
         for (dst, len) in refs {
             let _ = self.shared.routes.del(dst, len, self.shared.ifindex);
+        }
+        if let Err(e) = self.shared.routes.del_rule(self.shared.rule) {
+            tracing::warn!("policy rule removal: {e}");
         }
     }
 }
@@ -527,9 +561,18 @@ impl Dataplane for UserspaceDataplane {
                 "the userspace dataplane carries only UDP-encapsulated ESP (encap was not negotiated)",
             ));
         }
-        if sa.mode != Mode::Tunnel {
-            return Err(failed("the userspace dataplane supports tunnel mode only"));
-        }
+        let transport_to = match sa.mode {
+            Mode::Tunnel => None,
+            Mode::Transport => {
+                if sa.local.is_ipv4() != sa.remote.is_ipv4() || sa.local.ip().is_unspecified() {
+                    return Err(failed(format!(
+                        "transport mode between {} and {}: needs two addresses of one family",
+                        sa.local, sa.remote
+                    )));
+                }
+                Some(sa.local.ip())
+            }
+        };
         let (inbound, outbound) = esp::sa_pair(sa).map_err(failed)?;
         let out = Arc::new(OutSa {
             sa: Mutex::new(outbound),
@@ -544,6 +587,7 @@ impl Dataplane for UserspaceDataplane {
             selector_drops: AtomicU64::new(0),
             pending_out: AtomicBool::new(false),
             reqid: sa.reqid,
+            transport_to,
         });
         let key = child_key(&sa.owner, &sa.child);
         let new_routes;
@@ -750,6 +794,9 @@ impl Dataplane for UserspaceDataplane {
         ike: IkeInput,
     ) -> bool {
         let fd = socket.as_raw_fd();
+        if let Err(e) = udp::set_mark(fd, self.shared.opts.fwmark) {
+            tracing::warn!("SO_MARK on {local}: {e}");
+        }
         if !udp::enable_gro(fd) {
             tracing::debug!("UDP GRO unavailable on {local}");
         }
@@ -768,6 +815,10 @@ impl Dataplane for UserspaceDataplane {
         true
     }
 
+    fn prepare_socket(&self, fd: RawFd) -> io::Result<()> {
+        udp::set_mark(fd, self.shared.opts.fwmark)
+    }
+
     fn stats(&self) -> Vec<(&'static str, u64)> {
         let s = &self.shared.stats;
         let mut v = vec![
@@ -778,6 +829,10 @@ impl Dataplane for UserspaceDataplane {
             ("esp_unknown_spi", s.unknown_spi.load(Ordering::Relaxed)),
             ("esp_invalid", s.invalid.load(Ordering::Relaxed)),
             ("esp_errors", s.esp_errors.load(Ordering::Relaxed)),
+            (
+                "esp_transport_fragments",
+                s.transport_fragments.load(Ordering::Relaxed),
+            ),
             ("nat_keepalives_rx", s.keepalives_rx.load(Ordering::Relaxed)),
             ("nat_keepalives_tx", s.keepalives_tx.load(Ordering::Relaxed)),
             ("trap_held", s.trap_held.load(Ordering::Relaxed)),
@@ -1013,9 +1068,16 @@ impl Worker {
                 let k = self.tx_dst.len();
                 let buf = &mut self.tx[k];
                 buf.clear();
-                if lock(&out.sa).encapsulate(pkt, buf).is_err() {
-                    sh.stats.esp_errors.fetch_add(1, Ordering::Relaxed);
-                    continue;
+                match lock(&out.sa).encapsulate(pkt, buf) {
+                    Ok(_) => {}
+                    Err(esp::EspError::TransportFragment) => {
+                        sh.stats.transport_fragments.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(_) => {
+                        sh.stats.esp_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                 }
                 out.last_tx_ms.store(now_ms, Ordering::Relaxed);
                 self.tx_dst.push(out.remote);
@@ -1146,14 +1208,29 @@ impl Worker {
                         {
                             lock(&sh.promote).push((inb.reqid, spi));
                         }
-                        if !inbound_allowed(inb, p.payload) {
-                            inb.selector_drops.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
                         let out = &mut self.tun_out[k];
                         out.clear();
                         out.resize(RX_OFFSET, 0);
-                        out.extend_from_slice(p.payload);
+                        match inb.transport_to {
+                            None => out.extend_from_slice(p.payload),
+                            Some(to) => {
+                                let ok = esp::transport_rebuild(
+                                    out,
+                                    from.ip(),
+                                    to,
+                                    p.next_header,
+                                    p.payload,
+                                );
+                                if !ok {
+                                    sh.stats.invalid.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
+                            }
+                        }
+                        if !inbound_allowed(inb, &out[RX_OFFSET..]) {
+                            inb.selector_drops.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         k += 1;
                         sh.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
                     }

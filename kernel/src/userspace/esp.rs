@@ -27,6 +27,8 @@
 //! Nothing here allocates per packet once the caller's output `Vec` and the
 //! SA's scratch buffer have grown to the path MTU; no input panics.
 
+use std::net::IpAddr;
+
 use ike::config::Mode;
 use ike::crypto::{AeadAlg, AeadKey};
 
@@ -88,6 +90,10 @@ pub enum EspError {
     /// The packet to encapsulate is not an IP packet this mode can carry.
     #[error("not an IPv4/IPv6 packet this SA can carry")]
     BadInnerPacket,
+    /// Transport mode cannot carry a fragment (RFC 4301 §4.1): the peer
+    /// would rebuild a header without the fragment's offset.
+    #[error("transport mode cannot carry an IP fragment")]
+    TransportFragment,
     /// Key material of the wrong length for the cipher.
     #[error("bad ESP key material")]
     BadKey,
@@ -295,6 +301,131 @@ impl OutboundSa {
     }
 }
 
+/// Transport mode, receiving: appends to `out` the IP packet that carried
+/// `payload` (protocol `proto`) from `src` to `dst`: a fresh IPv4 header
+/// (TTL 64) or IPv6 header (hop limit 64), then the payload.
+///
+/// The TCP, UDP and ICMPv6 checksums are recomputed: they cover addresses
+/// the sender's packet may have had before a NAT (RFC 3948 §3.1.2 lets the
+/// receiver recompute them; the payload's integrity is already proven by
+/// the ESP ICV). A UDP-over-IPv4 checksum of zero (none) stays zero.
+/// Returns `false`, appending nothing, when `src` and `dst` differ in
+/// family or the payload does not fit an IP packet.
+pub fn transport_rebuild(
+    out: &mut Vec<u8>,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    payload: &[u8],
+) -> bool {
+    let start = out.len();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let Ok(total) = u16::try_from(20 + payload.len()) else {
+                return false;
+            };
+            let mut h = [0u8; 20];
+            h[0] = 0x45;
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            h[8] = 64;
+            h[9] = proto;
+            h[12..16].copy_from_slice(&s.octets());
+            h[16..20].copy_from_slice(&d.octets());
+            let sum = fold(sum_be_words(0, &h));
+            h[10..12].copy_from_slice(&(!sum).to_be_bytes());
+            out.extend_from_slice(&h);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let Ok(len) = u16::try_from(payload.len()) else {
+                return false;
+            };
+            let mut h = [0u8; 40];
+            h[0] = 0x60;
+            h[4..6].copy_from_slice(&len.to_be_bytes());
+            h[6] = proto;
+            h[7] = 64;
+            h[8..24].copy_from_slice(&s.octets());
+            h[24..40].copy_from_slice(&d.octets());
+            out.extend_from_slice(&h);
+        }
+        _ => return false,
+    }
+    let body = out.len();
+    out.extend_from_slice(payload);
+    let csum_at = match proto {
+        6 if payload.len() >= 20 => Some(16),
+        17 if payload.len() >= 8 => {
+            let none = src.is_ipv4() && payload[6] == 0 && payload[7] == 0;
+            (!none).then_some(6)
+        }
+        58 if src.is_ipv6() && payload.len() >= 4 => Some(2),
+        _ => None,
+    };
+    if let Some(at) = csum_at {
+        let seg = &mut out[body..];
+        seg[at] = 0;
+        seg[at + 1] = 0;
+        let mut acc = pseudo_header_sum(src, dst, proto, seg.len());
+        acc = sum_be_words(acc, seg);
+        let mut c = !fold(acc);
+        // UDP sends a computed zero as all ones (RFC 768).
+        if proto == 17 && c == 0 {
+            c = 0xffff;
+        }
+        seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    debug_assert!(out.len() > start);
+    true
+}
+
+fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u64 {
+    let mut acc = 0u64;
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            acc = sum_be_words(acc, &s.octets());
+            acc = sum_be_words(acc, &d.octets());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            acc = sum_be_words(acc, &s.octets());
+            acc = sum_be_words(acc, &d.octets());
+        }
+        _ => {}
+    }
+    acc + u64::from(proto) + len as u64
+}
+
+/// Adds `data` as big-endian 16-bit words (odd tail padded with zero).
+fn sum_be_words(mut acc: u64, data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        // Four 16-bit words at once: sum the two 32-bit halves, each of
+        // which folds to 16 bits later (ones' complement is associative).
+        let (a, carry) = acc.overflowing_add((w >> 32) + (w & 0xffff_ffff));
+        acc = a + u64::from(carry);
+    }
+    for c in chunks.remainder().chunks(2) {
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from_be_bytes([c[0], 0])
+        };
+        acc += u64::from(w);
+    }
+    acc
+}
+
+/// Folds a ones' complement sum to 16 bits.
+fn fold(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// IPv6 fragment extension header.
+const NH_IPV6_FRAGMENT: u8 = 44;
+
 /// Transport mode: the upper-layer part of `inner` and its protocol.
 fn transport_payload(inner: &[u8]) -> Result<(&[u8], u8), EspError> {
     match inner.first().map(|b| b >> 4) {
@@ -303,7 +434,14 @@ fn transport_payload(inner: &[u8]) -> Result<(&[u8], u8), EspError> {
             if ihl < 20 || inner.len() < ihl {
                 return Err(EspError::BadInnerPacket);
             }
+            // More-fragments flag or a fragment offset.
+            if u16::from_be_bytes([inner[6], inner[7]]) & 0x3fff != 0 {
+                return Err(EspError::TransportFragment);
+            }
             Ok((&inner[ihl..], inner[9]))
+        }
+        Some(6) if inner.len() >= 40 && inner[6] == NH_IPV6_FRAGMENT => {
+            Err(EspError::TransportFragment)
         }
         Some(6) if inner.len() >= 40 => Ok((&inner[40..], inner[6])),
         _ => Err(EspError::BadInnerPacket),
@@ -458,7 +596,7 @@ impl InboundSa {
                     EspError::Integrity => s.integrity += 1,
                     EspError::BadPadding => s.bad_padding += 1,
                     EspError::UnknownNextHeader(_) => s.bad_next_header += 1,
-                    EspError::BadInnerPacket | EspError::BadKey => {}
+                    EspError::BadInnerPacket | EspError::TransportFragment | EspError::BadKey => {}
                 }
             }
         }

@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
-    NLM_F_REPLACE, NLM_F_REQUEST,
+    NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -32,12 +33,29 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest datagram we read from the socket; ACKs are far smaller.
 const RECV_BUF_LEN: usize = 64 * 1024;
 
-/// A `NETLINK_ROUTE` socket that adds and deletes routes in the main table.
+/// A `NETLINK_ROUTE` socket that adds and deletes routes in one routing
+/// table (main unless [`Routes::with_table`]), and the policy rule that
+/// sends unmarked traffic to that table.
 ///
 /// Calls are serialized by an inner lock, so one `Routes` can be shared
 /// between threads.
 pub struct Routes {
     inner: Mutex<Inner>,
+    table: u32,
+}
+
+/// The policy routing rule `ip rule add priority P not fwmark M lookup T`:
+/// everything this host sends, except packets marked `M` (the daemon's own
+/// IKE and ESP-in-UDP sockets), consults table `T` first. This is how a
+/// route into the TUN device may cover the peer's own address (transport
+/// mode, or a remote selector of 0.0.0.0/0) without capturing the
+/// encapsulated packets themselves (strongSwan's `fwmark` options do the
+/// same for kernel-libipsec).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarkRule {
+    pub priority: u32,
+    pub fwmark: u32,
+    pub table: u32,
 }
 
 struct Inner {
@@ -61,11 +79,65 @@ impl Routes {
         set_recv_timeout(&socket, REPLY_TIMEOUT)?;
         Ok(Routes {
             inner: Mutex::new(Inner { socket, seq: 0 }),
+            table: u32::from(RouteHeader::RT_TABLE_MAIN),
         })
     }
 
-    /// `ip route replace <dst>/<prefix> dev <ifindex> [src <src>] table main
-    /// proto static`, IPv4 or IPv6 by `dst`.
+    /// Like [`Routes::new`], for routes in `table` (1..=2^32-1; 253, 254
+    /// and 255 are default, main and local).
+    pub fn with_table(table: u32) -> io::Result<Routes> {
+        if table == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "routing table 0 is not a table",
+            ));
+        }
+        let mut r = Routes::new()?;
+        r.table = table;
+        Ok(r)
+    }
+
+    /// The table this socket's routes go to.
+    pub fn table(&self) -> u32 {
+        self.table
+    }
+
+    /// Adds `rule` for IPv4 and IPv6, replacing an identical one left by an
+    /// earlier run (a daemon killed with SIGKILL cannot remove its rule).
+    pub fn add_rule(&self, rule: MarkRule) -> io::Result<()> {
+        for v4 in [true, false] {
+            self.del_rule_family(rule, v4)?;
+            self.request(
+                RouteNetlinkMessage::NewRule(rule_message(rule, v4)),
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Removes `rule` (both families); a rule that is not there is `Ok`.
+    pub fn del_rule(&self, rule: MarkRule) -> io::Result<()> {
+        self.del_rule_family(rule, true)?;
+        self.del_rule_family(rule, false)
+    }
+
+    fn del_rule_family(&self, rule: MarkRule, v4: bool) -> io::Result<()> {
+        loop {
+            match self.request(
+                RouteNetlinkMessage::DelRule(rule_message(rule, v4)),
+                NLM_F_REQUEST | NLM_F_ACK,
+            ) {
+                Ok(()) => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `ip route replace <dst>/<prefix> dev <ifindex> [src <src>] table
+    /// <table> proto static`, IPv4 or IPv6 by `dst`.
     ///
     /// Host bits of `dst` beyond `prefix` are cleared. Errors: a `prefix`
     /// longer than the address, or a `src` of the other family, is
@@ -85,7 +157,7 @@ impl Routes {
                 ));
             }
         }
-        let mut msg = route_message(dst, prefix, ifindex)?;
+        let mut msg = route_message(dst, prefix, ifindex, self.table)?;
         msg.header.protocol = RouteProtocol::Static;
         msg.header.kind = RouteType::Unicast;
         // What iproute2 picks for a route without gateway.
@@ -105,12 +177,12 @@ impl Routes {
     }
 
     /// Deletes the `proto static` route `<dst>/<prefix> dev <ifindex>` from
-    /// the main table.
+    /// this socket's table.
     ///
     /// Idempotent: a route that is not there (`ESRCH`, `ENOENT`), or whose
     /// device is gone and with it the route (`ENODEV`), is `Ok`.
     pub fn del(&self, dst: IpAddr, prefix: u8, ifindex: u32) -> io::Result<()> {
-        let mut msg = route_message(dst, prefix, ifindex)?;
+        let mut msg = route_message(dst, prefix, ifindex, self.table)?;
         msg.header.protocol = RouteProtocol::Static;
         msg.header.kind = RouteType::Unspec;
         msg.header.scope = RouteScope::NoWhere;
@@ -208,9 +280,27 @@ fn invalid_data(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// `priority P not fwmark M lookup T` for one family.
+fn rule_message(rule: MarkRule, v4: bool) -> RuleMessage {
+    let mut msg = RuleMessage::default();
+    msg.header.family = if v4 {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    msg.header.table = u8::try_from(rule.table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
+    msg.header.action = RuleAction::ToTable;
+    msg.header.flags = RuleFlags::Invert;
+    msg.attributes.push(RuleAttribute::Priority(rule.priority));
+    msg.attributes.push(RuleAttribute::FwMark(rule.fwmark));
+    msg.attributes.push(RuleAttribute::FwMask(u32::MAX));
+    msg.attributes.push(RuleAttribute::Table(rule.table));
+    msg
+}
+
 /// The parts common to adding and deleting: family, destination, device,
-/// main table.
-fn route_message(dst: IpAddr, prefix: u8, ifindex: u32) -> io::Result<RouteMessage> {
+/// table.
+fn route_message(dst: IpAddr, prefix: u8, ifindex: u32, table: u32) -> io::Result<RouteMessage> {
     let dst = mask(dst, prefix).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -223,7 +313,10 @@ fn route_message(dst: IpAddr, prefix: u8, ifindex: u32) -> io::Result<RouteMessa
         IpAddr::V6(_) => AddressFamily::Inet6,
     };
     msg.header.destination_prefix_length = prefix;
-    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.table = u8::try_from(table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
+    if table > 255 {
+        msg.attributes.push(RouteAttribute::Table(table));
+    }
     if prefix > 0 {
         msg.attributes
             .push(RouteAttribute::Destination(RouteAddress::from(dst)));

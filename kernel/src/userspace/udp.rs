@@ -363,6 +363,25 @@ pub fn send_one(fd: RawFd, pkt: &[u8], dst: SocketAddr) -> io::Result<()> {
 /// Sets a socket buffer size: `force` (`SO_*BUFFORCE`, beyond the sysctl
 /// limit; needs CAP_NET_ADMIN), else `opt` (capped by the sysctl); best
 /// effort.
+/// `SO_MARK`: the firewall mark of everything sent on `fd`.
+pub fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
+    // SAFETY: a valid u32 option value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            (&mark as *const u32).cast(),
+            size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 pub fn set_buffer(fd: RawFd, force: libc::c_int, opt: libc::c_int, bytes: usize) {
     let v = bytes as libc::c_int;
     for o in [force, opt] {
