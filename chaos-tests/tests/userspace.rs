@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chaos_tests::charon::tunnel_pair;
 use chaos_tests::configs::psk_any;
-use chaos_tests::topology::{self, GW1, GW2, LAN1, LAN1_HOST, LAN2, LAN2_HOST, PSK};
+use chaos_tests::topology::{
+    self, GW1, GW2, LAN1, LAN1_HOST, LAN2, LAN2_HOST, NAT_GW1, NAT_OUTSIDE, PSK,
+};
 use chaos_tests::traffic;
 use chaos_tests::vpnd::bin_dir;
 use chaos_tests::{Charon, CharonOptions, Lab, Ns, Vpnd};
@@ -658,6 +660,74 @@ fn transport_mode_vpnd_to_vpnd_host_to_host() {
     )
     .is_empty()));
     assert!(traffic::ping(&lab, &gw1, GW1, GW2, 2));
+}
+
+#[test]
+fn transport_mode_behind_nat_fixes_checksums() {
+    // gw1 (198.18.2.1) sits behind a masquerading NAT (198.18.1.254). The
+    // selectors name gw1's private address; each side's SA protects the
+    // packets of the addresses it sees, and TCP checksums computed over
+    // the other side's view of the addresses are recomputed on receipt.
+    let mut nl = topology::behind_nat("ustn");
+    let transport = |me: &'static str,
+                     peer: &'static str,
+                     lts,
+                     rts,
+                     ids: (&'static str, &'static str),
+                     auto| {
+        config(&End {
+            me,
+            peer,
+            my_id: ids.0,
+            peer_id: ids.1,
+            auto,
+            local_ts: lts,
+            remote_ts: rts,
+            daemon_extra: "keep_alive = \"2s\"",
+            child_extra: "mode = \"transport\"",
+        })
+    };
+    let v2 = start(
+        &mut nl.lab,
+        &nl.gw2,
+        "vpnd-gw2",
+        &transport(
+            GW2,
+            NAT_OUTSIDE,
+            &[GW2],
+            &[NAT_GW1],
+            ("gw2.test", "gw1.test"),
+            "add",
+        ),
+    );
+    let v1 = start(
+        &mut nl.lab,
+        &nl.gw1,
+        "vpnd-gw1",
+        &transport(
+            NAT_GW1,
+            GW2,
+            &[NAT_GW1],
+            &[GW2],
+            ("gw1.test", "gw2.test"),
+            "start",
+        ),
+    );
+    wait_installed(&v1, &nl.lab, 10);
+    wait_installed(&v2, &nl.lab, 5);
+    // gw2 routes the address it sees gw1 at into its TUN device.
+    assert_eq!(
+        route(&nl.lab, &nl.gw2, NAT_OUTSIDE),
+        format!("{NAT_OUTSIDE} dev vpnd0 proto static scope link src {GW2}")
+    );
+    assert_ping(&nl.lab, &nl.gw1, NAT_GW1, GW2);
+    assert_ping(&nl.lab, &nl.gw2, GW2, NAT_OUTSIDE);
+    const BYTES: u64 = 5_000_000;
+    assert_tcp(&mut nl.lab, &nl.gw1, NAT_GW1, &nl.gw2, GW2, BYTES);
+    let c = child(&v2).expect("installed child");
+    assert!(counter(&c, "bytes_in") >= BYTES, "{c}");
+    assert_eq!(dp_counter(&v1, "esp_selector_drops"), 0);
+    assert_eq!(dp_counter(&v2, "esp_selector_drops"), 0);
 }
 
 #[test]

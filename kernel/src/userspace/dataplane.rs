@@ -573,6 +573,17 @@ impl Dataplane for UserspaceDataplane {
                 Some(sa.local.ip())
             }
         };
+        // Transport mode protects the endpoints' own packets: its selectors
+        // are the SA's addresses (as strongSwan installs them), keeping the
+        // negotiated protocol and ports. Behind a NAT the negotiated ones
+        // name a private address the packets never carry.
+        let (local_ts, remote_ts) = match transport_to {
+            None => (sa.local_ts.clone(), sa.remote_ts.clone()),
+            Some(_) => (
+                at_host(&sa.local_ts, sa.local.ip()),
+                at_host(&sa.remote_ts, sa.remote.ip()),
+            ),
+        };
         let (inbound, outbound) = esp::sa_pair(sa).map_err(failed)?;
         let out = Arc::new(OutSa {
             sa: Mutex::new(outbound),
@@ -582,8 +593,8 @@ impl Dataplane for UserspaceDataplane {
         });
         let inb = Arc::new(InSa {
             sa: Mutex::new(inbound),
-            local_ts: sa.local_ts.clone(),
-            remote_ts: sa.remote_ts.clone(),
+            local_ts: local_ts.clone(),
+            remote_ts: remote_ts.clone(),
             selector_drops: AtomicU64::new(0),
             pending_out: AtomicBool::new(false),
             reqid: sa.reqid,
@@ -601,11 +612,11 @@ impl Dataplane for UserspaceDataplane {
                 return Err(DataplaneError::Duplicate(sa.spi_in));
             }
             let needs_routes = t.children.get(&key).is_none_or(|c| c.routes.is_empty());
-            new_routes = needs_routes.then(|| self.shared.route_add(&sa.remote_ts, &sa.local_ts));
+            new_routes = needs_routes.then(|| self.shared.route_add(&remote_ts, &local_ts));
             let c = t.children.entry(key.clone()).or_default();
             c.reqid = sa.reqid;
-            c.local_ts = sa.local_ts.clone();
-            c.remote_ts = sa.remote_ts.clone();
+            c.local_ts = local_ts;
+            c.remote_ts = remote_ts;
             if let Some(r) = new_routes {
                 c.routes = r;
             }
@@ -855,6 +866,32 @@ impl Dataplane for UserspaceDataplane {
         v.push(("esp_selector_drops", selector));
         v
     }
+}
+
+/// `ts` with every address range narrowed to `host` (protocol and ports
+/// kept; duplicates merged).
+fn at_host(ts: &[TrafficSelector], host: IpAddr) -> Vec<TrafficSelector> {
+    let mut v: Vec<TrafficSelector> = Vec::new();
+    for t in ts {
+        let h = TrafficSelector {
+            start_addr: host,
+            end_addr: host,
+            ..t.clone()
+        };
+        if !v.contains(&h) {
+            v.push(h);
+        }
+    }
+    if v.is_empty() {
+        v.push(TrafficSelector {
+            ip_proto: 0,
+            start_port: 0,
+            end_port: u16::MAX,
+            start_addr: host,
+            end_addr: host,
+        });
+    }
+    v
 }
 
 /// Whether a decapsulated tunnel-mode packet lies within the SA's
