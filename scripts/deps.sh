@@ -9,6 +9,8 @@ deps=(
   iperf3:/usr/bin/iperf3
   procps:/usr/bin/pgrep
   iputils-ping:/usr/bin/ping
+  user-mode-linux:/usr/bin/linux.uml
+  kmod:/usr/sbin/depmod
 )
 missing=()
 for d in "${deps[@]}"; do

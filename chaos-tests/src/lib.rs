@@ -11,7 +11,9 @@ pub mod configs;
 pub mod lab;
 pub mod topology;
 pub mod traffic;
+pub mod uml;
 pub mod vpnd;
+pub mod xfrm;
 
 pub use charon::{Charon, CharonConn, CharonOptions};
 pub use lab::{Lab, Ns};

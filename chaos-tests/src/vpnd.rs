@@ -11,7 +11,8 @@ use serde_json::Value;
 use crate::lab::{Lab, Ns};
 
 /// Where the workspace's binaries are; built once per test process so a
-/// test never runs a stale vpnd.
+/// test never runs a stale vpnd. Inside a UML guest nothing is built: the
+/// host side of `uml::guest_test` built them just before booting it.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -22,6 +23,9 @@ pub fn bin_dir() -> &'static Path {
             .and_then(Path::parent)
             .expect("target dir")
             .to_path_buf();
+        if crate::uml::in_guest() {
+            return dir;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         // Benchmarks run from target/release: build that profile there.
