@@ -16,6 +16,11 @@
 //! an address of the namespace inside `local_ts` (e.g. a `Lab::lan`
 //! address), else no route is installed. libipsec always UDP-encapsulates
 //! (it fakes NAT detection; `encap = yes` is explicit here anyway).
+//!
+//! With `CharonOptions::kernel_esp` charon loads kernel-netlink alone and
+//! installs real XFRM states and policies instead; that needs a kernel with
+//! ESP, i.e. a `uml` guest on these hosts. Routes still go to table 220
+//! (towards the peer, not `ipsec0`), with the same source-address rule.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -128,6 +133,10 @@ pub struct CharonOptions {
     pub charon_extra: String,
     /// Lines inside `charon.plugins.kernel-libipsec { }`, e.g. `mtu = 1400`.
     pub libipsec: String,
+    /// Real kernel ESP: load kernel-netlink alone as the IPsec backend (no
+    /// kernel-libipsec), so CHILD SAs become XFRM states and policies in
+    /// charon's namespace. Needs a kernel with ESP: a `uml` guest here.
+    pub kernel_esp: bool,
 }
 
 /// A running charon.
@@ -155,11 +164,16 @@ impl Charon {
         std::fs::create_dir_all(&dir).expect("charon dir");
         let vici = dir.join("charon.vici");
         let conf = dir.join("strongswan.conf");
+        let ipsec_backend = if opts.kernel_esp {
+            "kernel-netlink"
+        } else {
+            "kernel-libipsec kernel-netlink"
+        };
         std::fs::write(
             &conf,
             format!(
                 r#"charon {{
-  load = random nonce openssl pem pkcs1 x509 pubkey revocation constraints aes gcm sha1 sha2 hmac kdf kernel-libipsec kernel-netlink socket-default vici updown
+  load = random nonce openssl pem pkcs1 x509 pubkey revocation constraints aes gcm sha1 sha2 hmac kdf {ipsec_backend} socket-default vici updown
   port = 500
   port_nat_t = 4500
   retransmit_timeout = 1
