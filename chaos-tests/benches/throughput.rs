@@ -176,7 +176,32 @@ fn tunnel(lab: &mut Lab, gw1: &Ns, gw2: &Ns, secs: u32) -> Result<(Transfer, Str
                 .unwrap_or("no output")
         ));
     }
-    Ok((measure(lab, gw1, LAN1_HOST, gw2, LAN2_HOST, secs)?, dev))
+    let before = [udp_drops(lab, gw1), udp_drops(lab, gw2)];
+    let t = measure(lab, gw1, LAN1_HOST, gw2, LAN2_HOST, secs)?;
+    let after = [udp_drops(lab, gw1), udp_drops(lab, gw2)];
+    // Where the tunnel loses packets: a receiver that cannot keep up with
+    // its UDP socket overflows its receive buffer.
+    let d = |i: usize| after[i].saturating_sub(before[i]);
+    Ok((
+        t,
+        format!("{dev}; UDP receive-buffer drops gw1 {} gw2 {}", d(0), d(1)),
+    ))
+}
+
+/// `Udp: RcvbufErrors` of `ns` (/proc/net/snmp is per namespace).
+fn udp_drops(lab: &Lab, ns: &Ns) -> u64 {
+    let out = lab.try_exec(ns, &["cat", "/proc/net/snmp"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `ip route get DST from SRC`'s output device in `ns`.

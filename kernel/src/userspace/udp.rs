@@ -147,8 +147,9 @@ pub fn enable_gro(fd: RawFd) -> bool {
 }
 
 /// Receives up to `bufs.len().min(BATCH)` datagrams (`WouldBlock` when
-/// none is waiting). Each buffer is resized to `cap` (reserved once by the
-/// caller, so this never allocates) and truncated to what arrived;
+/// none is waiting). Each buffer is cleared and filled with what arrived,
+/// at most `cap` bytes (its capacity is reserved once, so this never
+/// allocates, and nothing is zero-filled: the kernel writes the bytes);
 /// `froms[i]` gets its source. With `UDP_GRO` on the socket, `segs[i]` is the size of
 /// the equal-sized datagrams buffer `i` holds back to back (the last one may
 /// be shorter), or its whole length when it holds one.
@@ -166,9 +167,10 @@ pub fn recv_batch_gro(
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
     let mut ctrl = [[0u64; CMSG_WORDS]; BATCH];
     for i in 0..n {
-        bufs[i].resize(cap, 0);
+        bufs[i].clear();
+        bufs[i].reserve(cap);
         iov[i] = libc::iovec {
-            iov_base: bufs[i].as_mut_ptr().cast(),
+            iov_base: bufs[i].spare_capacity_mut().as_mut_ptr().cast(),
             iov_len: cap,
         };
         let h = &mut msgs[i].msg_hdr;
@@ -195,7 +197,9 @@ pub fn recv_batch_gro(
     let got = got as usize;
     for i in 0..got {
         let len = (msgs[i].msg_len as usize).min(cap);
-        bufs[i].truncate(len);
+        // SAFETY: the kernel wrote `len` bytes (at most `cap`, within the
+        // reserved capacity) at the start of the buffer.
+        unsafe { bufs[i].set_len(len) };
         froms[i] = from_storage(&addrs[i]);
         segs[i] = len;
         let h = &msgs[i].msg_hdr;
