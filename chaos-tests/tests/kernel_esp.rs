@@ -1,9 +1,11 @@
 //! vpnd's userspace dataplane against real kernel ESP: strongSwan's charon
 //! with kernel-netlink alone (XFRM states and policies, no kernel-libipsec)
 //! in one namespace, vpnd with `dataplane = "userspace"` in the other, in
-//! both roles. This host's kernel has no ESP, so each test runs its body in
-//! a User-Mode Linux guest (`chaos_tests::uml`): on the host the `#[test]`
-//! boots a guest that re-runs the same test, which then finds itself inside.
+//! both roles, in tunnel and in transport mode (strongSwan's libipsec has
+//! no transport mode: this is where vpnd's meets a real one). This host's
+//! kernel has no ESP, so each test runs its body in a User-Mode Linux guest
+//! (`chaos_tests::uml`): on the host the `#[test]` boots a guest that
+//! re-runs the same test, which then finds itself inside.
 //!
 //! Proof that the kernel did the ESP: charon's namespace holds the XFRM
 //! states (`ip -s xfrm state`), UDP-encapsulated, whose byte counters grow
@@ -65,6 +67,16 @@ fn vpnd_initiator_kernel_esp_charon_responder_tunnel() {
 #[test]
 fn kernel_esp_charon_initiator_vpnd_responder_tunnel() {
     uml::guest_test(GUEST_LIMIT, || scenario("tunnel", false));
+}
+
+#[test]
+fn vpnd_initiator_kernel_esp_charon_responder_transport() {
+    uml::guest_test(GUEST_LIMIT, || scenario("transport", true));
+}
+
+#[test]
+fn kernel_esp_charon_initiator_vpnd_responder_transport() {
+    uml::guest_test(GUEST_LIMIT, || scenario("transport", false));
 }
 
 /// What each end protects and where its traffic starts: vpnd on gw1,
