@@ -101,3 +101,70 @@ esp_proposals = ["aes256gcm16"]
 "#
     )
 }
+
+/// One vpnd end of a tunnel "tun" / CHILD SA "net".
+pub struct End<'a> {
+    pub me: &'a str,
+    pub peer: &'a str,
+    pub my_id: &'a str,
+    pub peer_id: &'a str,
+    pub auto: &'a str,
+    pub local_ts: &'a [&'a str],
+    pub remote_ts: &'a [&'a str],
+    pub daemon_extra: &'a str,
+    pub child_extra: &'a str,
+    /// The connection's first retransmit ("1s" by default; slower in a
+    /// UML guest).
+    pub retransmit_timeout: &'a str,
+}
+
+fn list(v: &[&str]) -> String {
+    v.iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// vpnd's config for `e` with `dataplane = "userspace"`: connection
+/// "tun", CHILD SA "net", PSK from `secrets.toml`.
+pub fn userspace_end(e: &End<'_>) -> String {
+    format!(
+        r#"[daemon]
+listen = ["{me}"]
+dataplane = "userspace"
+secrets = ["secrets.toml"]
+{daemon_extra}
+
+[connections.tun]
+local_addrs = ["{me}"]
+remote_addrs = ["{peer}"]
+local_id = "{my_id}"
+remote_id = "{peer_id}"
+proposals = ["aes256gcm16-prfsha256-x25519"]
+auto = "{auto}"
+keyingtries = 1
+retransmit_timeout = "{rt}"
+retransmit_tries = 3
+
+[connections.tun.children.net]
+local_ts = [{lts}]
+remote_ts = [{rts}]
+esp_proposals = ["aes256gcm16"]
+{child_extra}
+"#,
+        me = e.me,
+        peer = e.peer,
+        my_id = e.my_id,
+        peer_id = e.peer_id,
+        auto = e.auto,
+        lts = list(e.local_ts),
+        rts = list(e.remote_ts),
+        daemon_extra = e.daemon_extra,
+        child_extra = e.child_extra,
+        rt = if e.retransmit_timeout.is_empty() {
+            "1s"
+        } else {
+            e.retransmit_timeout
+        },
+    )
+}

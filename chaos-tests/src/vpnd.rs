@@ -167,6 +167,15 @@ impl Vpnd {
             .count()
     }
 
+    /// The first installed CHILD SA of connection `name`, if any.
+    pub fn installed_child(&self, name: &str) -> Option<Value> {
+        self.conn(name)["ike_sas"]
+            .as_array()?
+            .iter()
+            .flat_map(|i| i["child_sas"].as_array().cloned().unwrap_or_default())
+            .find(|c| c["state"] == "installed")
+    }
+
     /// The status object of one connection.
     pub fn conn(&self, name: &str) -> Value {
         let s = self.status();

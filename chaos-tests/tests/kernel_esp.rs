@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use chaos_tests::configs::psk_any;
+use chaos_tests::configs::{self, psk_any};
 use chaos_tests::topology::{self, GW1, GW2, LAN1, LAN1_HOST, LAN2, LAN2_HOST, PSK};
 use chaos_tests::traffic;
 use chaos_tests::xfrm::{self, XfrmState};
@@ -112,41 +112,25 @@ impl Sides {
 
 /// vpnd's end (gw1): connection "tun", CHILD SA "net".
 fn vpnd_config(mode: &str, auto: &str, s: &Sides) -> String {
-    format!(
-        r#"[daemon]
-listen = ["{GW1}"]
-dataplane = "userspace"
-secrets = ["secrets.toml"]
-
-[connections.tun]
-local_addrs = ["{GW1}"]
-remote_addrs = ["{GW2}"]
-local_id = "gw1.test"
-remote_id = "gw2.test"
-proposals = ["aes256gcm16-prfsha256-x25519"]
-auto = "{auto}"
-keyingtries = 1
-retransmit_timeout = "2s"
-retransmit_tries = 3
-
-[connections.tun.children.net]
-local_ts = ["{lts}"]
-remote_ts = ["{rts}"]
-esp_proposals = ["aes256gcm16"]
-mode = "{mode}"
-"#,
-        lts = s.vpnd_ts,
-        rts = s.charon_ts,
-    )
+    configs::userspace_end(&configs::End {
+        me: GW1,
+        peer: GW2,
+        my_id: "gw1.test",
+        peer_id: "gw2.test",
+        auto,
+        local_ts: &[&s.vpnd_ts],
+        remote_ts: &[&s.charon_ts],
+        daemon_extra: "",
+        child_extra: &format!("mode = \"{mode}\""),
+        // Charon's first ESP state in the guest takes seconds (crypto
+        // modules load on demand).
+        retransmit_timeout: "2s",
+    })
 }
 
 /// The installed CHILD SA "net" of connection "tun" in vpnd's status.
 fn vpnd_child(v: &Vpnd) -> Option<Value> {
-    v.conn("tun")["ike_sas"]
-        .as_array()?
-        .iter()
-        .flat_map(|i| i["child_sas"].as_array().cloned().unwrap_or_default())
-        .find(|c| c["state"] == "installed")
+    v.installed_child("tun")
 }
 
 fn counter(c: &Value, key: &str) -> u64 {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chaos_tests::charon::tunnel_pair;
-use chaos_tests::configs::psk_any;
+use chaos_tests::configs::{psk_any, userspace_end as config, End};
 use chaos_tests::topology::{
     self, GW1, GW2, LAN1, LAN1_HOST, LAN2, LAN2_HOST, NAT_GW1, NAT_OUTSIDE, PSK,
 };
@@ -14,63 +14,6 @@ use chaos_tests::traffic;
 use chaos_tests::vpnd::bin_dir;
 use chaos_tests::{Charon, CharonOptions, Lab, Ns, Vpnd};
 use serde_json::Value;
-
-/// One end of a tunnel "tun" / CHILD SA "net".
-struct End<'a> {
-    me: &'a str,
-    peer: &'a str,
-    my_id: &'a str,
-    peer_id: &'a str,
-    auto: &'a str,
-    local_ts: &'a [&'a str],
-    remote_ts: &'a [&'a str],
-    daemon_extra: &'a str,
-    child_extra: &'a str,
-}
-
-fn list(v: &[&str]) -> String {
-    v.iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn config(e: &End<'_>) -> String {
-    format!(
-        r#"[daemon]
-listen = ["{me}"]
-dataplane = "userspace"
-secrets = ["secrets.toml"]
-{daemon_extra}
-
-[connections.tun]
-local_addrs = ["{me}"]
-remote_addrs = ["{peer}"]
-local_id = "{my_id}"
-remote_id = "{peer_id}"
-proposals = ["aes256gcm16-prfsha256-x25519"]
-auto = "{auto}"
-keyingtries = 1
-retransmit_timeout = "1s"
-retransmit_tries = 3
-
-[connections.tun.children.net]
-local_ts = [{lts}]
-remote_ts = [{rts}]
-esp_proposals = ["aes256gcm16"]
-{child_extra}
-"#,
-        me = e.me,
-        peer = e.peer,
-        my_id = e.my_id,
-        peer_id = e.peer_id,
-        auto = e.auto,
-        lts = list(e.local_ts),
-        rts = list(e.remote_ts),
-        daemon_extra = e.daemon_extra,
-        child_extra = e.child_extra,
-    )
-}
 
 /// gw1's (side 1) or gw2's end of the site-to-site tunnel LAN1 <=> LAN2.
 fn site(side: u8, auto: &str) -> String {
@@ -93,6 +36,7 @@ fn site_with(side: u8, auto: &str, daemon_extra: &str, child_extra: &str) -> Str
         remote_ts: &[r],
         daemon_extra,
         child_extra,
+        retransmit_timeout: "",
     })
 }
 
@@ -100,17 +44,9 @@ fn start(lab: &mut Lab, ns: &Ns, name: &str, config: &str) -> Vpnd {
     Vpnd::start(lab, ns, name, config, &psk_any(PSK), &[])
 }
 
-/// The first CHILD SA of connection "tun" in `vpnd status --json`.
+/// The first installed CHILD SA of connection "tun".
 fn child(v: &Vpnd) -> Option<Value> {
-    let s = v.status();
-    s["connections"]
-        .as_array()?
-        .iter()
-        .find(|c| c["name"] == "tun")?["ike_sas"]
-        .as_array()?
-        .iter()
-        .flat_map(|i| i["child_sas"].as_array().cloned().unwrap_or_default())
-        .find(|c| c["state"] == "installed")
+    v.installed_child("tun")
 }
 
 fn counter(c: &Value, key: &str) -> u64 {
@@ -140,6 +76,15 @@ fn assert_ping(lab: &Lab, ns: &Ns, src: &str, dst: &str) {
     );
 }
 
+/// Pings each way, then a 2-second TCP stream each way that must deliver
+/// at least `bytes`.
+fn both_ways(lab: &mut Lab, a: (&Ns, &str), b: (&Ns, &str), bytes: u64) {
+    assert_ping(lab, a.0, a.1, b.1);
+    assert_ping(lab, b.0, b.1, a.1);
+    assert_tcp(lab, a.0, a.1, b.0, b.1, bytes);
+    assert_tcp(lab, b.0, b.1, a.0, a.1, bytes);
+}
+
 /// A 2-second TCP stream from `a_addr` to `b_addr` that must deliver at
 /// least `bytes`.
 fn assert_tcp(lab: &mut Lab, a: &Ns, a_addr: &str, b: &Ns, b_addr: &str, bytes: u64) {
@@ -163,18 +108,23 @@ fn route(lab: &Lab, ns: &Ns, prefix: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Counts clear-text packets from LAN1 to LAN2 leaving gw1 on any interface
-/// but the TUN device (nftables counter); read with `leaked`.
-fn watch_cleartext(lab: &Lab, gw1: &Ns) {
+/// Counts packets leaving `ns` on any interface but the TUN device that
+/// match `what` (an nftables match); read with `leaked`.
+fn watch_leaks(lab: &Lab, ns: &Ns, what: &str) {
     topology::nft(
         lab,
-        gw1,
+        ns,
         &format!(
             "add table inet leak\n\
              add chain inet leak out {{ type filter hook postrouting priority 0; }}\n\
-             add rule inet leak out oifname != \"vpnd0\" ip daddr {LAN2} counter\n"
+             add rule inet leak out oifname != \"vpnd0\" {what} counter\n"
         ),
     );
+}
+
+/// Counts clear-text packets from LAN1 to LAN2 leaving gw1.
+fn watch_cleartext(lab: &Lab, gw1: &Ns) {
+    watch_leaks(lab, gw1, &format!("ip daddr {LAN2}"));
 }
 
 fn leaked(lab: &Lab, gw1: &Ns) -> u64 {
@@ -202,11 +152,8 @@ fn vpnd_initiator_charon_responder_ping_and_tcp() {
     wait_installed(&v1, &lab, 10);
     assert!(ch2.wait_installed("net", Duration::from_secs(5)));
 
-    assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
-    assert_ping(&lab, &gw2, LAN2_HOST, LAN1_HOST);
     const BYTES: u64 = 10_000_000;
-    assert_tcp(&mut lab, &gw1, LAN1_HOST, &gw2, LAN2_HOST, BYTES);
-    assert_tcp(&mut lab, &gw2, LAN2_HOST, &gw1, LAN1_HOST, BYTES);
+    both_ways(&mut lab, (&gw1, LAN1_HOST), (&gw2, LAN2_HOST), BYTES);
 
     // Both ends counted it: vpnd sent and received the bulk, charon too.
     let c = child(&v1).expect("installed child");
@@ -239,11 +186,8 @@ fn charon_initiator_vpnd_responder_ping_and_tcp() {
     );
     wait_installed(&v2, &lab, 5);
 
-    assert_ping(&lab, &gw1, LAN1_HOST, LAN2_HOST);
-    assert_ping(&lab, &gw2, LAN2_HOST, LAN1_HOST);
     const BYTES: u64 = 10_000_000;
-    assert_tcp(&mut lab, &gw1, LAN1_HOST, &gw2, LAN2_HOST, BYTES);
-    assert_tcp(&mut lab, &gw2, LAN2_HOST, &gw1, LAN1_HOST, BYTES);
+    both_ways(&mut lab, (&gw1, LAN1_HOST), (&gw2, LAN2_HOST), BYTES);
     let c = child(&v2).expect("installed child");
     assert!(counter(&c, "bytes_in") >= BYTES, "{c}");
     assert!(counter(&c, "bytes_out") >= BYTES, "{c}");
@@ -325,6 +269,7 @@ fn vpnd_to_vpnd_ipv6_outside_carries_ipv6_and_ipv4_inside() {
             remote_ts: r,
             daemon_extra: "",
             child_extra: "",
+            retransmit_timeout: "",
         })
     };
     const A: &[&str] = &["2001:db8:a::/64", "198.19.1.0/24"];
@@ -526,6 +471,7 @@ fn vpnd_behind_nat_to_charon_keepalives_hold_the_mapping() {
         remote_ts: &[LAN2],
         daemon_extra: "keep_alive = \"2s\"",
         child_extra: "",
+        retransmit_timeout: "",
     });
     let v1 = start(&mut n.lab, &n.gw1, "vpnd-gw1", &conf);
     wait_installed(&v1, &n.lab, 10);
@@ -578,18 +524,9 @@ fn vpnd_to_vpnd_chacha20_poly1305_with_esn_and_aes128_gcm() {
 }
 
 /// Counts packets leaving `ns` for `dst` that are not UDP (IKE and
-/// ESP-in-UDP are UDP; clear-text ICMP or TCP would not be); read with
-/// `leaked`.
+/// ESP-in-UDP are UDP; clear-text ICMP or TCP would not be).
 fn watch_non_udp(lab: &Lab, ns: &Ns, dst: &str) {
-    topology::nft(
-        lab,
-        ns,
-        &format!(
-            "add table inet leak\n\
-             add chain inet leak out {{ type filter hook postrouting priority 0; }}\n\
-             add rule inet leak out oifname != \"vpnd0\" ip daddr {dst} meta l4proto != udp counter\n"
-        ),
-    );
+    watch_leaks(lab, ns, &format!("ip daddr {dst} meta l4proto != udp"));
 }
 
 #[test]
@@ -606,6 +543,7 @@ fn transport_mode_vpnd_to_vpnd_host_to_host() {
             remote_ts: &[peer],
             daemon_extra: "",
             child_extra: "mode = \"transport\"",
+            retransmit_timeout: "",
         })
     };
     let v2 = start(
@@ -635,11 +573,8 @@ fn transport_mode_vpnd_to_vpnd_host_to_host() {
     );
     watch_non_udp(&lab, &gw1, GW2);
 
-    assert_ping(&lab, &gw1, GW1, GW2);
-    assert_ping(&lab, &gw2, GW2, GW1);
     const BYTES: u64 = 10_000_000;
-    assert_tcp(&mut lab, &gw1, GW1, &gw2, GW2, BYTES);
-    assert_tcp(&mut lab, &gw2, GW2, &gw1, GW1, BYTES);
+    both_ways(&mut lab, (&gw1, GW1), (&gw2, GW2), BYTES);
 
     let c = child(&v1).expect("installed child");
     assert!(counter(&c, "bytes_out") >= BYTES, "{c}");
@@ -685,6 +620,7 @@ fn transport_mode_behind_nat_fixes_checksums() {
             remote_ts: rts,
             daemon_extra: "keep_alive = \"2s\"",
             child_extra: "mode = \"transport\"",
+            retransmit_timeout: "",
         })
     };
     let v2 = start(
@@ -750,6 +686,7 @@ fn remote_selector_covering_the_peer_does_not_capture_ike() {
             remote_ts: &[LAN1],
             daemon_extra: "",
             child_extra: "",
+            retransmit_timeout: "",
         }),
     );
     let v1 = start(
@@ -766,6 +703,7 @@ fn remote_selector_covering_the_peer_does_not_capture_ike() {
             remote_ts: &["0.0.0.0/0"],
             daemon_extra: "",
             child_extra: "",
+            retransmit_timeout: "",
         }),
     );
     wait_installed(&v1, &lab, 10);
