@@ -61,7 +61,8 @@ impl Sockets {
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("bind {ip}:{IKE_PORT}: {e}")))?;
             let local = SocketAddr::new(ip, NATT_PORT);
-            let natt = std::net::UdpSocket::bind(local)
+            let natt = dataplane
+                .bind_encap_socket(local)
                 .and_then(|s| s.set_nonblocking(true).map(|_| s))
                 .map_err(|e| std::io::Error::new(e.kind(), format!("bind {local}: {e}")))?;
             for (fd, port) in [(ike.as_raw_fd(), IKE_PORT), (natt.as_raw_fd(), NATT_PORT)] {

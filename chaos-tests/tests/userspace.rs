@@ -721,3 +721,97 @@ fn remote_selector_covering_the_peer_does_not_capture_ike() {
     let c = child(&v1).expect("installed child");
     assert!(counter(&c, "bytes_out") >= 5_000_000, "{c}");
 }
+
+#[test]
+fn inbound_sas_spread_over_workers_by_spi() {
+    // Four CHILD SAs between the same two gateways: each SA's packets are
+    // decrypted by worker SPI mod 2 (the reuseport group's steering), so
+    // the inbound work of different SAs uses both workers, and the
+    // per-worker counters match the SPIs exactly.
+    let (mut lab, gw1, gw2) = topology::site_to_site("ussp");
+    const N: usize = 4;
+    let side = |me: &str,
+                peer: &str,
+                my_id: &str,
+                peer_id: &str,
+                mine: u8,
+                theirs: u8,
+                auto: &str| {
+        let mut c = format!(
+            "[daemon]\nlisten = [\"{me}\"]\ndataplane = \"userspace\"\nworkers = 2\nsecrets = [\"secrets.toml\"]\n\n\
+             [connections.tun]\nlocal_addrs = [\"{me}\"]\nremote_addrs = [\"{peer}\"]\nlocal_id = \"{my_id}\"\n\
+             remote_id = \"{peer_id}\"\nproposals = [\"aes256gcm16-prfsha256-x25519\"]\nauto = \"{auto}\"\n\
+             keyingtries = 1\nretransmit_timeout = \"1s\"\n"
+        );
+        for i in 0..N {
+            c.push_str(&format!(
+                "\n[connections.tun.children.c{i}]\nlocal_ts = [\"198.19.{}.0/24\"]\nremote_ts = [\"198.19.{}.0/24\"]\nesp_proposals = [\"aes256gcm16\"]\n",
+                mine + i as u8,
+                theirs + i as u8
+            ));
+        }
+        c
+    };
+    for i in 0..N as u8 {
+        lab.lan(&gw1, &[&format!("198.19.{}.1/24", 10 + i)]);
+        lab.lan(&gw2, &[&format!("198.19.{}.1/24", 20 + i)]);
+    }
+    let v2 = start(
+        &mut lab,
+        &gw2,
+        "vpnd-gw2",
+        &side(GW2, GW1, "gw2.test", "gw1.test", 20, 10, "add"),
+    );
+    let v1 = start(
+        &mut lab,
+        &gw1,
+        "vpnd-gw1",
+        &side(GW1, GW2, "gw1.test", "gw2.test", 10, 20, "start"),
+    );
+    assert!(
+        Lab::wait_until(Duration::from_secs(15), || v1.installed_children() == N
+            && v2.installed_children() == N),
+        "{}",
+        lab.log("vpnd-gw1")
+    );
+    for i in 0..N as u8 {
+        assert_ping(
+            &lab,
+            &gw1,
+            &format!("198.19.{}.1", 10 + i),
+            &format!("198.19.{}.1", 20 + i),
+        );
+    }
+    // Which worker each of gw2's inbound SAs belongs to.
+    let status = v2.status();
+    let spis: Vec<u32> = status["connections"][0]["ike_sas"]
+        .as_array()
+        .expect("IKE SAs")
+        .iter()
+        .flat_map(|i| i["child_sas"].as_array().cloned().unwrap_or_default())
+        .map(|c| u32::from_str_radix(c["spi_in"].as_str().expect("spi_in"), 16).expect("hex SPI"))
+        .collect();
+    assert_eq!(spis.len(), N, "{status}");
+    let stats = v2.stats();
+    eprintln!(
+        "inbound SPIs {spis:08x?}: worker0 {} worker1 {} packets",
+        dp_counter(&v2, "esp_rx_packets_worker0"),
+        dp_counter(&v2, "esp_rx_packets_worker1")
+    );
+    for w in 0..2u32 {
+        let sas = spis.iter().filter(|s| *s % 2 == w).count();
+        let rx = dp_counter(&v2, &format!("esp_rx_packets_worker{w}"));
+        // Three pings per SA, at least two answered.
+        assert_eq!(
+            rx >= 2 * sas as u64,
+            true,
+            "worker {w}: {rx} packets for {sas} SAs: {stats}"
+        );
+        if sas == 0 {
+            assert_eq!(
+                rx, 0,
+                "worker {w} decrypted packets of no SA of its own: {stats}"
+            );
+        }
+    }
+}

@@ -155,6 +155,13 @@ pub trait Dataplane: Send + Sync + 'static {
     fn forces_encap(&self) -> bool {
         false
     }
+    /// Binds the daemon's UDP socket on `local` (port 4500), later offered
+    /// with [`Dataplane::attach_encap_socket`]. A backend that reads it
+    /// from several threads binds it so that sibling sockets may share the
+    /// port.
+    fn bind_encap_socket(&self, local: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+        std::net::UdpSocket::bind(local)
+    }
     /// Offers the daemon's UDP socket bound to `local` (port 4500). A
     /// backend that carries ESP-in-UDP itself keeps it, reads it from then
     /// on and hands IKE datagrams to `ike`; it returns `true`. Kernel

@@ -57,3 +57,40 @@ fn recv_batch_fills_buffers_with_exactly_what_arrived() {
     let now: Vec<*const u8> = bufs.iter().map(|b| b.as_ptr()).collect();
     assert_eq!(now, ptrs_reserved);
 }
+
+#[test]
+fn reuseport_group_steers_each_spi_to_one_socket() {
+    use kernel::userspace::udp::{bind_reuseport, reuseport, steer_by_spi};
+    let first = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+    assert!(reuseport(first.as_raw_fd()));
+    let at = first.local_addr().unwrap();
+    let mut group = vec![first];
+    for _ in 0..2 {
+        group.push(bind_reuseport(at).unwrap());
+    }
+    // Without SO_REUSEPORT the port is taken.
+    assert!(UdpSocket::bind(at).is_err());
+    steer_by_spi(group[0].as_raw_fd(), 3).unwrap();
+    for s in &group {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+    }
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut buf = [0u8; 64];
+    for spi in [0u32, 1, 2, 3, 7, 0xc0ffee01, u32::MAX] {
+        let mut d = spi.to_be_bytes().to_vec();
+        d.extend_from_slice(b"esp");
+        tx.send_to(&d, at).unwrap();
+        let want = (spi % 3) as usize;
+        let n = group[want].recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &d[..], "SPI {spi:#x} on socket {want}");
+    }
+    // A one-byte NAT keepalive (too short to load a word) goes to socket 0.
+    tx.send_to(&[0xff], at).unwrap();
+    assert_eq!(group[0].recv(&mut buf).unwrap(), 1);
+    // Nothing went astray.
+    for s in &group {
+        s.set_nonblocking(true).unwrap();
+        assert!(s.recv(&mut buf).is_err());
+    }
+}

@@ -76,6 +76,18 @@ pub struct UserspaceOptions {
     pub fwmark: u32,
 }
 
+/// Names of the per-worker receive counters in `vpnctl stats`.
+const WORKER_RX: [&str; 8] = [
+    "esp_rx_packets_worker0",
+    "esp_rx_packets_worker1",
+    "esp_rx_packets_worker2",
+    "esp_rx_packets_worker3",
+    "esp_rx_packets_worker4",
+    "esp_rx_packets_worker5",
+    "esp_rx_packets_worker6",
+    "esp_rx_packets_worker7",
+];
+
 /// Priority of the `not fwmark` rule (strongSwan's is 220 too).
 pub const RULE_PRIORITY: u32 = 220;
 
@@ -175,6 +187,8 @@ struct Held {
 struct Stats {
     tx_packets: AtomicU64,
     rx_packets: AtomicU64,
+    /// Decrypted packets by worker (the first `WORKER_RX.len()` workers).
+    rx_by_worker: [AtomicU64; WORKER_RX.len()],
     no_policy: AtomicU64,
     no_sa: AtomicU64,
     unknown_spi: AtomicU64,
@@ -193,6 +207,8 @@ struct Stats {
 
 struct Shared {
     opts: UserspaceOptions,
+    /// Worker threads (each reads its share of the sockets).
+    workers: usize,
     ifindex: u32,
     started: Instant,
     tables: RwLock<Tables>,
@@ -270,6 +286,7 @@ impl UserspaceDataplane {
         })?;
         let shared = Arc::new(Shared {
             opts,
+            workers,
             ifindex,
             started: Instant::now(),
             tables: RwLock::new(Tables::default()),
@@ -798,30 +815,60 @@ impl Dataplane for UserspaceDataplane {
         true
     }
 
+    fn bind_encap_socket(&self, local: SocketAddr) -> io::Result<std::net::UdpSocket> {
+        if self.shared.workers > 1 {
+            udp::bind_reuseport(local)
+        } else {
+            std::net::UdpSocket::bind(local)
+        }
+    }
+
+    /// Keeps `socket` and, when it was bound by `bind_encap_socket` for
+    /// several workers, binds one sibling per further worker on the same
+    /// address and port and steers each SPI to one of them (SPI mod
+    /// workers): inbound decryption spreads over the workers by SA, and
+    /// each SA's packets still meet a single reader.
     fn attach_encap_socket(
         &self,
         local: SocketAddr,
         socket: std::net::UdpSocket,
         ike: IkeInput,
     ) -> bool {
-        let fd = socket.as_raw_fd();
-        if let Err(e) = udp::set_mark(fd, self.shared.opts.fwmark) {
-            tracing::warn!("SO_MARK on {local}: {e}");
+        let mut group = vec![socket];
+        let n = self.shared.workers;
+        if n > 1 && udp::reuseport(group[0].as_raw_fd()) {
+            let siblings = group[0].local_addr().and_then(|at| {
+                (1..n)
+                    .map(|_| {
+                        udp::bind_reuseport(at).and_then(|s| s.set_nonblocking(true).map(|_| s))
+                    })
+                    .collect::<io::Result<Vec<_>>>()
+            });
+            match siblings
+                .and_then(|s| udp::steer_by_spi(group[0].as_raw_fd(), n as u32).map(|_| s))
+            {
+                Ok(s) => group.extend(s),
+                Err(e) => tracing::warn!("{local}: one reader for all SAs ({e})"),
+            }
         }
-        if !udp::enable_gro(fd) {
-            tracing::debug!("UDP GRO unavailable on {local}");
-        }
-        udp::set_buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 4 << 20);
-        udp::set_buffer(fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 4 << 20);
-        self.shared
-            .socks
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(Sock {
+        let mut socks = self.shared.socks.write().unwrap_or_else(|e| e.into_inner());
+        for sock in group {
+            let fd = sock.as_raw_fd();
+            if let Err(e) = udp::set_mark(fd, self.shared.opts.fwmark) {
+                tracing::warn!("SO_MARK on {local}: {e}");
+            }
+            if !udp::enable_gro(fd) {
+                tracing::debug!("UDP GRO unavailable on {local}");
+            }
+            udp::set_buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 4 << 20);
+            udp::set_buffer(fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 4 << 20);
+            socks.push(Arc::new(Sock {
                 local,
-                sock: socket,
-                ike,
+                sock,
+                ike: ike.clone(),
             }));
+        }
+        drop(socks);
         self.shared.socks_gen.fetch_add(1, Ordering::SeqCst);
         true
     }
@@ -853,6 +900,13 @@ impl Dataplane for UserspaceDataplane {
             ("tun_errors", s.tun_errors.load(Ordering::Relaxed)),
             ("send_drops", s.send_drops.load(Ordering::Relaxed)),
         ];
+        for (name, c) in WORKER_RX
+            .iter()
+            .zip(&s.rx_by_worker)
+            .take(self.shared.workers)
+        {
+            v.push((name, c.load(Ordering::Relaxed)));
+        }
         let t = self.shared.tables.read().unwrap_or_else(|e| e.into_inner());
         let (mut replay, mut integrity, mut selector) = (0, 0, 0);
         for e in t.sas.values() {
@@ -1270,6 +1324,9 @@ impl Worker {
                         }
                         k += 1;
                         sh.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
+                        if let Some(c) = sh.stats.rx_by_worker.get(self.id) {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     // Counted by cause in the SA's statistics.
                     Err(_) => {}

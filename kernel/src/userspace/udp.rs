@@ -6,7 +6,7 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, RawFd};
 
 /// Datagrams moved per system call at most.
 pub const BATCH: usize = 64;
@@ -367,16 +367,96 @@ pub fn send_one(fd: RawFd, pkt: &[u8], dst: SocketAddr) -> io::Result<()> {
 /// Sets a socket buffer size: `force` (`SO_*BUFFORCE`, beyond the sysctl
 /// limit; needs CAP_NET_ADMIN), else `opt` (capped by the sysctl); best
 /// effort.
-/// `SO_MARK`: the firewall mark of everything sent on `fd`.
-pub fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
-    // SAFETY: a valid u32 option value of the right size.
+/// A UDP socket bound to `local` with `SO_REUSEPORT`, so that sibling
+/// sockets (made the same way) may bind the same address and port; close on
+/// exec, blocking.
+pub fn bind_reuseport(local: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let family = if local.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2); the fd is owned below.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket nobody else owns.
+    let sock = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = to_storage(&local, &mut storage);
+    // SAFETY: `storage` holds a sockaddr of `len` bytes.
+    let r = unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+/// Whether `SO_REUSEPORT` is set on `fd`.
+pub fn reuseport(fd: RawFd) -> bool {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid int option buffer of the stated size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    r == 0 && v != 0
+}
+
+/// Steers each datagram arriving at `fd`'s `SO_REUSEPORT` group to the
+/// group's socket number `SPI mod n` (sockets are numbered in bind order):
+/// the classic BPF program loads the first 32-bit word of the UDP payload
+/// (an ESP packet's SPI; 0 for IKE's non-ESP marker, and a keepalive too
+/// short to load also yields 0), takes it modulo `n` and returns it. Every
+/// SA's packets thus meet one socket (one reader: never reordered) while
+/// different SAs, of one peer or many, spread over the group.
+pub fn steer_by_spi(fd: RawFd, n: u32) -> io::Result<()> {
+    if n == 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no sockets"));
+    }
+    let prog = [
+        // A = payload[0..4] (the kernel pulls the UDP header first).
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: n,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_A) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at `prog`, alive for the call; the kernel
+    // copies the program.
     let r = unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_MARK,
-            (&mark as *const u32).cast(),
-            size_of::<u32>() as libc::socklen_t,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&fprog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
         )
     };
     if r == 0 {
@@ -384,6 +464,34 @@ pub fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a valid int option value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `SO_MARK`: the firewall mark of everything sent on `fd`.
+pub fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int)
 }
 
 pub fn set_buffer(fd: RawFd, force: libc::c_int, opt: libc::c_int, bytes: usize) {
