@@ -802,9 +802,8 @@ fn inbound_sas_spread_over_workers_by_spi() {
         let sas = spis.iter().filter(|s| *s % 2 == w).count();
         let rx = dp_counter(&v2, &format!("esp_rx_packets_worker{w}"));
         // Three pings per SA, at least two answered.
-        assert_eq!(
+        assert!(
             rx >= 2 * sas as u64,
-            true,
             "worker {w}: {rx} packets for {sas} SAs: {stats}"
         );
         if sas == 0 {
