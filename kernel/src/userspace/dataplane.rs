@@ -47,6 +47,11 @@ const BACKEND: &str = "userspace";
 const RX_GRO_CAP: usize = 65536;
 /// Per-worker output buffer capacity (an ESP packet of an MTU-sized inner).
 const TX_CAP: usize = 2048;
+/// How long the inbound half of an SA replaced by a rekey keeps accepting
+/// packets (strongSwan's `delete_rekeyed_delay` is 5 s): the peer's last
+/// packets on it may still be queued, e.g. on another worker's socket than
+/// the DELETE that removed it.
+const REKEYED_DRAIN: Duration = Duration::from_secs(2);
 /// Packets held per trapped child while its SA is negotiated.
 const TRAP_QUEUE_LEN: usize = 16;
 /// Room in front of a decrypted packet (its ESP header) that tun-rs uses for
@@ -168,6 +173,9 @@ struct Tables {
     out_by_reqid: HashMap<u32, Arc<OutSa>>,
     inbound: HashMap<u32, Arc<InSa>>,
     sas: HashMap<u32, SaEntry>,
+    /// Inbound halves of SAs replaced by a rekey, still decrypting until
+    /// the deadline: (SPI, owner, deadline).
+    draining: Vec<(u32, String, Instant)>,
 }
 
 struct Sock {
@@ -413,7 +421,11 @@ impl Shared {
     /// Removes an SA pair; the child's newest remaining SA takes over
     /// sending, or, with none left, its trap (or nothing: policies and
     /// routes go).
-    fn remove_sa(&self, owner: &str, spi_in: u32) {
+    /// Removes an SA. With `drain`, an SA that a newer one of its child
+    /// replaces (a rekey) stops sending at once but keeps decrypting for
+    /// [`REKEYED_DRAIN`]; otherwise (the child's last SA, `kill`, a hard
+    /// lifetime) it goes entirely.
+    fn remove_sa(&self, owner: &str, spi_in: u32, drain: bool) {
         let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
         let Some(e) = t.sas.remove(&spi_in) else {
             return;
@@ -424,15 +436,20 @@ impl Shared {
                 e.owner
             );
         }
-        t.inbound.remove(&spi_in);
         let key = child_key(&e.owner, &e.child);
-        let newest = {
-            let Some(c) = t.children.get_mut(&key) else {
-                return;
-            };
+        let newest = t.children.get_mut(&key).and_then(|c| {
             c.sas.retain(|s| *s != spi_in);
             c.sas.last().copied()
-        };
+        });
+        if drain && newest.is_some() {
+            t.draining
+                .push((spi_in, e.owner.clone(), Instant::now() + REKEYED_DRAIN));
+        } else {
+            t.inbound.remove(&spi_in);
+        }
+        if !t.children.contains_key(&key) {
+            return;
+        }
         match newest {
             Some(n) => {
                 // Another SA of the child remains (rekey): it sends from now.
@@ -681,7 +698,7 @@ impl Dataplane for UserspaceDataplane {
     }
 
     fn remove_sa(&self, owner: &str, spi_in: u32) -> Result<(), DataplaneError> {
-        self.shared.remove_sa(owner, spi_in);
+        self.shared.remove_sa(owner, spi_in, true);
         Ok(())
     }
 
@@ -755,7 +772,23 @@ impl Dataplane for UserspaceDataplane {
             let _ = self.remove_trap(owner, c);
         }
         for s in spis {
-            self.shared.remove_sa(owner, s);
+            self.shared.remove_sa(owner, s, false);
+        }
+        // Nothing of a killed connection keeps decrypting.
+        let mut t = self
+            .shared
+            .tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<u32> = t
+            .draining
+            .iter()
+            .filter(|(_, o, _)| o == owner)
+            .map(|(s, _, _)| *s)
+            .collect();
+        t.draining.retain(|(_, o, _)| o != owner);
+        for s in gone {
+            t.inbound.remove(&s);
         }
     }
 
@@ -1383,6 +1416,25 @@ fn housekeeping(sh: Arc<Shared>) {
                 }
             }
         }
+        // Rekeyed SAs past their drain time.
+        {
+            let mut t = sh.tables.write().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let done: Vec<u32> = t
+                .draining
+                .iter()
+                .filter(|(_, _, until)| *until <= now)
+                .map(|(s, _, _)| *s)
+                .collect();
+            if !done.is_empty() {
+                t.draining.retain(|(_, _, until)| *until > now);
+                for s in done {
+                    if !t.sas.contains_key(&s) {
+                        t.inbound.remove(&s);
+                    }
+                }
+            }
+        }
         // Lifetimes.
         let mut soft = Vec::new();
         let mut hard = Vec::new();
@@ -1419,7 +1471,7 @@ fn housekeeping(sh: Arc<Shared>) {
         }
         for (owner, spi) in hard {
             tracing::info!(conn = owner, "SA {spi:08x}: hard lifetime reached, removed");
-            sh.remove_sa(&owner, spi);
+            sh.remove_sa(&owner, spi, false);
             let _ = sh.events.send(DataplaneEvent::Expire {
                 spi_in: spi,
                 hard: true,
