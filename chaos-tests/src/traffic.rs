@@ -186,16 +186,7 @@ pub fn tcp_transfer(
     server_addr: &str,
     bytes: u64,
 ) -> Result<Transfer, String> {
-    let slack = Duration::from_secs(30 + bytes / 1_000_000);
-    iperf3(
-        lab,
-        ns_client,
-        ns_server,
-        server_addr,
-        None,
-        Amount::Bytes(bytes),
-        slack,
-    )
+    transfer(lab, ns_client, None, ns_server, server_addr, bytes)
 }
 
 /// `tcp_transfer` with the client's source address pinned (`-B`).
@@ -207,13 +198,31 @@ pub fn tcp_transfer_from(
     server_addr: &str,
     bytes: u64,
 ) -> Result<Transfer, String> {
+    transfer(
+        lab,
+        ns_client,
+        Some(client_addr),
+        ns_server,
+        server_addr,
+        bytes,
+    )
+}
+
+fn transfer(
+    lab: &mut Lab,
+    ns_client: &Ns,
+    client_addr: Option<&str>,
+    ns_server: &Ns,
+    server_addr: &str,
+    bytes: u64,
+) -> Result<Transfer, String> {
     let slack = Duration::from_secs(30 + bytes / 1_000_000);
     iperf3(
         lab,
         ns_client,
         ns_server,
         server_addr,
-        Some(client_addr),
+        client_addr,
         Amount::Bytes(bytes),
         slack,
     )

@@ -12,7 +12,7 @@ use chaos_tests::topology::{
 };
 use chaos_tests::traffic;
 use chaos_tests::vpnd::bin_dir;
-use chaos_tests::{Charon, CharonOptions, Lab, Ns, Vpnd};
+use chaos_tests::{Charon, Lab, Ns, Vpnd};
 use serde_json::Value;
 
 /// gw1's (side 1) or gw2's end of the site-to-site tunnel LAN1 <=> LAN2.
@@ -141,13 +141,7 @@ fn leaked(lab: &Lab, gw1: &Ns) -> u64 {
 fn vpnd_initiator_charon_responder_ping_and_tcp() {
     let (mut lab, gw1, gw2) = topology::site_to_site("usvc");
     let (_, c2) = tunnel_pair((GW1, GW2), ("gw1.test", "gw2.test"), (LAN1, LAN2), PSK);
-    let ch2 = Charon::start_with(
-        &mut lab,
-        &gw2,
-        "charon-gw2",
-        &[c2],
-        &CharonOptions::default(),
-    );
+    let ch2 = Charon::start(&mut lab, &gw2, "charon-gw2", &[c2]);
     let v1 = start(&mut lab, &gw1, "vpnd-gw1", &site(1, "start"));
     wait_installed(&v1, &lab, 10);
     assert!(ch2.wait_installed("net", Duration::from_secs(5)));
@@ -170,13 +164,7 @@ fn charon_initiator_vpnd_responder_ping_and_tcp() {
     let (mut lab, gw1, gw2) = topology::site_to_site("uscv");
     let v2 = start(&mut lab, &gw2, "vpnd-gw2", &site(2, "add"));
     let (c1, _) = tunnel_pair((GW1, GW2), ("gw1.test", "gw2.test"), (LAN1, LAN2), PSK);
-    let ch1 = Charon::start_with(
-        &mut lab,
-        &gw1,
-        "charon-gw1",
-        &[c1],
-        &CharonOptions::default(),
-    );
+    let ch1 = Charon::start(&mut lab, &gw1, "charon-gw1", &[c1]);
     ch1.initiate("net");
     assert!(
         ch1.wait_installed("net", Duration::from_secs(10)),
@@ -454,13 +442,7 @@ fn vpnd_behind_nat_to_charon_keepalives_hold_the_mapping() {
         PSK,
     );
     c2.remote_addr = topology::NAT_OUTSIDE.into();
-    let ch2 = Charon::start_with(
-        &mut n.lab,
-        &n.gw2,
-        "charon-gw2",
-        &[c2],
-        &CharonOptions::default(),
-    );
+    let ch2 = Charon::start(&mut n.lab, &n.gw2, "charon-gw2", &[c2]);
     let conf = config(&End {
         me: topology::NAT_GW1,
         peer: GW2,

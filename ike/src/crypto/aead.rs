@@ -172,6 +172,24 @@ impl AeadKey {
             .expect("AEAD plaintext too long");
     }
 
+    /// Encrypts `in_out` in place and returns the ICV, for callers that
+    /// assemble the message in a larger buffer (ESP builds its packet in
+    /// the send buffer and appends the ICV itself).
+    pub fn seal_in_place_separate_tag(
+        &self,
+        iv: &[u8; 8],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> [u8; AeadAlg::ICV_LEN] {
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(self.nonce(iv), aead::Aad::from(aad), in_out)
+            .expect("AEAD plaintext too long");
+        let mut icv = [0u8; AeadAlg::ICV_LEN];
+        icv.copy_from_slice(tag.as_ref());
+        icv
+    }
+
     /// Decrypts `in_out` = ciphertext ‖ ICV in place and returns the
     /// plaintext, a prefix of `in_out`. On failure the content of `in_out`
     /// is unspecified and must not be used.

@@ -533,6 +533,24 @@ impl Shared {
 }
 
 impl Tables {
+    /// Ends the drains `done(owner, deadline)` selects: their inbound
+    /// halves stop decrypting (unless the SPI was installed anew).
+    fn end_drains(&mut self, done: impl Fn(&str, Instant) -> bool) {
+        let mut ended = Vec::new();
+        self.draining.retain(|(spi, owner, until)| {
+            let end = done(owner, *until);
+            if end {
+                ended.push(*spi);
+            }
+            !end
+        });
+        for spi in ended {
+            if !self.sas.contains_key(&spi) {
+                self.inbound.remove(&spi);
+            }
+        }
+    }
+
     /// Replaces `c`'s SPD entries with protect (`true`) or trap policies.
     fn set_policies(&mut self, key: &(String, String), protect: bool) {
         let Some(c) = self.children.get_mut(key) else {
@@ -775,21 +793,11 @@ impl Dataplane for UserspaceDataplane {
             self.shared.remove_sa(owner, s, false);
         }
         // Nothing of a killed connection keeps decrypting.
-        let mut t = self
-            .shared
+        self.shared
             .tables
             .write()
-            .unwrap_or_else(|e| e.into_inner());
-        let gone: Vec<u32> = t
-            .draining
-            .iter()
-            .filter(|(_, o, _)| o == owner)
-            .map(|(s, _, _)| *s)
-            .collect();
-        t.draining.retain(|(_, o, _)| o != owner);
-        for s in gone {
-            t.inbound.remove(&s);
-        }
+            .unwrap_or_else(|e| e.into_inner())
+            .end_drains(|d_owner, _| d_owner == owner);
     }
 
     fn counters(&self, spi_in: u32) -> Option<SaCounters> {
@@ -1416,30 +1424,13 @@ fn housekeeping(sh: Arc<Shared>) {
                 }
             }
         }
-        // Rekeyed SAs past their drain time.
-        {
-            let mut t = sh.tables.write().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            let done: Vec<u32> = t
-                .draining
-                .iter()
-                .filter(|(_, _, until)| *until <= now)
-                .map(|(s, _, _)| *s)
-                .collect();
-            if !done.is_empty() {
-                t.draining.retain(|(_, _, until)| *until > now);
-                for s in done {
-                    if !t.sas.contains_key(&s) {
-                        t.inbound.remove(&s);
-                    }
-                }
-            }
-        }
-        // Lifetimes.
+        // Lifetimes, and rekeyed SAs past their drain time.
         let mut soft = Vec::new();
         let mut hard = Vec::new();
         {
             let mut t = sh.tables.write().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            t.end_drains(|_, until| until <= now);
             for (spi, e) in t.sas.iter_mut() {
                 let l = e.lifetime;
                 if l == Lifetime::default() {

@@ -24,8 +24,9 @@
 //! - Next header 59 (§2.6, a TFC dummy packet) decapsulates to an empty
 //!   payload the caller must drop.
 //!
-//! Nothing here allocates per packet once the caller's output `Vec` and the
-//! SA's scratch buffer have grown to the path MTU; no input panics.
+//! Nothing here allocates per packet once the caller's output `Vec` has
+//! grown to the path MTU (packets are built and sealed in it, no copy);
+//! no input panics.
 
 use std::net::IpAddr;
 
@@ -161,9 +162,6 @@ pub struct OutboundSa {
     esn: bool,
     key: AeadKey,
     mode: Mode,
-    /// Plaintext is assembled and sealed here ([`AeadKey::seal_in_place`]
-    /// seals a whole `Vec`); it keeps its capacity between packets.
-    scratch: Vec<u8>,
     packets: u64,
     bytes: u64,
 }
@@ -188,7 +186,6 @@ impl OutboundSa {
             esn,
             key,
             mode,
-            scratch: Vec::with_capacity(2048),
             packets: 0,
             bytes: 0,
         }
@@ -274,27 +271,26 @@ impl OutboundSa {
         };
         let seq = self.next_seq()?;
         let pad_len = (ALIGN - (payload.len() + 2) % ALIGN) % ALIGN;
-
-        let pt = &mut self.scratch;
-        pt.clear();
-        pt.reserve(payload.len() + pad_len + 2 + ICV_LEN);
-        pt.extend_from_slice(payload);
-        // Default padding 1, 2, 3, ... (RFC 4303 §2.4); at most 3 bytes here.
-        pt.extend((1..=pad_len as u8).take(ALIGN));
-        pt.push(pad_len as u8);
-        pt.push(next_header);
-
-        let mut aad_buf = [0u8; 12];
-        let aad = aad(&mut aad_buf, self.spi, seq, self.esn);
         let iv = seq.to_be_bytes();
-        self.key.seal_in_place(&iv, aad, pt);
 
+        // Built in place in `out`: header, then the plaintext (payload,
+        // default padding 1, 2, 3 (RFC 4303 §2.4), pad length, next
+        // header) sealed where it lies, then the ICV.
         let start = out.len();
-        out.reserve(PREFIX_LEN + pt.len());
+        out.reserve(PREFIX_LEN + payload.len() + pad_len + 2 + ICV_LEN);
         out.extend_from_slice(&self.spi.to_be_bytes());
         out.extend_from_slice(&(seq as u32).to_be_bytes());
         out.extend_from_slice(&iv);
-        out.extend_from_slice(pt);
+        out.extend_from_slice(payload);
+        out.extend(1..=pad_len as u8);
+        out.push(pad_len as u8);
+        out.push(next_header);
+        let mut aad_buf = [0u8; 12];
+        let aad = aad(&mut aad_buf, self.spi, seq, self.esn);
+        let icv = self
+            .key
+            .seal_in_place_separate_tag(&iv, aad, &mut out[start + PREFIX_LEN..]);
+        out.extend_from_slice(&icv);
         self.packets += 1;
         self.bytes += inner.len() as u64;
         Ok(out.len() - start)

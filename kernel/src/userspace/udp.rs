@@ -65,56 +65,13 @@ fn to_storage(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::sockl
     }
 }
 
-/// Sends `pkts[i]` to `dsts[i]` for every `i` in batches. Returns how many
-/// were handed to the kernel; a full socket buffer is waited on briefly
-/// (`poll`, 5 ms at a time, at most 10 times) before the rest is given up.
+/// Sends `pkts[i]` to `dsts[i]` for every `i` in batches, one datagram per
+/// message. Returns how many were handed to the kernel; a full socket
+/// buffer is waited on briefly (`poll`, 5 ms at a time, at most 10 times)
+/// before the rest is given up.
 pub fn send_batch<B: AsRef<[u8]>>(fd: RawFd, pkts: &[B], dsts: &[SocketAddr]) -> usize {
-    let total = pkts.len().min(dsts.len());
-    let mut sent = 0;
-    let mut waits = 0;
-    while sent < total {
-        let n = (total - sent).min(BATCH);
-        // SAFETY: plain C structs; all-zero is valid.
-        let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
-        let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
-        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for i in 0..n {
-            let p = pkts[sent + i].as_ref();
-            iov[i] = libc::iovec {
-                iov_base: p.as_ptr() as *mut libc::c_void,
-                iov_len: p.len(),
-            };
-            let len = to_storage(&dsts[sent + i], &mut addrs[i]);
-            msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-            msgs[i].msg_hdr.msg_namelen = len;
-            msgs[i].msg_hdr.msg_iov = &mut iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: the msghdrs point at live buffers; the kernel only reads.
-        let r =
-            unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
-        if r > 0 {
-            sent += r as usize;
-            continue;
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::WouldBlock if waits < 10 => {
-                waits += 1;
-                wait_writable(fd);
-            }
-            io::ErrorKind::Interrupted => {}
-            _ => {
-                // Unreachable destination and the like: skip that datagram.
-                tracing::trace!("sendmmsg to {}: {err}", dsts[sent]);
-                sent += 1;
-            }
-        }
-        if waits >= 10 {
-            break;
-        }
-    }
-    sent
+    // Runs of one datagram carry no UDP_SEGMENT: this cannot fail.
+    send_runs(fd, pkts, dsts, 1).unwrap_or(0)
 }
 
 const SOL_UDP: libc::c_int = 17;
@@ -133,17 +90,7 @@ const CMSG_WORDS: usize = 4;
 /// Asks the kernel to hand over coalesced datagrams (`UDP_GRO`); `false`
 /// when unsupported (each datagram then arrives alone).
 pub fn enable_gro(fd: RawFd) -> bool {
-    let one: libc::c_int = 1;
-    // SAFETY: a valid int option value of the right size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            SOL_UDP,
-            UDP_GRO,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        ) == 0
-    }
+    setsockopt_int(fd, SOL_UDP, UDP_GRO, 1).is_ok()
 }
 
 /// Receives up to `bufs.len().min(BATCH)` datagrams (`WouldBlock` when
@@ -236,6 +183,17 @@ pub fn send_batch_gso<B: AsRef<[u8]>>(
     pkts: &[B],
     dsts: &[SocketAddr],
 ) -> io::Result<usize> {
+    send_runs(fd, pkts, dsts, GSO_MAX_SEGMENTS)
+}
+
+/// The send loop of [`send_batch`] and [`send_batch_gso`]: runs of at most
+/// `max_run` datagrams, each run one message.
+fn send_runs<B: AsRef<[u8]>>(
+    fd: RawFd,
+    pkts: &[B],
+    dsts: &[SocketAddr],
+    max_run: usize,
+) -> io::Result<usize> {
     let total = pkts.len().min(dsts.len());
     // Runs: (start, count, segment size).
     let mut done = 0;
@@ -256,7 +214,7 @@ pub fn send_batch_gso<B: AsRef<[u8]>>(
             let mut j = i;
             let mut bytes = 0;
             while j < total
-                && j - i < GSO_MAX_SEGMENTS
+                && j - i < max_run
                 && k + (j - i) < iov.len()
                 && dsts[j] == dsts[i]
                 && bytes + pkts[j].as_ref().len() <= GSO_MAX_BYTES
@@ -364,9 +322,6 @@ pub fn send_one(fd: RawFd, pkt: &[u8], dst: SocketAddr) -> io::Result<()> {
     }
 }
 
-/// Sets a socket buffer size: `force` (`SO_*BUFFORCE`, beyond the sysctl
-/// limit; needs CAP_NET_ADMIN), else `opt` (capped by the sysctl); best
-/// effort.
 /// A UDP socket bound to `local` with `SO_REUSEPORT`, so that sibling
 /// sockets (made the same way) may bind the same address and port; close on
 /// exec, blocking.
@@ -494,20 +449,12 @@ pub fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int)
 }
 
+/// Sets a socket buffer size: `force` (`SO_*BUFFORCE`, beyond the sysctl
+/// limit; needs CAP_NET_ADMIN), else `opt` (capped by the sysctl); best
+/// effort.
 pub fn set_buffer(fd: RawFd, force: libc::c_int, opt: libc::c_int, bytes: usize) {
-    let v = bytes as libc::c_int;
     for o in [force, opt] {
-        // SAFETY: a valid int option value of the right size.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                o,
-                (&v as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r == 0 {
+        if setsockopt_int(fd, libc::SOL_SOCKET, o, bytes as libc::c_int).is_ok() {
             return;
         }
     }
