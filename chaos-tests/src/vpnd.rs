@@ -31,6 +31,25 @@ pub fn bin_dir() -> &'static Path {
         // Benchmarks run from target/release: build that profile there.
         let mut build = Command::new(cargo);
         build.args(["build", "-q", "-p", "control", "--bins"]);
+        // cargo test/bench set these for the running target; a build
+        // script that watches one (ring watches CARGO_MANIFEST_DIR) would
+        // see it change between this build and a plain `cargo build`, and
+        // every crate above it would be rebuilt each time.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+            {
+                build.env_remove(&*k);
+            }
+        }
         if dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
