@@ -99,6 +99,31 @@ pub fn iperf3(
     amount: Amount,
     slack: Duration,
 ) -> Result<Transfer, String> {
+    iperf3_with(
+        lab,
+        ns_client,
+        ns_server,
+        server_addr,
+        client_bind,
+        amount,
+        slack,
+        &[],
+    )
+}
+
+/// [`iperf3`] with more client arguments, e.g. `-u -b 600M` for UDP at a
+/// fixed offered rate (then `retransmits` is `None`).
+#[allow(clippy::too_many_arguments)]
+pub fn iperf3_with(
+    lab: &mut Lab,
+    ns_client: &Ns,
+    ns_server: &Ns,
+    server_addr: &str,
+    client_bind: Option<&str>,
+    amount: Amount,
+    slack: Duration,
+    extra: &[&str],
+) -> Result<Transfer, String> {
     require_tool("iperf3", "iperf3");
     let n = PORTS.fetch_add(1, Ordering::SeqCst);
     let port = (5201 + n % 1000).to_string();
@@ -144,6 +169,7 @@ pub fn iperf3(
     if let Some(b) = client_bind {
         argv.extend(["-B", b]);
     }
+    argv.extend(extra);
     let out = lab.try_exec(ns_client, &argv);
     lab.stop(&name);
     let text = String::from_utf8_lossy(&out.stdout);
