@@ -372,7 +372,7 @@ fn measure(
         .udp
         .as_deref()
         .map(|rate| ["-u", "-b", rate, "-l", "1300"]);
-    traffic::iperf3_with(
+    traffic::iperf3(
         lab,
         client,
         server,

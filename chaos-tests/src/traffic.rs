@@ -90,31 +90,10 @@ pub enum Amount {
 /// the client's source address, e.g. a LAN address inside a selector.
 /// Fails (with iperf3's own error when it has one) instead of hanging: the
 /// whole client run is bounded by the amount plus `slack`.
-pub fn iperf3(
-    lab: &mut Lab,
-    ns_client: &Ns,
-    ns_server: &Ns,
-    server_addr: &str,
-    client_bind: Option<&str>,
-    amount: Amount,
-    slack: Duration,
-) -> Result<Transfer, String> {
-    iperf3_with(
-        lab,
-        ns_client,
-        ns_server,
-        server_addr,
-        client_bind,
-        amount,
-        slack,
-        &[],
-    )
-}
-
-/// [`iperf3`] with more client arguments, e.g. `-u -b 600M` for UDP at a
-/// fixed offered rate (then `retransmits` is `None`).
+/// `extra` goes to the client, e.g. `-u -b 600M` for UDP at a fixed
+/// offered rate (then `retransmits` is `None`).
 #[allow(clippy::too_many_arguments)]
-pub fn iperf3_with(
+pub fn iperf3(
     lab: &mut Lab,
     ns_client: &Ns,
     ns_server: &Ns,
@@ -251,5 +230,6 @@ fn transfer(
         client_addr,
         Amount::Bytes(bytes),
         slack,
+        &[],
     )
 }

@@ -96,6 +96,7 @@ fn assert_tcp(lab: &mut Lab, a: &Ns, a_addr: &str, b: &Ns, b_addr: &str, bytes: 
         Some(a_addr),
         traffic::Amount::Seconds(2),
         Duration::from_secs(20),
+        &[],
     )
     .unwrap_or_else(|e| panic!("TCP {a_addr} -> {b_addr}: {e}"));
     assert!(t.bytes_received >= bytes, "TCP {a_addr} -> {b_addr}: {t:?}");
