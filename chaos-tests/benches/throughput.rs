@@ -418,8 +418,7 @@ fn charon_conns() -> (CharonConn, CharonConn) {
 
 /// vpnd on gw1 (side 1) or gw2 (side 2) with the userspace dataplane.
 fn vpnd(lab: &mut Lab, ns: &Ns, side: u8) -> Result<Vpnd, String> {
-    let (local, remote) = if side == 1 { (GW1, GW2) } else { (GW2, GW1) };
-    let config = configs::site_config(side, local, remote, "add", "userspace");
+    let config = configs::userspace_end(&configs::End::site(side, "add"));
     // Vpnd::start panics (with vpnd's log) when the daemon does not come
     // up, e.g. while it rejects the userspace dataplane.
     Ok(Vpnd::start(

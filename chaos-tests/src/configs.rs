@@ -63,46 +63,9 @@ pub fn psk_any(secret: &str) -> String {
     format!("[[psk]]\nids = [\"%any\"]\nsecret = \"{secret}\"\n")
 }
 
-/// vpnd's end of a `topology` site-to-site tunnel: connection "tun" with
-/// CHILD SA "net" between `local` and `remote` (IKE addresses), identity
-/// gw1.test (side 1, protects LAN1) or gw2.test (side 2, LAN2), UDP
-/// encapsulation forced, PSK `topology::PSK` (use `psk_any`).
-/// `dataplane` is the `[daemon] dataplane` value, e.g. "userspace".
-pub fn site_config(side: u8, local: &str, remote: &str, auto: &str, dataplane: &str) -> String {
-    use crate::topology::{LAN1, LAN2};
-    let (me, peer, mine, theirs) = if side == 1 {
-        ("gw1", "gw2", LAN1, LAN2)
-    } else {
-        ("gw2", "gw1", LAN2, LAN1)
-    };
-    format!(
-        r#"[daemon]
-listen = ["{local}"]
-dataplane = "{dataplane}"
-secrets = ["secrets.toml"]
-
-[connections.tun]
-local_addrs = ["{local}"]
-remote_addrs = ["{remote}"]
-local_id = "{me}.test"
-remote_id = "{peer}.test"
-auth = "psk"
-proposals = ["aes256gcm16-prfsha256-x25519"]
-auto = "{auto}"
-encap = true
-keyingtries = 1
-retransmit_timeout = "1s"
-retransmit_tries = 3
-
-[connections.tun.children.net]
-local_ts = ["{mine}"]
-remote_ts = ["{theirs}"]
-esp_proposals = ["aes256gcm16"]
-"#
-    )
-}
-
-/// One vpnd end of a tunnel "tun" / CHILD SA "net".
+/// One vpnd end of a tunnel "tun" / CHILD SA "net". The extras and the
+/// retransmit timeout default to empty (none; "1s").
+#[derive(Default)]
 pub struct End<'a> {
     pub me: &'a str,
     pub peer: &'a str,
@@ -116,6 +79,30 @@ pub struct End<'a> {
     /// The connection's first retransmit ("1s" by default; slower in a
     /// UML guest).
     pub retransmit_timeout: &'a str,
+}
+
+impl End<'static> {
+    /// gw1's (side 1) or gw2's end of the `topology` site-to-site tunnel
+    /// LAN1 <=> LAN2, identities gw1.test and gw2.test.
+    pub fn site(side: u8, auto: &'static str) -> End<'static> {
+        use crate::topology::{GW1, GW2, LAN1, LAN2};
+        let (me, peer, my_id, peer_id, local_ts, remote_ts): (_, _, _, _, &[&str], &[&str]) =
+            if side == 1 {
+                (GW1, GW2, "gw1.test", "gw2.test", &[LAN1], &[LAN2])
+            } else {
+                (GW2, GW1, "gw2.test", "gw1.test", &[LAN2], &[LAN1])
+            };
+        End {
+            me,
+            peer,
+            my_id,
+            peer_id,
+            auto,
+            local_ts,
+            remote_ts,
+            ..End::default()
+        }
+    }
 }
 
 fn list(v: &[&str]) -> String {

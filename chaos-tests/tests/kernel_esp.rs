@@ -120,11 +120,11 @@ fn vpnd_config(mode: &str, auto: &str, s: &Sides) -> String {
         auto,
         local_ts: &[&s.vpnd_ts],
         remote_ts: &[&s.charon_ts],
-        daemon_extra: "",
         child_extra: &format!("mode = \"{mode}\""),
         // Charon's first ESP state in the guest takes seconds (crypto
         // modules load on demand).
         retransmit_timeout: "2s",
+        ..configs::End::default()
     })
 }
 

@@ -16,27 +16,15 @@ use chaos_tests::{Charon, Lab, Ns, Vpnd};
 use serde_json::Value;
 
 /// gw1's (side 1) or gw2's end of the site-to-site tunnel LAN1 <=> LAN2.
-fn site(side: u8, auto: &str) -> String {
+fn site(side: u8, auto: &'static str) -> String {
     site_with(side, auto, "", "")
 }
 
-fn site_with(side: u8, auto: &str, daemon_extra: &str, child_extra: &str) -> String {
-    let (me, peer, my_id, peer_id, l, r) = if side == 1 {
-        (GW1, GW2, "gw1.test", "gw2.test", LAN1, LAN2)
-    } else {
-        (GW2, GW1, "gw2.test", "gw1.test", LAN2, LAN1)
-    };
+fn site_with(side: u8, auto: &'static str, daemon_extra: &str, child_extra: &str) -> String {
     config(&End {
-        me,
-        peer,
-        my_id,
-        peer_id,
-        auto,
-        local_ts: &[l],
-        remote_ts: &[r],
         daemon_extra,
         child_extra,
-        retransmit_timeout: "",
+        ..End::site(side, auto)
     })
 }
 
@@ -256,9 +244,7 @@ fn vpnd_to_vpnd_ipv6_outside_carries_ipv6_and_ipv4_inside() {
             auto,
             local_ts: l,
             remote_ts: r,
-            daemon_extra: "",
-            child_extra: "",
-            retransmit_timeout: "",
+            ..End::default()
         })
     };
     const A: &[&str] = &["2001:db8:a::/64", "198.19.1.0/24"];
@@ -453,8 +439,7 @@ fn vpnd_behind_nat_to_charon_keepalives_hold_the_mapping() {
         local_ts: &[LAN1],
         remote_ts: &[LAN2],
         daemon_extra: "keep_alive = \"2s\"",
-        child_extra: "",
-        retransmit_timeout: "",
+        ..End::default()
     });
     let v1 = start(&mut n.lab, &n.gw1, "vpnd-gw1", &conf);
     wait_installed(&v1, &n.lab, 10);
@@ -524,9 +509,8 @@ fn transport_mode_vpnd_to_vpnd_host_to_host() {
             auto,
             local_ts: &[me],
             remote_ts: &[peer],
-            daemon_extra: "",
             child_extra: "mode = \"transport\"",
-            retransmit_timeout: "",
+            ..End::default()
         })
     };
     let v2 = start(
@@ -603,7 +587,7 @@ fn transport_mode_behind_nat_fixes_checksums() {
             remote_ts: rts,
             daemon_extra: "keep_alive = \"2s\"",
             child_extra: "mode = \"transport\"",
-            retransmit_timeout: "",
+            ..End::default()
         })
     };
     let v2 = start(
@@ -667,9 +651,7 @@ fn remote_selector_covering_the_peer_does_not_capture_ike() {
             auto: "add",
             local_ts: &["0.0.0.0/0"],
             remote_ts: &[LAN1],
-            daemon_extra: "",
-            child_extra: "",
-            retransmit_timeout: "",
+            ..End::default()
         }),
     );
     let v1 = start(
@@ -684,9 +666,7 @@ fn remote_selector_covering_the_peer_does_not_capture_ike() {
             auto: "start",
             local_ts: &[LAN1],
             remote_ts: &["0.0.0.0/0"],
-            daemon_extra: "",
-            child_extra: "",
-            retransmit_timeout: "",
+            ..End::default()
         }),
     );
     wait_installed(&v1, &lab, 10);

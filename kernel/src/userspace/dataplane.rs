@@ -420,8 +420,7 @@ impl Shared {
 
     /// Removes an SA pair; the child's newest remaining SA takes over
     /// sending, or, with none left, its trap (or nothing: policies and
-    /// routes go).
-    /// Removes an SA. With `drain`, an SA that a newer one of its child
+    /// routes go). With `drain`, an SA that a newer one of its child
     /// replaces (a rekey) stops sending at once but keeps decrypting for
     /// [`REKEYED_DRAIN`]; otherwise (the child's last SA, `kill`, a hard
     /// lifetime) it goes entirely.
@@ -895,7 +894,7 @@ impl Dataplane for UserspaceDataplane {
         let mut socks = self.shared.socks.write().unwrap_or_else(|e| e.into_inner());
         for sock in group {
             let fd = sock.as_raw_fd();
-            if let Err(e) = udp::set_mark(fd, self.shared.opts.fwmark) {
+            if let Err(e) = self.prepare_socket(fd) {
                 tracing::warn!("SO_MARK on {local}: {e}");
             }
             if !udp::enable_gro(fd) {

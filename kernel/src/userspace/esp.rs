@@ -30,6 +30,8 @@
 
 use std::net::IpAddr;
 
+use tun_rs::{checksum, checksum_no_fold};
+
 use ike::config::Mode;
 use ike::crypto::{AeadAlg, AeadKey};
 
@@ -314,7 +316,6 @@ pub fn transport_rebuild(
     proto: u8,
     payload: &[u8],
 ) -> bool {
-    let start = out.len();
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let Ok(total) = u16::try_from(20 + payload.len()) else {
@@ -327,8 +328,8 @@ pub fn transport_rebuild(
             h[9] = proto;
             h[12..16].copy_from_slice(&s.octets());
             h[16..20].copy_from_slice(&d.octets());
-            let sum = fold(sum_be_words(0, &h));
-            h[10..12].copy_from_slice(&(!sum).to_be_bytes());
+            let sum = !checksum(&h, 0);
+            h[10..12].copy_from_slice(&sum.to_be_bytes());
             out.extend_from_slice(&h);
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
@@ -361,62 +362,23 @@ pub fn transport_rebuild(
         let seg = &mut out[body..];
         seg[at] = 0;
         seg[at + 1] = 0;
-        let mut acc = pseudo_header_sum(src, dst, proto, seg.len());
-        acc = sum_be_words(acc, seg);
-        let mut c = !fold(acc);
+        let mut c = !checksum(seg, pseudo_header_sum(src, dst, proto, seg.len()));
         // UDP sends a computed zero as all ones (RFC 768).
         if proto == 17 && c == 0 {
             c = 0xffff;
         }
         seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
     }
-    debug_assert!(out.len() > start);
     true
 }
 
+/// Ones' complement sum, unfolded, of the TCP/UDP/ICMPv6 pseudo-header.
 fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u64 {
-    let mut acc = 0u64;
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            acc = sum_be_words(acc, &s.octets());
-            acc = sum_be_words(acc, &d.octets());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            acc = sum_be_words(acc, &s.octets());
-            acc = sum_be_words(acc, &d.octets());
-        }
-        _ => {}
-    }
-    acc + u64::from(proto) + len as u64
-}
-
-/// Adds `data` as big-endian 16-bit words (odd tail padded with zero).
-fn sum_be_words(mut acc: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        // Four 16-bit words at once: sum the two 32-bit halves, each of
-        // which folds to 16 bits later (ones' complement is associative).
-        let (a, carry) = acc.overflowing_add((w >> 32) + (w & 0xffff_ffff));
-        acc = a + u64::from(carry);
-    }
-    for c in chunks.remainder().chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        acc += u64::from(w);
-    }
-    acc
-}
-
-/// Folds a ones' complement sum to 16 bits.
-fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
+    let octets = |a: IpAddr| match a {
+        IpAddr::V4(a) => checksum_no_fold(&a.octets(), 0),
+        IpAddr::V6(a) => checksum_no_fold(&a.octets(), 0),
+    };
+    octets(src) + octets(dst) + u64::from(proto) + len as u64
 }
 
 /// IPv6 fragment extension header.
