@@ -28,6 +28,32 @@ use std::time::Duration;
 
 use crate::lab::{Lab, Ns};
 
+/// `charon-plugins.txt`: the plugins every lab's charon loads, in load
+/// order, each beside the Debian package that ships it. scripts/deps.sh
+/// installs those packages and scripts/preflight checks that a charon loads
+/// every plugin, so the list lives in one file.
+const PLUGINS: &str = include_str!("../charon-plugins.txt");
+
+/// `(plugin, package)` for each plugin a lab's charon loads, in load order.
+pub fn plugins() -> impl Iterator<Item = (&'static str, &'static str)> {
+    PLUGINS.lines().filter_map(|l| {
+        let mut words = l.split_whitespace();
+        let plugin = words.next().filter(|w| !w.starts_with('#'))?;
+        Some((plugin, words.next().unwrap_or("")))
+    })
+}
+
+/// charon's `load =` line. With real kernel ESP, kernel-netlink alone is the
+/// IPsec backend; otherwise kernel-libipsec comes first and kernel-netlink
+/// only does routes and addresses.
+fn load_line(kernel_esp: bool) -> String {
+    plugins()
+        .map(|(plugin, _)| plugin)
+        .filter(|p| !(kernel_esp && *p == "kernel-libipsec"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// One PSK connection in charon's swanctl.conf.
 #[derive(Clone, Debug)]
 pub struct CharonConn {
@@ -164,16 +190,12 @@ impl Charon {
         std::fs::create_dir_all(&dir).expect("charon dir");
         let vici = dir.join("charon.vici");
         let conf = dir.join("strongswan.conf");
-        let ipsec_backend = if opts.kernel_esp {
-            "kernel-netlink"
-        } else {
-            "kernel-libipsec kernel-netlink"
-        };
+        let load = load_line(opts.kernel_esp);
         std::fs::write(
             &conf,
             format!(
                 r#"charon {{
-  load = random nonce openssl pem pkcs1 x509 pubkey revocation constraints aes gcm sha1 sha2 hmac kdf {ipsec_backend} socket-default vici updown
+  load = {load}
   port = 500
   port_nat_t = 4500
   retransmit_timeout = 1
@@ -350,6 +372,27 @@ pub fn tunnel_pair(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn load_line_from_the_plugin_list() {
+        let common = "random nonce openssl pem pkcs1 x509 pubkey revocation constraints aes gcm sha1 sha2 hmac kdf";
+        assert_eq!(
+            super::load_line(false),
+            format!("{common} kernel-libipsec kernel-netlink socket-default vici updown")
+        );
+        assert_eq!(
+            super::load_line(true),
+            format!("{common} kernel-netlink socket-default vici updown")
+        );
+        for (plugin, package) in super::plugins() {
+            assert!(
+                package.starts_with("libstrongswan")
+                    || package.starts_with("strongswan-")
+                    || package.starts_with("libcharon"),
+                "plugin {plugin}: package '{package}'"
+            );
+        }
+    }
+
     #[test]
     fn child_bytes_from_list_sas() {
         let text = "tun: #1, ESTABLISHED, IKEv2, c3_i* 7e_r
