@@ -1,0 +1,249 @@
+//! IKE_AUTH (RFC 7296 §1.2, §2.15): both halves, PSK authentication, and
+//! the first CHILD SA that rides along.
+
+use std::time::Instant;
+
+use crate::auth;
+use crate::proposal::DhMode;
+use crate::sa::payloads::{child_payloads, first_error, id_string, notify};
+use crate::sa::{Event, IkeSa, Pending, Phase, Reason};
+use crate::wire::{find_notify, AuthMethod, Authentication, ExchangeType, NotifyType, Payload};
+
+impl IkeSa {
+    pub(in crate::sa) fn send_auth(&mut self, now: Instant) {
+        let config = self.config.clone().expect("initiator config");
+        let init = self.init.as_ref().expect("init");
+        let keys = self.core.keys.as_ref().expect("keys");
+        let prf = keys.prf;
+        let octets = auth::signed_octets(prf, &keys.sk_pi, &init.msg_i, &init.nr, &config.local_id);
+        let auth_value = match &config.psk {
+            Some(psk) => auth::psk_auth(prf, &psk.0, &octets),
+            None => {
+                let reason = Reason::NoSecret {
+                    local: id_string(&config.local_id),
+                    remote: config
+                        .remote_id
+                        .as_ref()
+                        .map(id_string)
+                        .unwrap_or_else(|| "%any".into()),
+                };
+                self.close(reason);
+                return;
+            }
+        };
+        let mut payloads = vec![Payload::IdI(config.local_id.clone())];
+        if config.initial_contact {
+            payloads.push(notify(NotifyType::INITIAL_CONTACT, Vec::new()));
+        }
+        if let Some(r) = &config.remote_id {
+            payloads.push(Payload::IdR(r.clone()));
+        }
+        payloads.push(Payload::Auth(Authentication {
+            method: AuthMethod::SHARED_KEY_MIC,
+            data: auth_value,
+        }));
+        if let Some(req) = &init.child {
+            payloads.extend(Self::child_sa_payloads(req, false));
+            payloads.push(Payload::TsI(req.ts_i.clone()));
+            payloads.push(Payload::TsR(req.ts_r.clone()));
+            payloads.push(notify(
+                NotifyType::ESP_TFC_PADDING_NOT_SUPPORTED,
+                Vec::new(),
+            ));
+        }
+        self.phase = Phase::AuthSent;
+        self.send_request(now, ExchangeType::IKE_AUTH, &payloads, Pending::Auth);
+    }
+
+    pub(in crate::sa) fn handle_auth_response(&mut self, now: Instant, payloads: Vec<Payload>) {
+        let config = self.config.clone().expect("initiator config");
+        if find_notify(&payloads, NotifyType::AUTHENTICATION_FAILED).is_some() {
+            self.close(Reason::PeerRejectedAuthentication);
+            return;
+        }
+        let idr = payloads.iter().find_map(|p| match p {
+            Payload::IdR(i) => Some(i.clone()),
+            _ => None,
+        });
+        let auth_p = payloads.iter().find_map(|p| match p {
+            Payload::Auth(a) => Some(a.clone()),
+            _ => None,
+        });
+        let (Some(idr), Some(auth_p)) = (idr, auth_p) else {
+            let reason = match first_error(&payloads) {
+                Some(e) => Reason::PeerError(e),
+                None => Reason::Protocol("IKE_AUTH response without IDr or AUTH".into()),
+            };
+            self.close(reason);
+            return;
+        };
+        if !config.matches_remote(&idr) {
+            let expected = config.remote_id.as_ref().map(id_string).unwrap_or_default();
+            self.fail_with_notify(
+                now,
+                NotifyType::AUTHENTICATION_FAILED,
+                Reason::IdentityMismatch {
+                    expected,
+                    got: id_string(&idr),
+                },
+            );
+            return;
+        }
+        let init = self.init.as_ref().expect("init");
+        let keys = self.core.keys.as_ref().expect("keys");
+        let octets = auth::signed_octets(keys.prf, &keys.sk_pr, &init.msg_r, &init.ni, &idr);
+        let ok = auth_p.method == AuthMethod::SHARED_KEY_MIC
+            && config
+                .psk
+                .as_ref()
+                .is_some_and(|psk| auth::verify_psk_auth(keys.prf, &psk.0, &octets, &auth_p.data));
+        if !ok {
+            self.fail_with_notify(
+                now,
+                NotifyType::AUTHENTICATION_FAILED,
+                Reason::AuthenticationFailed(id_string(&idr)),
+            );
+            return;
+        }
+        self.remote_id = Some(idr.clone());
+        self.phase = Phase::Established;
+        self.established_at = Some(now);
+        self.half_open_deadline = None;
+        self.events.push_back(Event::Established {
+            name: config.name.clone(),
+            proposal: self.proposal.clone().expect("proposal"),
+            local_id: config.local_id.clone(),
+            remote_id: idr,
+            initial_contact: find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some(),
+        });
+        let mut init = self.init.take().expect("init");
+        if let Some(req) = init.child.take() {
+            let ni = std::mem::take(&mut init.ni);
+            let nr = std::mem::take(&mut init.nr);
+            self.finish_initiated_child(now, req, &payloads, &ni, &nr, None);
+        }
+    }
+
+    pub(in crate::sa) fn handle_auth_request(
+        &mut self,
+        now: Instant,
+        id: u32,
+        payloads: Vec<Payload>,
+    ) {
+        let idi = payloads.iter().find_map(|p| match p {
+            Payload::IdI(i) => Some(i.clone()),
+            _ => None,
+        });
+        let idr = payloads.iter().find_map(|p| match p {
+            Payload::IdR(i) => Some(i.clone()),
+            _ => None,
+        });
+        let auth_p = payloads.iter().find_map(|p| match p {
+            Payload::Auth(a) => Some(a.clone()),
+            _ => None,
+        });
+        let (Some(idi), Some(auth_p)) = (idi, auth_p) else {
+            self.respond(
+                id,
+                ExchangeType::IKE_AUTH,
+                &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
+            );
+            self.close(Reason::Protocol(
+                "IKE_AUTH request without IDi or AUTH".into(),
+            ));
+            return;
+        };
+        let auth_failed = |sa: &mut IkeSa, reason: Reason| {
+            sa.respond(
+                id,
+                ExchangeType::IKE_AUTH,
+                &[notify(NotifyType::AUTHENTICATION_FAILED, Vec::new())],
+            );
+            sa.close(reason);
+        };
+        let Some(config) = self
+            .candidates
+            .iter()
+            .find(|c| c.matches_remote(&idi) && idr.as_ref().is_none_or(|r| *r == c.local_id))
+            .cloned()
+        else {
+            auth_failed(self, Reason::NoMatchingConfig(id_string(&idi)));
+            return;
+        };
+        self.name = config.name.clone();
+        let init = self.init.as_ref().expect("init");
+        let keys = self.core.keys.as_ref().expect("keys");
+        let prf = keys.prf;
+        let octets = auth::signed_octets(prf, &keys.sk_pi, &init.msg_i, &init.nr, &idi);
+        let my_octets =
+            auth::signed_octets(prf, &keys.sk_pr, &init.msg_r, &init.ni, &config.local_id);
+        let (ni, nr) = (init.ni.clone(), init.nr.clone());
+        let Some(psk) = config.psk.clone() else {
+            auth_failed(
+                self,
+                Reason::NoSecret {
+                    local: id_string(&config.local_id),
+                    remote: id_string(&idi),
+                },
+            );
+            return;
+        };
+        if auth_p.method != AuthMethod::SHARED_KEY_MIC
+            || !auth::verify_psk_auth(prf, &psk.0, &octets, &auth_p.data)
+        {
+            auth_failed(self, Reason::AuthenticationFailed(id_string(&idi)));
+            return;
+        }
+        let my_auth = auth::psk_auth(prf, &psk.0, &my_octets);
+        self.config = Some(config.clone());
+        self.local_id = Some(config.local_id.clone());
+        self.remote_id = Some(idi.clone());
+        let mut response = vec![
+            Payload::IdR(config.local_id.clone()),
+            Payload::Auth(Authentication {
+                method: AuthMethod::SHARED_KEY_MIC,
+                data: my_auth,
+            }),
+        ];
+        let c = child_payloads(&payloads);
+        let child = match (c.sa, c.tsi, c.tsr) {
+            (Some(sa), Some(tsi), Some(tsr)) => {
+                match self.negotiate_child(sa, tsi, tsr, c.transport, None, DhMode::Ignore, None) {
+                    Ok(n) => Some(n),
+                    Err((t, data, reason)) => {
+                        response.push(notify(t, data));
+                        self.events.push_back(Event::ChildFailed {
+                            name: config
+                                .children
+                                .first()
+                                .map(|c| c.name.clone())
+                                .unwrap_or_default(),
+                            reason,
+                        });
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(n) = &child {
+            response.extend(n.response_payloads());
+        }
+        self.respond(id, ExchangeType::IKE_AUTH, &response);
+        self.phase = Phase::Established;
+        self.established_at = Some(now);
+        self.half_open_deadline = None;
+        self.init = None;
+        self.events.push_back(Event::Established {
+            name: config.name.clone(),
+            proposal: self.proposal.clone().expect("proposal"),
+            local_id: config.local_id.clone(),
+            remote_id: idi,
+            initial_contact: find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some(),
+        });
+        if let Some(n) = child {
+            self.install_child(n, &ni, &nr, None, None);
+        }
+        self.run_tasks(now);
+    }
+}

@@ -1,0 +1,644 @@
+//! CREATE_CHILD_SA for CHILD SAs (RFC 7296 §1.3.1 new, §1.3.3 rekey):
+//! both halves, optional PFS, narrowing (§2.9) and the CHILD rekey
+//! collisions of §2.8.1.
+
+use std::time::Instant;
+
+use zeroize::Zeroizing;
+
+use crate::config::Mode;
+use crate::crypto::DhPrivate;
+use crate::keys;
+use crate::proposal::{self, Chosen, DhMode, ProposalSpec};
+use crate::sa::payloads::{
+    child_payloads, first_error, fmt_ts, min_nonce, notify, random_vec, requested_group,
+    select_preferring_ke, spi_bytes, spi_from,
+};
+use crate::sa::{
+    Child, ChildSa, ChildState, Event, IkeSa, Pending, Phase, Task, MAX_INIT_RETRIES, NONCE_LEN,
+};
+use crate::ts;
+use crate::wire::{
+    self, find_notify, ExchangeType, KeyExchange, Notify, NotifyType, Payload, ProtocolId,
+    TrafficSelector,
+};
+
+/// A CHILD SA we asked for (IKE_AUTH or CREATE_CHILD_SA).
+pub(in crate::sa) struct ChildRequest {
+    pub(in crate::sa) name: String,
+    pub(in crate::sa) spi_in: u32,
+    pub(in crate::sa) ni: Vec<u8>,
+    pub(in crate::sa) dh: Option<DhPrivate>,
+    pub(in crate::sa) rekey_of: Option<u32>,
+    pub(in crate::sa) ts_i: Vec<TrafficSelector>,
+    pub(in crate::sa) ts_r: Vec<TrafficSelector>,
+    pub(in crate::sa) mode: Mode,
+    pub(in crate::sa) proposals: Vec<ProposalSpec>,
+    pub(in crate::sa) ke_retries: u8,
+}
+
+/// A CHILD SA the responder agreed to.
+pub(in crate::sa) struct Negotiated {
+    pub(in crate::sa) name: String,
+    pub(in crate::sa) spi_in: u32,
+    pub(in crate::sa) spi_out: u32,
+    pub(in crate::sa) chosen: Chosen,
+    pub(in crate::sa) tsi: Vec<TrafficSelector>,
+    pub(in crate::sa) tsr: Vec<TrafficSelector>,
+    pub(in crate::sa) mode: Mode,
+    pub(in crate::sa) dh: Option<DhPrivate>,
+}
+
+impl Negotiated {
+    pub(in crate::sa) fn response_payloads(&self) -> Vec<Payload> {
+        let mut v = Vec::new();
+        if self.mode == Mode::Transport {
+            v.push(notify(NotifyType::USE_TRANSPORT_MODE, Vec::new()));
+        }
+        v.push(Payload::Sa(vec![self
+            .chosen
+            .to_wire(self.chosen.number, &spi_bytes(self.spi_in))]));
+        v.push(Payload::TsI(self.tsi.clone()));
+        v.push(Payload::TsR(self.tsr.clone()));
+        v
+    }
+}
+
+impl IkeSa {
+    /// Initiator: ask for CHILD SA `name`, or rekey the one whose inbound
+    /// SPI is `rekey_of` (§1.3.1, §1.3.3).
+    pub(in crate::sa) fn start_create_child(
+        &mut self,
+        now: Instant,
+        name: String,
+        rekey_of: Option<u32>,
+    ) {
+        if let Some(old) = rekey_of {
+            match self.children.iter_mut().find(|c| c.sa.spi_in == old) {
+                Some(c) if c.state == ChildState::Installed => c.state = ChildState::Rekeying,
+                _ => return, // gone or already being replaced
+            }
+        }
+        match self.child_request(&name, rekey_of) {
+            Ok(req) => self.send_create_child(now, req),
+            Err(reason) => self.events.push_back(Event::ChildFailed { name, reason }),
+        }
+    }
+
+    /// Build a request for CHILD SA `name` from the connection config.
+    pub(in crate::sa) fn child_request(
+        &mut self,
+        name: &str,
+        rekey_of: Option<u32>,
+    ) -> Result<ChildRequest, String> {
+        let config = self.config.clone().ok_or("no connection config")?;
+        let child = config
+            .child(name)
+            .ok_or_else(|| format!("connection '{}' has no child '{name}'", config.name))?;
+        let (ts_i, ts_r) =
+            match rekey_of.and_then(|s| self.children.iter().find(|c| c.sa.spi_in == s)) {
+                // A rekey proposes the selectors the old SA has (§2.9.2).
+                Some(old) => (old.sa.local_ts.clone(), old.sa.remote_ts.clone()),
+                None => (child.local_ts.clone(), child.remote_ts.clone()),
+            };
+        Ok(ChildRequest {
+            name: name.to_string(),
+            spi_in: self.provider.alloc_child_spi(),
+            ni: random_vec(self.provider.as_mut(), NONCE_LEN),
+            dh: None,
+            rekey_of,
+            ts_i,
+            ts_r,
+            mode: child.mode,
+            proposals: child.esp_proposals.clone(),
+            ke_retries: 0,
+        })
+    }
+
+    pub(in crate::sa) fn child_sa_payloads(req: &ChildRequest, include_dh: bool) -> Vec<Payload> {
+        let mut v = Vec::new();
+        if req.mode == Mode::Transport {
+            v.push(notify(NotifyType::USE_TRANSPORT_MODE, Vec::new()));
+        }
+        v.push(Payload::Sa(
+            req.proposals
+                .iter()
+                .enumerate()
+                .map(|(i, p)| p.to_wire(i as u8 + 1, &spi_bytes(req.spi_in), include_dh))
+                .collect(),
+        ));
+        v
+    }
+
+    pub(in crate::sa) fn send_create_child(&mut self, now: Instant, mut req: ChildRequest) {
+        let pfs = req.proposals.first().and_then(|p| p.dh.first().copied());
+        if req
+            .dh
+            .as_ref()
+            .map(|d| Some(d.group()) != pfs)
+            .unwrap_or(pfs.is_some())
+        {
+            req.dh = pfs.map(|g| DhPrivate::generate(g, self.provider.random()));
+        }
+        let mut payloads = Vec::new();
+        if let Some(old) = req.rekey_of {
+            payloads.push(Payload::Notify(Notify {
+                protocol: ProtocolId::ESP,
+                spi: spi_bytes(old),
+                notify_type: NotifyType::REKEY_SA,
+                data: Vec::new(),
+            }));
+        }
+        payloads.extend(Self::child_sa_payloads(&req, true));
+        payloads.push(Payload::Nonce(req.ni.clone()));
+        if let Some(dh) = &req.dh {
+            payloads.push(Payload::Ke(KeyExchange {
+                group: dh.group().id(),
+                data: dh.public_key().to_vec(),
+            }));
+        }
+        payloads.push(Payload::TsI(req.ts_i.clone()));
+        payloads.push(Payload::TsR(req.ts_r.clone()));
+        self.send_request(
+            now,
+            ExchangeType::CREATE_CHILD_SA,
+            &payloads,
+            Pending::CreateChild(req),
+        );
+    }
+
+    pub(in crate::sa) fn handle_create_child_response(
+        &mut self,
+        now: Instant,
+        mut req: ChildRequest,
+        payloads: Vec<Payload>,
+    ) {
+        if let Some(n) = find_notify(&payloads, NotifyType::INVALID_KE_PAYLOAD) {
+            let g = requested_group(n, &req.proposals);
+            if let (Some(g), true) = (g, req.ke_retries < MAX_INIT_RETRIES) {
+                req.ke_retries += 1;
+                req.dh = Some(DhPrivate::generate(g, self.provider.random()));
+                // Put the wanted group first so it goes in KE.
+                for p in &mut req.proposals {
+                    if let Some(i) = p.dh.iter().position(|x| *x == g) {
+                        p.dh.swap(0, i);
+                    }
+                }
+                req.proposals.sort_by_key(|p| p.dh.first() != Some(&g));
+                self.send_create_child(now, req);
+                return;
+            }
+        }
+        let c = child_payloads(&payloads);
+        let shared = match (&req.dh, c.ke) {
+            (Some(dh), Some(ke)) if ke.group == dh.group().id() => match dh.agree(&ke.data) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.events.push_back(Event::ChildFailed {
+                        name: req.name.clone(),
+                        reason: format!("responder KE: {e}"),
+                    });
+                    self.restore_rekeying(req.rekey_of);
+                    return;
+                }
+            },
+            _ => None,
+        };
+        if c.sa.is_none() {
+            // An error answer: reported by finish_initiated_child.
+            let ni = req.ni.clone();
+            self.finish_initiated_child(now, req, &payloads, &ni, &[], None);
+            return;
+        }
+        let Some(nr) = c.nonce.map(<[u8]>::to_vec) else {
+            self.events.push_back(Event::ChildFailed {
+                name: req.name.clone(),
+                reason: "CREATE_CHILD_SA response without a nonce".into(),
+            });
+            self.restore_rekeying(req.rekey_of);
+            return;
+        };
+        if req.dh.is_some() && shared.is_none() {
+            self.events.push_back(Event::ChildFailed {
+                name: req.name.clone(),
+                reason: "responder did not answer our PFS key exchange".into(),
+            });
+            self.restore_rekeying(req.rekey_of);
+            return;
+        }
+        let ni = req.ni.clone();
+        let shared: Option<Zeroizing<Vec<u8>>> = shared;
+        self.finish_initiated_child(
+            now,
+            req,
+            &payloads,
+            &ni,
+            &nr,
+            shared.as_ref().map(|s| &s[..]),
+        );
+    }
+
+    /// Complete a CHILD SA we asked for, from the response payloads.
+    /// `shared` is the PFS secret, if any.
+    pub(in crate::sa) fn finish_initiated_child(
+        &mut self,
+        now: Instant,
+        req: ChildRequest,
+        payloads: &[Payload],
+        ni: &[u8],
+        nr: &[u8],
+        shared: Option<&[u8]>,
+    ) {
+        let c = child_payloads(payloads);
+        let fail = |sa: &mut IkeSa, reason: String| {
+            sa.restore_rekeying(req.rekey_of);
+            sa.events.push_back(Event::ChildFailed {
+                name: req.name.clone(),
+                reason,
+            });
+        };
+        let (Some(sa_p), Some(tsi), Some(tsr)) = (c.sa, c.tsi, c.tsr) else {
+            let reason = match first_error(payloads) {
+                Some(e) => format!("peer rejected CHILD_SA '{}': {e}", req.name),
+                None => format!("peer sent no CHILD_SA '{}'", req.name),
+            };
+            fail(self, reason);
+            return;
+        };
+        let dh_mode = if shared.is_some() || req.dh.is_some() {
+            DhMode::Negotiate
+        } else {
+            DhMode::Ignore
+        };
+        let chosen = proposal::accept_response(&req.proposals, sa_p, dh_mode);
+        let spi_out = chosen.as_ref().and_then(|ch| spi_from(&ch.spi));
+        let problem = match (&chosen, spi_out) {
+            (None, _) => Some("responder chose an ESP proposal we did not offer".to_string()),
+            (_, None) => Some("responder sent an invalid SPI".to_string()),
+            _ if !ts::all_within(tsi, &req.ts_i) || !ts::all_within(tsr, &req.ts_r) => {
+                Some("responder's traffic selectors are not within ours".to_string())
+            }
+            _ if c.transport != (req.mode == Mode::Transport) => Some(format!(
+                "responder did not accept {} mode",
+                if req.mode == Mode::Transport {
+                    "transport"
+                } else {
+                    "tunnel"
+                }
+            )),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            fail(self, format!("CHILD_SA '{}' failed: {p}", req.name));
+            if spi_out.is_some() {
+                // The peer installed its half: ask it to remove it (§1.4.1).
+                self.tasks.push_front(Task::DeleteUnknown(req.spi_in));
+            }
+            let _ = now;
+            return;
+        }
+        let chosen = chosen.expect("checked");
+        let keys = self.core.keys.as_ref().expect("keys");
+        let child_keys =
+            keys::derive_child_keys(keys.prf, &keys.sk_d, chosen.encr, shared, ni, nr, true);
+        let sa = ChildSa {
+            name: req.name.clone(),
+            spi_in: req.spi_in,
+            spi_out: spi_out.expect("checked"),
+            mode: req.mode,
+            local_ts: tsi.to_vec(),
+            remote_ts: tsr.to_vec(),
+            proposal: chosen,
+            keys: child_keys,
+            encap: self.encap(),
+            local: self.local,
+            remote: self.remote,
+            rekey_of: req.rekey_of,
+            initiator: true,
+        };
+        let mine = min_nonce(ni, nr);
+        self.children.push(Child {
+            sa: sa.clone(),
+            state: ChildState::Installed,
+            rekeyed: false,
+            collision: None,
+        });
+        self.events.push_back(Event::ChildReady(Box::new(sa)));
+        if let Some(old) = req.rekey_of {
+            self.resolve_child_rekey(old, req.spi_in, mine);
+        }
+    }
+
+    /// A rekey of `old` failed: it stays in service.
+    pub(in crate::sa) fn restore_rekeying(&mut self, old: Option<u32>) {
+        if let Some(ch) = old.and_then(|o| self.children.iter_mut().find(|c| c.sa.spi_in == o)) {
+            if ch.state == ChildState::Rekeying {
+                ch.state = ChildState::Installed;
+                ch.collision = None;
+            }
+        }
+    }
+
+    /// Our rekey of `old` produced `new`. Decide, per §2.8.1, which SA to
+    /// delete.
+    pub(in crate::sa) fn resolve_child_rekey(&mut self, old: u32, new: u32, new_min: Vec<u8>) {
+        let Some(o) = self.children.iter_mut().find(|c| c.sa.spi_in == old) else {
+            // The old SA vanished meanwhile (peer deleted it): keep the new.
+            return;
+        };
+        match o.collision.take() {
+            Some((_, peer_min)) if new_min < peer_min => {
+                // Ours has the lowest nonce: it is redundant, we delete it;
+                // the peer, whose SA survives, deletes the old one.
+                o.state = ChildState::Rekeyed;
+                o.rekeyed = true;
+                if let Some(n) = self.children.iter_mut().find(|c| c.sa.spi_in == new) {
+                    n.rekeyed = true;
+                }
+                self.tasks.push_back(Task::DeleteChildren(vec![new]));
+            }
+            collision => {
+                o.state = ChildState::Rekeyed;
+                o.rekeyed = true;
+                self.tasks.push_back(Task::DeleteChildren(vec![old]));
+                // The peer's SA from the collision is redundant; the peer
+                // deletes it, and that deletion is part of the rekey.
+                if let Some((peer_new, _)) = collision {
+                    if let Some(n) = self.children.iter_mut().find(|c| c.sa.spi_in == peer_new) {
+                        n.rekeyed = true;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(in crate::sa) fn handle_create_child_request(
+        &mut self,
+        now: Instant,
+        id: u32,
+        payloads: Vec<Payload>,
+    ) {
+        if self.phase == Phase::Deleting {
+            self.respond(
+                id,
+                ExchangeType::CREATE_CHILD_SA,
+                &[notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
+            );
+            return;
+        }
+        let c = child_payloads(&payloads);
+        let (Some(sa), Some(ni)) = (c.sa, c.nonce) else {
+            self.respond(
+                id,
+                ExchangeType::CREATE_CHILD_SA,
+                &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
+            );
+            return;
+        };
+        if sa.first().is_some_and(|p| p.protocol == ProtocolId::IKE) {
+            self.handle_ike_rekey_request(now, id, sa, ni, c.ke);
+            return;
+        }
+        let Some((tsi, tsr)) = c.tsi.zip(c.tsr) else {
+            self.respond(
+                id,
+                ExchangeType::CREATE_CHILD_SA,
+                &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
+            );
+            return;
+        };
+        // CHILD rekey: the notify's SPI is the initiator's inbound SPI, i.e.
+        // our outbound SPI of the old SA (§1.3.3).
+        let rekey = match c.rekey {
+            Some(n) => {
+                let old =
+                    spi_from(&n.spi).and_then(|s| self.children.iter().find(|c| c.sa.spi_out == s));
+                match old {
+                    Some(o) if matches!(o.state, ChildState::Installed | ChildState::Rekeying) => {
+                        Some((
+                            o.sa.spi_in,
+                            o.sa.name.clone(),
+                            o.state == ChildState::Rekeying,
+                        ))
+                    }
+                    Some(_) => {
+                        self.respond(
+                            id,
+                            ExchangeType::CREATE_CHILD_SA,
+                            &[notify(NotifyType::TEMPORARY_FAILURE, Vec::new())],
+                        );
+                        return;
+                    }
+                    None => {
+                        let mut n = n.clone();
+                        n.notify_type = NotifyType::CHILD_SA_NOT_FOUND;
+                        self.respond(id, ExchangeType::CREATE_CHILD_SA, &[Payload::Notify(n)]);
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
+        let only = rekey.as_ref().map(|r| r.1.clone());
+        let negotiated = self.negotiate_child(
+            sa,
+            tsi,
+            tsr,
+            c.transport,
+            c.ke.map(|k| k.group),
+            DhMode::Negotiate,
+            only.as_deref(),
+        );
+        let mut n = match negotiated {
+            Ok(n) => n,
+            Err((t, data, reason)) => {
+                self.respond(id, ExchangeType::CREATE_CHILD_SA, &[notify(t, data)]);
+                if t != NotifyType::INVALID_KE_PAYLOAD {
+                    self.events.push_back(Event::ChildFailed {
+                        name: only.unwrap_or_default(),
+                        reason,
+                    });
+                }
+                return;
+            }
+        };
+        let nr = random_vec(self.provider.as_mut(), NONCE_LEN);
+        let mut shared = None;
+        if let (Some(g), Some(ke)) = (n.chosen.dh, c.ke) {
+            let dh = DhPrivate::generate(g, self.provider.random());
+            match dh.agree(&ke.data) {
+                Ok(s) => shared = Some(s),
+                Err(_) => {
+                    self.respond(
+                        id,
+                        ExchangeType::CREATE_CHILD_SA,
+                        &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
+                    );
+                    return;
+                }
+            }
+            n.dh = Some(dh);
+        }
+        let mut response = Vec::new();
+        if n.mode == Mode::Transport {
+            response.push(notify(NotifyType::USE_TRANSPORT_MODE, Vec::new()));
+        }
+        response.push(Payload::Sa(vec![n
+            .chosen
+            .to_wire(n.chosen.number, &spi_bytes(n.spi_in))]));
+        response.push(Payload::Nonce(nr.clone()));
+        if let Some(dh) = &n.dh {
+            response.push(Payload::Ke(KeyExchange {
+                group: dh.group().id(),
+                data: dh.public_key().to_vec(),
+            }));
+        }
+        response.push(Payload::TsI(n.tsi.clone()));
+        response.push(Payload::TsR(n.tsr.clone()));
+        self.respond(id, ExchangeType::CREATE_CHILD_SA, &response);
+        let rekey_of = rekey.as_ref().map(|r| r.0);
+        let new_spi = self.install_child(n, ni, &nr, shared.as_ref().map(|s| &s[..]), rekey_of);
+        if let Some((old, _, colliding)) = rekey {
+            let peer_min = min_nonce(ni, &nr);
+            if let Some(o) = self.children.iter_mut().find(|c| c.sa.spi_in == old) {
+                if colliding {
+                    o.collision = Some((new_spi, peer_min));
+                } else {
+                    // The peer initiated the rekey; it deletes the old SA.
+                    o.state = ChildState::Rekeyed;
+                    o.rekeyed = true;
+                }
+            }
+        }
+        self.run_tasks(now);
+    }
+
+    /// Responder side of a CHILD SA negotiation: pick a child config whose
+    /// selectors overlap, narrow, select a proposal.
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::sa) fn negotiate_child(
+        &mut self,
+        sa: &[wire::Proposal],
+        tsi: &[TrafficSelector],
+        tsr: &[TrafficSelector],
+        transport: bool,
+        ke_group: Option<u16>,
+        dh_mode: DhMode,
+        only: Option<&str>,
+    ) -> Result<Negotiated, (NotifyType, Vec<u8>, String)> {
+        let config = self.config.clone().expect("config");
+        let mut error = (
+            NotifyType::TS_UNACCEPTABLE,
+            Vec::new(),
+            format!(
+                "traffic selectors {} === {} unacceptable",
+                fmt_ts(tsi),
+                fmt_ts(tsr)
+            ),
+        );
+        for child in config
+            .children
+            .iter()
+            .filter(|c| only.is_none_or(|n| n == c.name))
+        {
+            // The initiator's TSi is our remote side.
+            let n_tsi = ts::narrow(tsi, &child.remote_ts);
+            let n_tsr = ts::narrow(tsr, &child.local_ts);
+            if n_tsi.is_empty() || n_tsr.is_empty() {
+                continue;
+            }
+            if transport != (child.mode == Mode::Transport) && child.mode == Mode::Transport {
+                error = (
+                    NotifyType::NO_PROPOSAL_CHOSEN,
+                    Vec::new(),
+                    format!("CHILD_SA '{}' requires transport mode", child.name),
+                );
+                continue;
+            }
+            let chosen = match dh_mode {
+                DhMode::Negotiate => select_preferring_ke(&child.esp_proposals, sa, ke_group),
+                DhMode::Ignore => proposal::select(&child.esp_proposals, sa, DhMode::Ignore),
+            };
+            let Some(chosen) = chosen else {
+                error = (
+                    NotifyType::NO_PROPOSAL_CHOSEN,
+                    Vec::new(),
+                    format!(
+                        "no acceptable ESP proposal for CHILD_SA '{}': NO_PROPOSAL_CHOSEN",
+                        child.name
+                    ),
+                );
+                continue;
+            };
+            if let (Some(g), DhMode::Negotiate) = (chosen.dh, &dh_mode) {
+                if ke_group != Some(g.id()) {
+                    return Err((
+                        NotifyType::INVALID_KE_PAYLOAD,
+                        g.id().to_be_bytes().to_vec(),
+                        format!("peer's KE is not {}", g.name()),
+                    ));
+                }
+            }
+            let Some(spi_out) = spi_from(&chosen.spi) else {
+                return Err((
+                    NotifyType::INVALID_SYNTAX,
+                    Vec::new(),
+                    "invalid ESP SPI".into(),
+                ));
+            };
+            let mode = if transport && child.mode == Mode::Transport {
+                Mode::Transport
+            } else {
+                Mode::Tunnel
+            };
+            return Ok(Negotiated {
+                name: child.name.clone(),
+                spi_in: self.provider.alloc_child_spi(),
+                spi_out,
+                chosen,
+                tsi: n_tsi,
+                tsr: n_tsr,
+                mode,
+                dh: None,
+            });
+        }
+        Err(error)
+    }
+
+    pub(in crate::sa) fn install_child(
+        &mut self,
+        n: Negotiated,
+        ni: &[u8],
+        nr: &[u8],
+        shared: Option<&[u8]>,
+        rekey_of: Option<u32>,
+    ) -> u32 {
+        let keys = self.core.keys.as_ref().expect("keys");
+        let child_keys =
+            keys::derive_child_keys(keys.prf, &keys.sk_d, n.chosen.encr, shared, ni, nr, false);
+        let sa = ChildSa {
+            name: n.name,
+            spi_in: n.spi_in,
+            spi_out: n.spi_out,
+            mode: n.mode,
+            // Our local side is the initiator's TSr.
+            local_ts: n.tsr,
+            remote_ts: n.tsi,
+            proposal: n.chosen,
+            keys: child_keys,
+            encap: self.encap(),
+            local: self.local,
+            remote: self.remote,
+            rekey_of,
+            initiator: false,
+        };
+        self.children.push(Child {
+            sa: sa.clone(),
+            state: ChildState::Installed,
+            rekeyed: false,
+            collision: None,
+        });
+        self.events.push_back(Event::ChildReady(Box::new(sa)));
+        n.spi_in
+    }
+}

@@ -1,0 +1,459 @@
+//! IKE_SA_INIT (RFC 7296 §1.2): both halves. The initiator offers its
+//! proposals, KE and nonce and follows COOKIE (§2.6) and INVALID_KE_PAYLOAD
+//! answers; the responder picks a proposal (preferring the KE group the
+//! initiator sent), derives SKEYSEED and answers. NAT detection (§2.23)
+//! and the float to port 4500 happen here.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::config::PeerConfigRef;
+use crate::crypto::{DhGroup, DhPrivate};
+use crate::keys;
+use crate::proposal::{self, DhMode, ProposalSpec};
+use crate::sa::core::Core;
+use crate::sa::natd::natd_hash;
+use crate::sa::payloads::{
+    child_payloads, first_error, notify, random_spi, random_vec, requested_group,
+    select_preferring_ke,
+};
+use crate::sa::{
+    Accept, DatagramError, Event, IkeSa, Pending, Phase, Provider, Reason, Responder, Task,
+    Transmit, HALF_OPEN_TIMEOUT, IKE_PORT, MAX_INIT_RETRIES, NATT_PORT, NONCE_LEN,
+};
+use crate::wire::{self, find_notify, ExchangeType, KeyExchange, Message, NotifyType, Payload};
+
+use super::create_child::ChildRequest;
+
+/// IKE_SA_INIT data needed until IKE_AUTH completes.
+pub(in crate::sa) struct InitState {
+    pub(in crate::sa) ni: Vec<u8>,
+    pub(in crate::sa) nr: Vec<u8>,
+    pub(in crate::sa) dh: DhPrivate,
+    pub(in crate::sa) cookie: Option<Vec<u8>>,
+    /// The IKE_SA_INIT messages as sent, for the AUTH payloads (§2.15).
+    pub(in crate::sa) msg_i: Vec<u8>,
+    pub(in crate::sa) msg_r: Vec<u8>,
+    pub(in crate::sa) retries: u8,
+    /// Initiator: the CHILD SA to negotiate in IKE_AUTH.
+    pub(in crate::sa) child: Option<ChildRequest>,
+}
+
+impl IkeSa {
+    /// Start an IKE SA as initiator; IKE_SA_INIT is queued at once. The first
+    /// of `children` is negotiated in IKE_AUTH, the others with
+    /// CREATE_CHILD_SA once established.
+    pub fn initiate(
+        now: Instant,
+        config: PeerConfigRef,
+        local: SocketAddr,
+        remote: SocketAddr,
+        mut provider: Box<dyn Provider>,
+        children: &[&str],
+    ) -> IkeSa {
+        let spi_i = random_spi(provider.as_mut());
+        let spec = config.ike_proposals.first();
+        let group = spec
+            .and_then(|s| s.dh.first().copied())
+            .unwrap_or(DhGroup::Curve25519);
+        let dh = DhPrivate::generate(group, provider.random());
+        let ni = random_vec(provider.as_mut(), NONCE_LEN);
+        let mut sa = IkeSa {
+            name: config.name.clone(),
+            config: Some(config.clone()),
+            candidates: Vec::new(),
+            provider,
+            local,
+            remote,
+            natt: false,
+            nat_local: false,
+            nat_remote: false,
+            phase: Phase::InitSent,
+            core: Core::new(spi_i, 0, true),
+            retiring: Vec::new(),
+            init: Some(InitState {
+                ni,
+                nr: Vec::new(),
+                dh,
+                cookie: None,
+                msg_i: Vec::new(),
+                msg_r: Vec::new(),
+                retries: 0,
+                child: None,
+            }),
+            pending: None,
+            tasks: VecDeque::new(),
+            children: Vec::new(),
+            ike_collision: None,
+            proposal: None,
+            local_id: Some(config.local_id.clone()),
+            remote_id: None,
+            half_open_deadline: None,
+            established_at: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            retransmit_override: None,
+        };
+        let mut names = children.iter();
+        if let Some(first) = names.next() {
+            match sa.child_request(first, None) {
+                Ok(req) => sa.init.as_mut().expect("init").child = Some(req),
+                Err(reason) => sa.events.push_back(Event::ChildFailed {
+                    name: first.to_string(),
+                    reason,
+                }),
+            }
+        }
+        for name in names {
+            sa.tasks.push_back(Task::CreateChild {
+                name: name.to_string(),
+                rekey_of: None,
+            });
+        }
+        sa.send_sa_init(now);
+        sa
+    }
+
+    /// Responder path for a datagram that is not for a known SA: accept an
+    /// IKE_SA_INIT request, answer it statelessly, or refuse it.
+    pub fn accept(
+        now: Instant,
+        params: Responder<'_>,
+        mut provider: Box<dyn Provider>,
+        data: &[u8],
+    ) -> Accept {
+        let msg = match Message::decode(data) {
+            Ok(m) => m,
+            Err(e) => return Accept::Ignore(format!("malformed IKE_SA_INIT: {e}")),
+        };
+        let h = &msg.header;
+        if h.exchange != ExchangeType::IKE_SA_INIT
+            || h.is_response()
+            || !h.is_initiator()
+            || h.message_id != 0
+            || h.spi_r != 0
+            || h.spi_i == 0
+        {
+            return Accept::Ignore("not an IKE_SA_INIT request".into());
+        }
+        let stateless = |payloads: Vec<Payload>, why: &'static str| {
+            let core = Core::new(msg.header.spi_i, 0, false);
+            Accept::Reply(
+                Transmit {
+                    local: params.local,
+                    remote: params.remote,
+                    non_esp_marker: params.local.port() != IKE_PORT,
+                    data: core.plain(ExchangeType::IKE_SA_INIT, true, 0, payloads),
+                },
+                why,
+            )
+        };
+        if let Some(t) = msg.unsupported_critical() {
+            return stateless(
+                vec![notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t.0])],
+                "UNSUPPORTED_CRITICAL_PAYLOAD",
+            );
+        }
+        let c = child_payloads(&msg.payloads);
+        let (Some(sa), Some(ni), Some(ke)) = (c.sa, c.nonce, c.ke) else {
+            return Accept::Ignore("IKE_SA_INIT without SA, KE or Nonce".into());
+        };
+        if ni.len() < 16 || ni.len() > 256 {
+            return Accept::Ignore("IKE_SA_INIT nonce length out of range".into());
+        }
+        if let Some(jar) = params.require_cookie {
+            let ok = match msg.payloads.first() {
+                Some(Payload::Notify(n)) if n.notify_type == NotifyType::COOKIE => {
+                    jar.verify(&n.data, ni, params.remote.ip(), h.spi_i)
+                }
+                _ => false,
+            };
+            if !ok {
+                let cookie = jar.make(ni, params.remote.ip(), h.spi_i);
+                return stateless(
+                    vec![notify(NotifyType::COOKIE, cookie)],
+                    "COOKIE: a cookie is required",
+                );
+            }
+        }
+        let ours: Vec<ProposalSpec> = params
+            .candidates
+            .iter()
+            .flat_map(|c| c.ike_proposals.iter().cloned())
+            .collect();
+        let Some(chosen) = select_preferring_ke(&ours, sa, Some(ke.group)) else {
+            return stateless(
+                vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new())],
+                "NO_PROPOSAL_CHOSEN: none of the peer's proposals is acceptable",
+            );
+        };
+        let group = chosen.dh.expect("IKE proposal has a DH group");
+        if ke.group != group.id() {
+            return stateless(
+                vec![notify(
+                    NotifyType::INVALID_KE_PAYLOAD,
+                    group.id().to_be_bytes().to_vec(),
+                )],
+                "INVALID_KE_PAYLOAD: the peer's KE group is not the one we chose",
+            );
+        }
+        let dh = DhPrivate::generate(group, provider.random());
+        let Ok(shared) = dh.agree(&ke.data) else {
+            return Accept::Ignore("invalid KE value".into());
+        };
+        let spi_r = random_spi(provider.as_mut());
+        let nr = random_vec(provider.as_mut(), NONCE_LEN);
+        let prf = chosen.prf.expect("IKE proposal has a PRF");
+        let seed = keys::skeyseed(prf, &shared, ni, &nr, None);
+        let Ok(k) = keys::derive_ike_keys(prf, chosen.encr, &seed, ni, &nr, h.spi_i, spi_r) else {
+            return Accept::Ignore("key derivation failed".into());
+        };
+        let mut core = Core::new(h.spi_i, spi_r, false);
+        core.keys = Some(k);
+        let encap_forced = params.candidates.iter().any(|c| c.encap);
+        let mut sa = IkeSa {
+            name: String::new(),
+            config: None,
+            candidates: params.candidates,
+            provider,
+            local: params.local,
+            remote: params.remote,
+            natt: params.local.port() != IKE_PORT,
+            nat_local: false,
+            nat_remote: false,
+            phase: Phase::AwaitAuth,
+            core,
+            retiring: Vec::new(),
+            init: None,
+            pending: None,
+            tasks: VecDeque::new(),
+            children: Vec::new(),
+            ike_collision: None,
+            proposal: Some(chosen.clone()),
+            local_id: None,
+            remote_id: None,
+            half_open_deadline: Some(now + HALF_OPEN_TIMEOUT),
+            established_at: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            retransmit_override: None,
+        };
+        sa.detect_nat(&msg, h.spi_i, 0);
+        if encap_forced {
+            sa.nat_local = true;
+        }
+        let mut payloads = vec![
+            Payload::Sa(vec![chosen.to_wire(chosen.number, &[])]),
+            Payload::Ke(KeyExchange {
+                group: group.id(),
+                data: dh.public_key().to_vec(),
+            }),
+            Payload::Nonce(nr.clone()),
+        ];
+        payloads.extend(sa.natd_payloads(encap_forced));
+        let response = sa.core.plain(ExchangeType::IKE_SA_INIT, true, 0, payloads);
+        sa.core.answered(0, response.clone());
+        sa.init = Some(InitState {
+            ni: ni.to_vec(),
+            nr,
+            dh,
+            cookie: None,
+            msg_i: data.to_vec(),
+            msg_r: response.clone(),
+            retries: 0,
+            child: None,
+        });
+        sa.transmit(response);
+        Accept::Created(Box::new(sa))
+    }
+
+    pub(in crate::sa) fn send_sa_init(&mut self, now: Instant) {
+        let config = self.config.clone().expect("initiator has a config");
+        let init = self.init.as_ref().expect("init state");
+        let mut payloads = Vec::new();
+        if let Some(c) = &init.cookie {
+            payloads.push(notify(NotifyType::COOKIE, c.clone()));
+        }
+        let sa: Vec<wire::Proposal> = config
+            .ike_proposals
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.to_wire(i as u8 + 1, &[], true))
+            .collect();
+        payloads.push(Payload::Sa(sa));
+        payloads.push(Payload::Ke(KeyExchange {
+            group: init.dh.group().id(),
+            data: init.dh.public_key().to_vec(),
+        }));
+        payloads.push(Payload::Nonce(init.ni.clone()));
+        payloads.extend(self.natd_payloads(config.encap));
+        self.core.spi_r = 0;
+        self.core.next_id = 0;
+        self.send_request(now, ExchangeType::IKE_SA_INIT, &payloads, Pending::SaInit);
+        let sent = self
+            .core
+            .out
+            .as_ref()
+            .map(|o| o.data.clone())
+            .unwrap_or_default();
+        self.init.as_mut().expect("init").msg_i = sent;
+    }
+
+    pub(in crate::sa) fn handle_sa_init_response(
+        &mut self,
+        now: Instant,
+        msg: Message,
+    ) -> Result<(), DatagramError> {
+        let config = self.config.clone().expect("initiator config");
+        let p = &msg.payloads;
+        if let Some(n) = find_notify(p, NotifyType::COOKIE) {
+            let init = self.init.as_mut().expect("init");
+            if init.retries >= MAX_INIT_RETRIES {
+                self.close(Reason::Protocol("too many COOKIE requests".into()));
+                return Ok(());
+            }
+            init.retries += 1;
+            init.cookie = Some(n.data.clone());
+            self.core.out = None;
+            self.send_sa_init(now);
+            return Ok(());
+        }
+        if let Some(n) = find_notify(p, NotifyType::INVALID_KE_PAYLOAD) {
+            let group = requested_group(n, &config.ike_proposals);
+            let init = self.init.as_mut().expect("init");
+            match group {
+                Some(g) if init.retries < MAX_INIT_RETRIES && g != init.dh.group() => {
+                    init.retries += 1;
+                    init.dh = DhPrivate::generate(g, self.provider.random());
+                    self.core.out = None;
+                    self.send_sa_init(now);
+                }
+                _ => self.close(Reason::PeerRejectedProposals(
+                    NotifyType::INVALID_KE_PAYLOAD,
+                )),
+            }
+            return Ok(());
+        }
+        if let Some(e) = first_error(p) {
+            let reason = if e == NotifyType::NO_PROPOSAL_CHOSEN {
+                Reason::PeerRejectedProposals(e)
+            } else {
+                Reason::PeerError(e)
+            };
+            self.close(reason);
+            return Ok(());
+        }
+        let c = child_payloads(p);
+        let (Some(sa), Some(nr), Some(ke)) = (c.sa, c.nonce, c.ke) else {
+            return Err(DatagramError::Invalid(
+                "IKE_SA_INIT response without SA, KE or Nonce".into(),
+            ));
+        };
+        if msg.header.spi_r == 0 {
+            return Err(DatagramError::Invalid(
+                "IKE_SA_INIT response with zero responder SPI".into(),
+            ));
+        }
+        let Some(chosen) = proposal::accept_response(&config.ike_proposals, sa, DhMode::Negotiate)
+        else {
+            self.close(Reason::Protocol(
+                "responder chose a proposal we did not offer".into(),
+            ));
+            return Ok(());
+        };
+        let init = self.init.as_mut().expect("init");
+        if chosen.dh != Some(init.dh.group()) || ke.group != init.dh.group().id() {
+            self.close(Reason::Protocol(
+                "responder's KE does not match our group".into(),
+            ));
+            return Ok(());
+        }
+        if nr.len() < 16 || nr.len() > 256 {
+            return Err(DatagramError::Invalid("nonce length out of range".into()));
+        }
+        let shared = init
+            .dh
+            .agree(&ke.data)
+            .map_err(|e| DatagramError::Invalid(format!("responder KE: {e}")))?;
+        init.nr = nr.to_vec();
+        let spi_r = msg.header.spi_r;
+        let prf = chosen.prf.expect("IKE PRF");
+        let seed = keys::skeyseed(prf, &shared, &init.ni, nr, None);
+        let k = keys::derive_ike_keys(
+            prf,
+            chosen.encr,
+            &seed,
+            &init.ni,
+            nr,
+            self.core.spi_i,
+            spi_r,
+        )
+        .map_err(|e| DatagramError::Invalid(format!("key derivation: {e}")))?;
+        init.msg_r = msg.encode();
+        self.core.spi_r = spi_r;
+        self.core.keys = Some(k);
+        self.core.finish_request();
+        self.pending = None;
+        self.proposal = Some(chosen);
+        self.detect_nat(&msg, self.core.spi_i, spi_r);
+        if config.encap {
+            self.nat_local = true;
+        }
+        self.float_to_natt();
+        self.send_auth(now);
+        Ok(())
+    }
+
+    pub(in crate::sa) fn natd_payloads(&mut self, fake_source: bool) -> Vec<Payload> {
+        let (si, sr) = (self.core.spi_i, self.core.spi_r);
+        let src = if fake_source {
+            // strongSwan's encap=yes: a source hash that cannot match makes
+            // the peer believe we are behind a NAT (RFC 7296 §2.23).
+            random_vec(self.provider.as_mut(), 20)
+        } else {
+            natd_hash(si, sr, self.local)
+        };
+        vec![
+            notify(NotifyType::NAT_DETECTION_SOURCE_IP, src),
+            notify(
+                NotifyType::NAT_DETECTION_DESTINATION_IP,
+                natd_hash(si, sr, self.remote),
+            ),
+        ]
+    }
+
+    pub(in crate::sa) fn detect_nat(&mut self, msg: &Message, spi_i: u64, spi_r: u64) {
+        let mut saw_src = false;
+        let mut src_match = false;
+        let mut dst = None;
+        for p in &msg.payloads {
+            if let Payload::Notify(n) = p {
+                if n.notify_type == NotifyType::NAT_DETECTION_SOURCE_IP {
+                    saw_src = true;
+                    src_match |= n.data == natd_hash(spi_i, spi_r, self.remote);
+                } else if n.notify_type == NotifyType::NAT_DETECTION_DESTINATION_IP {
+                    dst = Some(n.data == natd_hash(spi_i, spi_r, self.local));
+                }
+            }
+        }
+        if saw_src && !src_match {
+            self.nat_remote = true;
+        }
+        if dst == Some(false) {
+            self.nat_local = true;
+        }
+    }
+
+    pub(in crate::sa) fn float_to_natt(&mut self) {
+        if self.encap() && !self.natt {
+            self.natt = true;
+            if self.local.port() == IKE_PORT {
+                self.local.set_port(NATT_PORT);
+            }
+            if self.remote.port() == IKE_PORT {
+                self.remote.set_port(NATT_PORT);
+            }
+        }
+    }
+}
