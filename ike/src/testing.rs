@@ -15,7 +15,9 @@ use crate::config::{ChildConfig, Mode, PeerConfig, Psk, Retransmit};
 use crate::crypto::{Random, SeededRandom};
 use crate::proposal::ProposalSpec;
 use crate::sa::natd::CookieJar;
-use crate::sa::{Accept, ChildSa, Command, DatagramError, Event, IkeSa, Responder, Transmit};
+use crate::sa::{
+    Accept, ChildSa, Command, DatagramError, Event, IkeSa, Responder, Timers, Transmit,
+};
 use crate::wire::{ExchangeType, Header};
 
 /// Direction of a datagram.
@@ -66,6 +68,8 @@ pub struct Side {
     pub rejected: Vec<String>,
     /// Stateless replies sent by the responder path.
     pub stateless_replies: Vec<&'static str>,
+    /// Timer settings given to this side's SA when it is created.
+    pub timers: Timers,
 }
 
 impl Side {
@@ -78,6 +82,7 @@ impl Side {
             children: HashMap::new(),
             rejected: Vec::new(),
             stateless_replies: Vec::new(),
+            timers: Timers::default(),
         }
     }
 
@@ -262,6 +267,8 @@ impl Pair {
             children,
         );
         self.a.sa = Some(sa);
+        let timers = self.a.timers.clone();
+        self.a.sa_mut().set_timers(self.now, timers);
         self.collect();
     }
 
@@ -419,7 +426,10 @@ impl Pair {
                         .wrapping_add(self.providers),
                 ));
                 match IkeSa::accept(now, params, provider, &f.t.data) {
-                    Accept::Created(sa) => self.b.sa = Some(*sa),
+                    Accept::Created(mut sa) => {
+                        sa.set_timers(now, self.b.timers.clone());
+                        self.b.sa = Some(*sa);
+                    }
                     Accept::Reply(t, why) => {
                         self.b.stateless_replies.push(why);
                         self.send(Dir::BtoA, t);

@@ -28,6 +28,7 @@ mod core;
 mod exchange;
 pub mod natd;
 mod payloads;
+mod timers;
 mod types;
 
 use std::collections::VecDeque;
@@ -46,6 +47,7 @@ use crate::proposal::Chosen;
 use crate::wire::{Delete, ExchangeType, Identification, Message, NotifyType, Payload};
 
 pub use self::core::OpenError;
+pub use self::timers::{Cost, KeyWork, Timers};
 pub use self::types::{
     local_spi_of, Accept, ChildSa, Command, DatagramError, Event, Reason, Responder, State,
     Transmit,
@@ -142,6 +144,8 @@ struct Child {
     /// Responded to a peer's rekey of this child while ours was
     /// outstanding: the peer's new SA (inbound SPI) and its lowest nonce.
     collision: Option<(u32, Vec<u8>)>,
+    /// When we rekey it (cleared once the rekey starts).
+    rekey_at: Option<Instant>,
 }
 
 /// One IKE SA, either role.
@@ -172,6 +176,11 @@ pub struct IkeSa {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     retransmit_override: Option<crate::config::Retransmit>,
+    timers: Timers,
+    /// The next liveness check, while established.
+    dpd_at: Option<Instant>,
+    /// The next IKE rekey, while established.
+    rekey_at: Option<Instant>,
 }
 
 impl fmt::Debug for IkeSa {
@@ -298,10 +307,13 @@ impl IkeSa {
         cores
             .filter_map(|c| c.out.as_ref().map(|o| o.next))
             .chain(self.half_open_deadline)
+            .chain(self.next_periodic())
             .min()
     }
 
-    /// Retransmit what is due; fail exchanges whose tries are exhausted.
+    /// Act on every deadline that is due: close a half-open SA that waited
+    /// too long, start liveness checks and rekeys (see `timers`),
+    /// retransmit, and fail exchanges whose tries are exhausted.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.phase == Phase::Closed {
             return;
@@ -312,6 +324,13 @@ impl IkeSa {
                 return;
             }
         }
+        self.fire_periodic(now);
+        self.retransmit_due(now);
+        self.run_tasks(now);
+    }
+
+    /// Retransmit what is due; fail exchanges whose tries are exhausted.
+    fn retransmit_due(&mut self, now: Instant) {
         let policy = self.retransmit_policy();
         // Retiring cores: retransmit their DELETE, give up silently.
         let mut i = 0;

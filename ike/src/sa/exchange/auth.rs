@@ -108,6 +108,7 @@ impl IkeSa {
         self.remote_id = Some(idr.clone());
         self.phase = Phase::Established;
         self.established_at = Some(now);
+        self.arm_periodic(now);
         self.half_open_deadline = None;
         self.events.push_back(Event::Established {
             name: config.name.clone(),
@@ -232,6 +233,7 @@ impl IkeSa {
         self.respond(id, ExchangeType::IKE_AUTH, &response);
         self.phase = Phase::Established;
         self.established_at = Some(now);
+        self.arm_periodic(now);
         self.half_open_deadline = None;
         self.init = None;
         self.events.push_back(Event::Established {
@@ -242,7 +244,7 @@ impl IkeSa {
             initial_contact: find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some(),
         });
         if let Some(n) = child {
-            self.install_child(n, &ni, &nr, None, None);
+            self.install_child(now, n, &ni, &nr, None, None);
         }
         self.run_tasks(now);
     }

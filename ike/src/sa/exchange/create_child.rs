@@ -294,7 +294,6 @@ impl IkeSa {
                 // The peer installed its half: ask it to remove it (§1.4.1).
                 self.tasks.push_front(Task::DeleteUnknown(req.spi_in));
             }
-            let _ = now;
             return;
         }
         let chosen = chosen.expect("checked");
@@ -317,11 +316,13 @@ impl IkeSa {
             initiator: true,
         };
         let mine = min_nonce(ni, nr);
+        let rekey_at = self.child_rekey_deadline(now, &sa.name);
         self.children.push(Child {
             sa: sa.clone(),
             state: ChildState::Installed,
             rekeyed: false,
             collision: None,
+            rekey_at,
         });
         self.events.push_back(Event::ChildReady(Box::new(sa)));
         if let Some(old) = req.rekey_of {
@@ -497,7 +498,8 @@ impl IkeSa {
         response.push(Payload::TsR(n.tsr.clone()));
         self.respond(id, ExchangeType::CREATE_CHILD_SA, &response);
         let rekey_of = rekey.as_ref().map(|r| r.0);
-        let new_spi = self.install_child(n, ni, &nr, shared.as_ref().map(|s| &s[..]), rekey_of);
+        let new_spi =
+            self.install_child(now, n, ni, &nr, shared.as_ref().map(|s| &s[..]), rekey_of);
         if let Some((old, _, colliding)) = rekey {
             let peer_min = min_nonce(ni, &nr);
             if let Some(o) = self.children.iter_mut().find(|c| c.sa.spi_in == old) {
@@ -607,6 +609,7 @@ impl IkeSa {
 
     pub(in crate::sa) fn install_child(
         &mut self,
+        now: Instant,
         n: Negotiated,
         ni: &[u8],
         nr: &[u8],
@@ -632,11 +635,13 @@ impl IkeSa {
             rekey_of,
             initiator: false,
         };
+        let rekey_at = self.child_rekey_deadline(now, &sa.name);
         self.children.push(Child {
             sa: sa.clone(),
             state: ChildState::Installed,
             rekeyed: false,
             collision: None,
+            rekey_at,
         });
         self.events.push_back(Event::ChildReady(Box::new(sa)));
         n.spi_in

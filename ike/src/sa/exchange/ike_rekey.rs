@@ -274,6 +274,7 @@ impl IkeSa {
     ) {
         let mut old = std::mem::replace(&mut self.core, new);
         self.proposal = Some(proposal.clone());
+        self.arm_periodic(now);
         self.events.push_back(Event::IkeRekeyed {
             old_spi_i: old.spi_i,
             old_spi_r: old.spi_r,

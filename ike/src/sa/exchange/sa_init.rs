@@ -19,7 +19,7 @@ use crate::sa::payloads::{
     select_preferring_ke,
 };
 use crate::sa::{
-    Accept, DatagramError, Event, IkeSa, Pending, Phase, Provider, Reason, Responder, Task,
+    Accept, DatagramError, Event, IkeSa, Pending, Phase, Provider, Reason, Responder, Task, Timers,
     Transmit, HALF_OPEN_TIMEOUT, IKE_PORT, MAX_INIT_RETRIES, NATT_PORT, NONCE_LEN,
 };
 use crate::wire::{self, find_notify, ExchangeType, KeyExchange, Message, NotifyType, Payload};
@@ -94,6 +94,9 @@ impl IkeSa {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             retransmit_override: None,
+            timers: Timers::default(),
+            dpd_at: None,
+            rekey_at: None,
         };
         let mut names = children.iter();
         if let Some(first) = names.next() {
@@ -238,6 +241,9 @@ impl IkeSa {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             retransmit_override: None,
+            timers: Timers::default(),
+            dpd_at: None,
+            rekey_at: None,
         };
         sa.detect_nat(&msg, h.spi_i, 0);
         if encap_forced {
