@@ -1,13 +1,12 @@
 //! The CHILD SA actor: installs its SA pair in the dataplane when it starts
 //! (a CHILD SA is "installed" when the backend accepts it; a refusal fails
-//! the spawn), owns its rekey timer, and removes the SA when it stops.
-
-use std::time::Duration;
+//! the spawn), turns the dataplane's lifetime expiries into rekeys and
+//! deletes, and removes the SA when it stops. Its rekey timer lives in the
+//! IKE SA's core (`ike::sa::Timers`).
 
 use ike::sa::{ChildSa, Command};
 use kernel::SaInstall;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::JoinHandle;
 
 use std::path::PathBuf;
 
@@ -21,8 +20,6 @@ pub struct ChildArgs {
     pub conn: String,
     pub sa: ChildSa,
     pub reqid: u32,
-    /// Rekey this long after installation (jitter already applied).
-    pub rekey_after: Option<Duration>,
     pub lifetime: kernel::Lifetime,
     pub parent: ActorRef<IkeMsg>,
     /// The updown script and its event: "up" runs when the SA is installed
@@ -31,12 +28,9 @@ pub struct ChildArgs {
 }
 
 pub enum ChildMsg {
-    Rekey,
     /// The dataplane reached a lifetime: soft → rekey; hard → the SA is gone
     /// from the dataplane, delete it with the peer.
-    Expired {
-        hard: bool,
-    },
+    Expired { hard: bool },
     /// The IKE SA deleted it (and removed it from the dataplane and ran the
     /// down script).
     Removed,
@@ -50,7 +44,6 @@ pub struct ChildState {
     conn: String,
     spi_in: u32,
     parent: ActorRef<IkeMsg>,
-    rekey: Option<JoinHandle<()>>,
 }
 
 impl Actor for ChildSaActor {
@@ -95,13 +88,6 @@ impl Actor for ChildSaActor {
             );
         }
         metrics::gauge!("vpnd_child_sas").increment(1.0);
-        let rekey = a.rekey_after.map(|d| {
-            let me = myself.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(d).await;
-                let _ = me.send_message(ChildMsg::Rekey);
-            })
-        });
         a.ctx.children.insert(c.spi_in, myself.clone());
         Ok(ChildState {
             _alive: runtime::counters::AliveGuard::new(),
@@ -109,7 +95,6 @@ impl Actor for ChildSaActor {
             conn: a.conn,
             spi_in: c.spi_in,
             parent: a.parent,
-            rekey,
         })
     }
 
@@ -120,11 +105,6 @@ impl Actor for ChildSaActor {
         st: &mut ChildState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ChildMsg::Rekey => {
-                let _ = st
-                    .parent
-                    .send_message(IkeMsg::Command(Command::RekeyChild { spi_in: st.spi_in }));
-            }
             ChildMsg::Expired { hard: false } => {
                 st.ctx.event(
                     Some(&st.conn),
@@ -161,9 +141,6 @@ impl Actor for ChildSaActor {
         _myself: ActorRef<ChildMsg>,
         st: &mut ChildState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(h) = st.rekey.take() {
-            h.abort();
-        }
         let _ = st.ctx.dataplane.remove_sa(&st.conn, st.spi_in);
         st.ctx.children.remove(&st.spi_in);
         metrics::gauge!("vpnd_child_sas").decrement(1.0);

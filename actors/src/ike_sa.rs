@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use ike::config::{display_identity, PeerConfig};
 use ike::crypto::SystemRandom;
-use ike::sa::{Accept, Command, Event, IkeSa, Responder, Transmit};
-use ike::wire::{ExchangeType, Header};
+use ike::sa::{Accept, Command, Cost, Event, IkeSa, KeyWork, Responder, Timers, Transmit};
+use ike::wire::Header;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use runtime::scheduler::{HalfOpenGuard, Priority};
 use tokio::task::JoinHandle;
@@ -41,7 +41,6 @@ type Updown = Option<(std::path::PathBuf, kernel::updown::UpdownEvent)>;
 struct ChildEntry {
     actor: ActorRef<ChildMsg>,
     installed: Instant,
-    rekey_at: Option<Instant>,
     updown: Updown,
 }
 
@@ -103,8 +102,6 @@ pub enum IkeMsg {
     Computed(Option<Box<IkeSa>>),
     Kill(RpcReplyPort<()>),
     Status(RpcReplyPort<IkeStatus>),
-    Dpd,
-    Rekey,
     Impair(Impair),
     /// `vpnctl impair CONN panic`: panic in this actor's handler once.
     Panic,
@@ -129,20 +126,16 @@ pub struct IkeState {
     registered: Vec<u64>,
     half_open_key: Option<(u64, SocketAddr)>,
     children: HashMap<u32, ChildEntry>,
-    /// When the IKE SA rekeys next.
-    rekey_at: Option<Instant>,
     timer_gen: u64,
     timer_at: Option<Instant>,
     timer: Option<JoinHandle<()>>,
-    dpd: Option<JoinHandle<()>>,
-    rekey: Option<JoinHandle<()>>,
     guard: Option<HalfOpenGuard>,
     half_open_counted: bool,
     established: bool,
     /// When this SA started negotiating (for the establishment histogram).
     started_at: Option<Instant>,
-    /// New retransmit settings arrived while the SA was computing.
-    retransmit_pending: bool,
+    /// New retransmit or timer settings arrived while the SA was computing.
+    spec_pending: bool,
     /// We started this SA (not a responder SA).
     initiated: bool,
     done: bool,
@@ -152,15 +145,27 @@ pub struct IkeState {
     span: tracing::Span,
 }
 
-fn needs_keys(data: &[u8]) -> Option<Priority> {
-    let h = Header::decode(data).ok()?;
-    match (h.exchange, h.is_response()) {
-        (ExchangeType::IKE_SA_INIT, true) => Some(Priority::Normal),
-        // IKE_AUTH derives the first CHILD SA's keys (and verifies AUTH).
-        (ExchangeType::IKE_AUTH, _) => Some(Priority::High),
-        (ExchangeType::CREATE_CHILD_SA, false) => Some(Priority::High),
-        (ExchangeType::CREATE_CHILD_SA, true) => Some(Priority::Low),
-        _ => None,
+/// The scheduler priority of a key computation: what a peer waits for
+/// first, our own rekeys last.
+fn priority(work: KeyWork) -> Priority {
+    match work {
+        KeyWork::Authenticate | KeyWork::PeerCreateChild => Priority::High,
+        KeyWork::Establish => Priority::Normal,
+        KeyWork::OwnCreateChild => Priority::Low,
+    }
+}
+
+/// The core's timer settings for a connection.
+fn timers(spec: &ConnSpec) -> Timers {
+    Timers {
+        dpd_delay: spec.dpd_delay,
+        ike_rekey: spec.rekey_time,
+        child_rekey: spec
+            .child_rekey
+            .iter()
+            .map(|(name, d)| (name.clone(), *d))
+            .collect(),
+        jitter_pct: spec.jitter_pct,
     }
 }
 
@@ -269,41 +274,6 @@ impl IkeState {
         }
     }
 
-    fn arm_periodic(&mut self, myself: &ActorRef<IkeMsg>) {
-        if let Some(h) = self.dpd.take() {
-            h.abort();
-        }
-        if let Some(h) = self.rekey.take() {
-            h.abort();
-        }
-        if !self.spec.dpd_delay.is_zero() {
-            let me = myself.clone();
-            let d = self.spec.dpd_delay;
-            self.dpd = Some(tokio::spawn(async move {
-                let mut iv = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
-                loop {
-                    iv.tick().await;
-                    if me.send_message(IkeMsg::Dpd).is_err() {
-                        return;
-                    }
-                }
-            }));
-        }
-        if !self.spec.rekey_time.is_zero() {
-            let me = myself.clone();
-            let d = runtime::backoff::jitter(
-                self.spec.rekey_time,
-                self.spec.jitter_pct,
-                runtime::backoff::rand01(),
-            );
-            self.rekey_at = Some(runtime::clock::now() + d);
-            self.rekey = Some(tokio::spawn(async move {
-                tokio::time::sleep(d).await;
-                let _ = me.send_message(IkeMsg::Rekey);
-            }));
-        }
-    }
-
     fn refresh_snapshot(&mut self) {
         let Some(sa) = self.sa.as_ref() else { return };
         let now = runtime::clock::now();
@@ -337,8 +307,8 @@ impl IkeState {
                     installed_secs: installed
                         .map(|c| now.saturating_duration_since(c.installed).as_secs())
                         .unwrap_or(0),
-                    rekey_secs: installed
-                        .and_then(|c| c.rekey_at)
+                    rekey_secs: sa
+                        .child_rekey_at(c.spi_in)
                         .map(|t| t.saturating_duration_since(now).as_secs()),
                     bytes_in: counters.bytes_in,
                     bytes_out: counters.bytes_out,
@@ -366,8 +336,8 @@ impl IkeState {
             spi_i: format!("{:016x}", sa.spi_i()),
             spi_r: format!("{:016x}", sa.spi_r()),
             encap: sa.encap(),
-            rekey_secs: self
-                .rekey_at
+            rekey_secs: sa
+                .rekey_at()
                 .map(|t| t.saturating_duration_since(now).as_secs()),
             child_sas: children,
         };
@@ -455,7 +425,6 @@ impl IkeState {
                         proposal.describe()
                     ),
                 );
-                self.arm_periodic(myself);
                 let _ = self.conn.send_message(ConnMsg::IkeUp {
                     ike: myself.get_id(),
                     initial_contact,
@@ -496,13 +465,6 @@ impl IkeState {
                     };
                     (script.clone(), ev)
                 });
-                let rekey_after = (!rekey.is_zero()).then(|| {
-                    runtime::backoff::jitter(
-                        rekey,
-                        self.spec.jitter_pct,
-                        runtime::backoff::rand01(),
-                    )
-                });
                 let mut lifetime = self
                     .spec
                     .child_lifetime
@@ -518,7 +480,6 @@ impl IkeState {
                     updown: updown.clone(),
                     sa: *child,
                     reqid,
-                    rekey_after,
                     lifetime,
                     parent: myself.clone(),
                 };
@@ -529,7 +490,6 @@ impl IkeState {
                             ChildEntry {
                                 actor: child_ref,
                                 installed: runtime::clock::now(),
-                                rekey_at: rekey_after.map(|d| runtime::clock::now() + d),
                                 updown,
                             },
                         );
@@ -597,7 +557,6 @@ impl IkeState {
                 ..
             } => {
                 self.register(myself);
-                self.arm_periodic(myself);
                 self.ctx.event(
                     Some(&conn),
                     "state",
@@ -666,15 +625,7 @@ impl IkeState {
         }
         self.unregister_all();
         self.leave_half_open();
-        for h in [
-            self.timer.take(),
-            self.dpd.take(),
-            self.rekey.take(),
-            self.work.take(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for h in [self.timer.take(), self.work.take()].into_iter().flatten() {
             h.abort();
         }
     }
@@ -695,16 +646,18 @@ impl IkeState {
                 if self.impair.stall || roll(self.impair.drop_inbound_pct) {
                     return Ok(());
                 }
-                match needs_keys(&data) {
-                    Some(p) => self.offload(myself, p, move |sa| {
+                let Some(sa) = self.sa.as_mut() else {
+                    return Ok(());
+                };
+                match sa.datagram_cost(&data) {
+                    Cost::Keys(work) => self.offload(myself, priority(work), move |sa| {
                         if let Err(e) =
                             sa.handle_datagram(runtime::clock::now(), local, remote, &data)
                         {
                             tracing::debug!("datagram rejected: {e}");
                         }
                     }),
-                    None => {
-                        let sa = self.sa.as_mut().expect("not busy");
+                    Cost::Cheap => {
                         if let Err(e) = sa.handle_datagram(now, local, remote, &data) {
                             tracing::debug!("datagram rejected: {e}");
                             if matches!(e, ike::sa::DatagramError::Malformed(_)) {
@@ -714,35 +667,32 @@ impl IkeState {
                     }
                 }
             }
+            // Retransmissions, DPD and rekeys: the core's timers. A due
+            // rekey computes keys, under the scheduler like any other.
             IkeMsg::Timer(gen) if gen == self.timer_gen => {
                 self.timer_at = None;
-                if let Some(sa) = self.sa.as_mut() {
-                    sa.handle_timeout(now);
+                match self.sa.as_ref().map(|sa| sa.timeout_cost(now)) {
+                    Some(Cost::Keys(work)) => self.offload(myself, priority(work), |sa| {
+                        sa.handle_timeout(runtime::clock::now())
+                    }),
+                    Some(Cost::Cheap) => {
+                        if let Some(sa) = self.sa.as_mut() {
+                            sa.handle_timeout(now);
+                        }
+                    }
+                    None => {}
                 }
             }
-            IkeMsg::Command(cmd) => {
-                let heavy = matches!(
-                    cmd,
-                    Command::CreateChild { .. } | Command::RekeyChild { .. } | Command::RekeyIke
-                );
-                if heavy {
-                    self.offload(myself, Priority::Low, move |sa| {
-                        sa.handle_command(runtime::clock::now(), cmd)
-                    });
-                } else if let Some(sa) = self.sa.as_mut() {
-                    sa.handle_command(now, cmd);
+            IkeMsg::Command(cmd) => match cmd.cost() {
+                Cost::Keys(work) => self.offload(myself, priority(work), move |sa| {
+                    sa.handle_command(runtime::clock::now(), cmd)
+                }),
+                Cost::Cheap => {
+                    if let Some(sa) = self.sa.as_mut() {
+                        sa.handle_command(now, cmd);
+                    }
                 }
-            }
-            IkeMsg::Dpd if self.established => {
-                if let Some(sa) = self.sa.as_mut() {
-                    sa.handle_command(now, Command::Liveness);
-                }
-            }
-            IkeMsg::Rekey if self.established => {
-                self.offload(myself, Priority::Low, |sa| {
-                    sa.handle_command(runtime::clock::now(), Command::RekeyIke)
-                });
-            }
+            },
             _ => {}
         }
         if !self.busy {
@@ -794,16 +744,13 @@ impl Actor for IkeSaActor {
             registered: Vec::new(),
             half_open_key,
             children: HashMap::new(),
-            rekey_at: None,
             timer_gen: 0,
             timer_at: None,
             timer: None,
-            dpd: None,
-            rekey: None,
             guard: None,
             half_open_counted,
             established: false,
-            retransmit_pending: false,
+            spec_pending: false,
             started_at: Some(runtime::clock::now()),
             initiated,
             done: false,
@@ -926,7 +873,9 @@ impl Actor for IkeSaActor {
                             }
                         }));
                     }
-                    IkeStart::Adopt(sa) => {
+                    IkeStart::Adopt(mut sa) => {
+                        // The accepting connection's timers are not ours.
+                        sa.set_timers(runtime::clock::now(), timers(&st.spec));
                         st.sa = Some(sa);
                         st.busy = false;
                         st.after_step(&myself).await?;
@@ -943,9 +892,10 @@ impl Actor for IkeSaActor {
                 st.busy = false;
                 match sa {
                     Some(mut sa) => {
-                        if std::mem::take(&mut st.retransmit_pending) {
+                        if std::mem::take(&mut st.spec_pending) {
                             sa.set_retransmit(st.spec.peer.retransmit);
                         }
+                        sa.set_timers(runtime::clock::now(), timers(&st.spec));
                         st.sa = Some(sa)
                     }
                     None => {
@@ -995,15 +945,14 @@ impl Actor for IkeSaActor {
             }
             IkeMsg::Impair(i) => st.impair = i,
             IkeMsg::UpdateSpec(spec) => {
-                let dpd_changed = spec.dpd_delay != st.spec.dpd_delay;
                 st.spec = spec;
                 if let Some(sa) = st.sa.as_mut() {
                     sa.set_retransmit(st.spec.peer.retransmit);
+                    sa.set_timers(runtime::clock::now(), timers(&st.spec));
+                    // A re-armed timer may be due sooner.
+                    st.arm_timer(&myself);
                 } else {
-                    st.retransmit_pending = true;
-                }
-                if dpd_changed && st.established {
-                    st.arm_periodic(&myself);
+                    st.spec_pending = true;
                 }
             }
             IkeMsg::HalfOpen(guard) => {
