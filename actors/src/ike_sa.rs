@@ -524,6 +524,7 @@ impl IkeState {
                 }
             }
             Event::ChildFailed { name, reason } => {
+                let reason = reason.to_string();
                 self.ctx.event(Some(&conn), "error", reason.clone());
                 let _ = self.conn.send_message(ConnMsg::ChildFailed {
                     child: name,

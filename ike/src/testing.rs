@@ -112,7 +112,7 @@ impl Side {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::ChildFailed { reason, .. } => Some(reason.clone()),
+                Event::ChildFailed { reason, .. } => Some(reason.to_string()),
                 _ => None,
             })
             .collect()

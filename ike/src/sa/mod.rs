@@ -25,6 +25,7 @@
 //! `ChildReady`, which carries them for the dataplane.
 
 mod core;
+mod error;
 mod exchange;
 pub mod natd;
 mod payloads;
@@ -47,6 +48,7 @@ use crate::proposal::Chosen;
 use crate::wire::{Delete, ExchangeType, Identification, Message, NotifyType, Payload};
 
 pub use self::core::OpenError;
+pub use self::error::{BadChild, ChildError, PeerMisbehaved, RekeyError};
 pub use self::timers::{Cost, KeyWork, Timers};
 pub use self::types::{
     local_spi_of, Accept, ChildSa, Command, DatagramError, Event, Reason, Responder, State,

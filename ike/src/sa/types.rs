@@ -11,6 +11,7 @@ use crate::proposal::Chosen;
 use crate::wire::{self, ExchangeType, Identification, NotifyType, TrafficSelector};
 
 use super::core::OpenError;
+use super::error::{ChildError, PeerMisbehaved, RekeyError};
 use super::natd::CookieJar;
 use super::IkeSa;
 
@@ -73,7 +74,7 @@ pub enum Reason {
     #[error("peer sent error {0}")]
     PeerError(NotifyType),
     #[error("peer sent an invalid message: {0}")]
-    Protocol(String),
+    Protocol(PeerMisbehaved),
     #[error("deleted by peer")]
     PeerDeleted,
     #[error("deleted locally")]
@@ -98,7 +99,7 @@ pub enum Event {
     ChildReady(Box<ChildSa>),
     ChildFailed {
         name: String,
-        reason: String,
+        reason: ChildError,
     },
     ChildDeleted {
         name: String,
@@ -123,7 +124,7 @@ pub enum Event {
     /// example a rejected rekey); the daemon may retry later.
     ExchangeFailed {
         exchange: ExchangeType,
-        reason: String,
+        reason: RekeyError,
     },
     /// The peer answered a liveness check.
     Alive,
@@ -209,7 +210,7 @@ pub enum DatagramError {
     #[error("unexpected: {0}")]
     Unexpected(&'static str),
     #[error("invalid: {0}")]
-    Invalid(String),
+    Invalid(PeerMisbehaved),
     #[error("unknown SPI")]
     UnknownSpi,
     #[error("IKE SA is closed")]

@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::auth;
 use crate::proposal::DhMode;
 use crate::sa::payloads::{child_payloads, first_error, id_string, notify};
-use crate::sa::{Event, IkeSa, Pending, Phase, Reason};
+use crate::sa::{Event, IkeSa, PeerMisbehaved, Pending, Phase, Reason};
 use crate::wire::{find_notify, AuthMethod, Authentication, ExchangeType, NotifyType, Payload};
 
 impl IkeSa {
@@ -72,7 +72,7 @@ impl IkeSa {
         let (Some(idr), Some(auth_p)) = (idr, auth_p) else {
             let reason = match first_error(&payloads) {
                 Some(e) => Reason::PeerError(e),
-                None => Reason::Protocol("IKE_AUTH response without IDr or AUTH".into()),
+                None => Reason::Protocol(PeerMisbehaved::AuthResponseIncomplete),
             };
             self.close(reason);
             return;
@@ -144,14 +144,13 @@ impl IkeSa {
             _ => None,
         });
         let (Some(idi), Some(auth_p)) = (idi, auth_p) else {
+            let e = PeerMisbehaved::AuthRequestIncomplete;
             self.respond(
                 id,
                 ExchangeType::IKE_AUTH,
-                &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
+                &[notify(e.notify(), Vec::new())],
             );
-            self.close(Reason::Protocol(
-                "IKE_AUTH request without IDi or AUTH".into(),
-            ));
+            self.close(Reason::Protocol(e));
             return;
         };
         let auth_failed = |sa: &mut IkeSa, reason: Reason| {
@@ -211,7 +210,8 @@ impl IkeSa {
             (Some(sa), Some(tsi), Some(tsr)) => {
                 match self.negotiate_child(sa, tsi, tsr, c.transport, None, DhMode::Ignore, None) {
                     Ok(n) => Some(n),
-                    Err((t, data, reason)) => {
+                    Err(reason) => {
+                        let (t, data) = reason.notify();
                         response.push(notify(t, data));
                         self.events.push_back(Event::ChildFailed {
                             name: config

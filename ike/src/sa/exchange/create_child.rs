@@ -15,7 +15,8 @@ use crate::sa::payloads::{
     select_preferring_ke, spi_bytes, spi_from,
 };
 use crate::sa::{
-    Child, ChildSa, ChildState, Event, IkeSa, Pending, Phase, Task, MAX_INIT_RETRIES, NONCE_LEN,
+    BadChild, Child, ChildError, ChildSa, ChildState, Event, IkeSa, Pending, Phase, Task,
+    MAX_INIT_RETRIES, NONCE_LEN,
 };
 use crate::ts;
 use crate::wire::{
@@ -90,11 +91,12 @@ impl IkeSa {
         &mut self,
         name: &str,
         rekey_of: Option<u32>,
-    ) -> Result<ChildRequest, String> {
-        let config = self.config.clone().ok_or("no connection config")?;
-        let child = config
-            .child(name)
-            .ok_or_else(|| format!("connection '{}' has no child '{name}'", config.name))?;
+    ) -> Result<ChildRequest, ChildError> {
+        let config = self.config.clone().ok_or(ChildError::NoConfig)?;
+        let child = config.child(name).ok_or_else(|| ChildError::UnknownChild {
+            conn: config.name.clone(),
+            child: name.to_string(),
+        })?;
         let (ts_i, ts_r) =
             match rekey_of.and_then(|s| self.children.iter().find(|c| c.sa.spi_in == s)) {
                 // A rekey proposes the selectors the old SA has (§2.9.2).
@@ -196,7 +198,7 @@ impl IkeSa {
                 Err(e) => {
                     self.events.push_back(Event::ChildFailed {
                         name: req.name.clone(),
-                        reason: format!("responder KE: {e}"),
+                        reason: ChildError::ResponderKe(e),
                     });
                     self.restore_rekeying(req.rekey_of);
                     return;
@@ -213,7 +215,7 @@ impl IkeSa {
         let Some(nr) = c.nonce.map(<[u8]>::to_vec) else {
             self.events.push_back(Event::ChildFailed {
                 name: req.name.clone(),
-                reason: "CREATE_CHILD_SA response without a nonce".into(),
+                reason: ChildError::NoNonce,
             });
             self.restore_rekeying(req.rekey_of);
             return;
@@ -221,7 +223,7 @@ impl IkeSa {
         if req.dh.is_some() && shared.is_none() {
             self.events.push_back(Event::ChildFailed {
                 name: req.name.clone(),
-                reason: "responder did not answer our PFS key exchange".into(),
+                reason: ChildError::NoPfsAnswer,
             });
             self.restore_rekeying(req.rekey_of);
             return;
@@ -250,7 +252,7 @@ impl IkeSa {
         shared: Option<&[u8]>,
     ) {
         let c = child_payloads(payloads);
-        let fail = |sa: &mut IkeSa, reason: String| {
+        let fail = |sa: &mut IkeSa, reason: ChildError| {
             sa.restore_rekeying(req.rekey_of);
             sa.events.push_back(Event::ChildFailed {
                 name: req.name.clone(),
@@ -259,8 +261,13 @@ impl IkeSa {
         };
         let (Some(sa_p), Some(tsi), Some(tsr)) = (c.sa, c.tsi, c.tsr) else {
             let reason = match first_error(payloads) {
-                Some(e) => format!("peer rejected CHILD_SA '{}': {e}", req.name),
-                None => format!("peer sent no CHILD_SA '{}'", req.name),
+                Some(notify) => ChildError::PeerRejected {
+                    child: req.name.clone(),
+                    notify,
+                },
+                None => ChildError::NotOffered {
+                    child: req.name.clone(),
+                },
             };
             fail(self, reason);
             return;
@@ -273,23 +280,22 @@ impl IkeSa {
         let chosen = proposal::accept_response(&req.proposals, sa_p, dh_mode);
         let spi_out = chosen.as_ref().and_then(|ch| spi_from(&ch.spi));
         let problem = match (&chosen, spi_out) {
-            (None, _) => Some("responder chose an ESP proposal we did not offer".to_string()),
-            (_, None) => Some("responder sent an invalid SPI".to_string()),
+            (None, _) => Some(BadChild::UnofferedProposal),
+            (_, None) => Some(BadChild::InvalidSpi),
             _ if !ts::all_within(tsi, &req.ts_i) || !ts::all_within(tsr, &req.ts_r) => {
-                Some("responder's traffic selectors are not within ours".to_string())
+                Some(BadChild::TsNotWithin)
             }
-            _ if c.transport != (req.mode == Mode::Transport) => Some(format!(
-                "responder did not accept {} mode",
-                if req.mode == Mode::Transport {
-                    "transport"
-                } else {
-                    "tunnel"
-                }
-            )),
+            _ if c.transport != (req.mode == Mode::Transport) => {
+                Some(BadChild::ModeRefused(req.mode))
+            }
             _ => None,
         };
         if let Some(p) = problem {
-            fail(self, format!("CHILD_SA '{}' failed: {p}", req.name));
+            let reason = ChildError::BadResponse {
+                child: req.name.clone(),
+                problem: p,
+            };
+            fail(self, reason);
             if spi_out.is_some() {
                 // The peer installed its half: ask it to remove it (§1.4.1).
                 self.tasks.push_front(Task::DeleteUnknown(req.spi_in));
@@ -452,9 +458,10 @@ impl IkeSa {
         );
         let mut n = match negotiated {
             Ok(n) => n,
-            Err((t, data, reason)) => {
+            Err(reason) => {
+                let (t, data) = reason.notify();
                 self.respond(id, ExchangeType::CREATE_CHILD_SA, &[notify(t, data)]);
-                if t != NotifyType::INVALID_KE_PAYLOAD {
+                if !matches!(reason, ChildError::WrongKeGroup(_)) {
                     self.events.push_back(Event::ChildFailed {
                         name: only.unwrap_or_default(),
                         reason,
@@ -527,17 +534,12 @@ impl IkeSa {
         ke_group: Option<u16>,
         dh_mode: DhMode,
         only: Option<&str>,
-    ) -> Result<Negotiated, (NotifyType, Vec<u8>, String)> {
+    ) -> Result<Negotiated, ChildError> {
         let config = self.config.clone().expect("config");
-        let mut error = (
-            NotifyType::TS_UNACCEPTABLE,
-            Vec::new(),
-            format!(
-                "traffic selectors {} === {} unacceptable",
-                fmt_ts(tsi),
-                fmt_ts(tsr)
-            ),
-        );
+        let mut error = ChildError::TsUnacceptable {
+            tsi: fmt_ts(tsi),
+            tsr: fmt_ts(tsr),
+        };
         for child in config
             .children
             .iter()
@@ -550,11 +552,9 @@ impl IkeSa {
                 continue;
             }
             if transport != (child.mode == Mode::Transport) && child.mode == Mode::Transport {
-                error = (
-                    NotifyType::NO_PROPOSAL_CHOSEN,
-                    Vec::new(),
-                    format!("CHILD_SA '{}' requires transport mode", child.name),
-                );
+                error = ChildError::TransportRequired {
+                    child: child.name.clone(),
+                };
                 continue;
             }
             let chosen = match dh_mode {
@@ -562,31 +562,18 @@ impl IkeSa {
                 DhMode::Ignore => proposal::select(&child.esp_proposals, sa, DhMode::Ignore),
             };
             let Some(chosen) = chosen else {
-                error = (
-                    NotifyType::NO_PROPOSAL_CHOSEN,
-                    Vec::new(),
-                    format!(
-                        "no acceptable ESP proposal for CHILD_SA '{}': NO_PROPOSAL_CHOSEN",
-                        child.name
-                    ),
-                );
+                error = ChildError::NoProposal {
+                    child: child.name.clone(),
+                };
                 continue;
             };
             if let (Some(g), DhMode::Negotiate) = (chosen.dh, &dh_mode) {
                 if ke_group != Some(g.id()) {
-                    return Err((
-                        NotifyType::INVALID_KE_PAYLOAD,
-                        g.id().to_be_bytes().to_vec(),
-                        format!("peer's KE is not {}", g.name()),
-                    ));
+                    return Err(ChildError::WrongKeGroup(g));
                 }
             }
             let Some(spi_out) = spi_from(&chosen.spi) else {
-                return Err((
-                    NotifyType::INVALID_SYNTAX,
-                    Vec::new(),
-                    "invalid ESP SPI".into(),
-                ));
+                return Err(ChildError::InvalidSpi);
             };
             let mode = if transport && child.mode == Mode::Transport {
                 Mode::Transport

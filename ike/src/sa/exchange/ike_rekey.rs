@@ -12,7 +12,9 @@ use crate::sa::payloads::{
     child_payloads, first_error, min_nonce, notify, random_spi, random_vec, requested_group,
     select_preferring_ke,
 };
-use crate::sa::{ChildState, DatagramError, Event, IkeSa, Pending, MAX_INIT_RETRIES, NONCE_LEN};
+use crate::sa::{
+    ChildState, DatagramError, Event, IkeSa, Pending, RekeyError, MAX_INIT_RETRIES, NONCE_LEN,
+};
 use crate::wire::{
     self, find_notify, Delete, ExchangeType, KeyExchange, Message, NotifyType, Payload, ProtocolId,
 };
@@ -111,19 +113,19 @@ impl IkeSa {
         let result = (|| {
             let (Some(sa), Some(nr), Some(ke)) = (c.sa, c.nonce, c.ke) else {
                 return Err(match first_error(&payloads) {
-                    Some(e) => format!("peer refused IKE rekey: {e}"),
-                    None => "IKE rekey response without SA, Nonce or KE".to_string(),
+                    Some(e) => RekeyError::Refused(e),
+                    None => RekeyError::Incomplete,
                 });
             };
             let chosen = proposal::accept_response(&config.ike_proposals, sa, DhMode::Negotiate)
-                .ok_or("responder chose an IKE proposal we did not offer")?;
+                .ok_or(RekeyError::UnofferedProposal)?;
             let spi_r = <[u8; 8]>::try_from(&chosen.spi[..])
                 .map(u64::from_be_bytes)
-                .map_err(|_| "responder sent an invalid IKE SPI")?;
+                .map_err(|_| RekeyError::InvalidSpi)?;
             if ke.group != req.dh.group().id() || chosen.dh != Some(req.dh.group()) {
-                return Err("responder's KE does not match our group".into());
+                return Err(RekeyError::KeGroupMismatch);
             }
-            let shared = req.dh.agree(&ke.data).map_err(|e| e.to_string())?;
+            let shared = req.dh.agree(&ke.data).map_err(RekeyError::Crypto)?;
             let new =
                 self.derive_rekeyed_core(&chosen, &shared, &req.ni, nr, req.spi_i, spi_r, true)?;
             Ok((new, chosen, min_nonce(&req.ni, nr)))
@@ -251,12 +253,12 @@ impl IkeSa {
         spi_i: u64,
         spi_r: u64,
         initiator: bool,
-    ) -> Result<Core, String> {
-        let old = self.core.keys.as_ref().ok_or("no keys")?;
-        let prf = chosen.prf.ok_or("IKE proposal without PRF")?;
+    ) -> Result<Core, RekeyError> {
+        let old = self.core.keys.as_ref().ok_or(RekeyError::NoKeys)?;
+        let prf = chosen.prf.ok_or(RekeyError::NoPrf)?;
         let seed = keys::skeyseed(prf, shared, ni, nr, Some((old.prf, &old.sk_d)));
         let k = keys::derive_ike_keys(prf, chosen.encr, &seed, ni, nr, spi_i, spi_r)
-            .map_err(|e| e.to_string())?;
+            .map_err(RekeyError::Crypto)?;
         let mut core = Core::new(spi_i, spi_r, initiator);
         core.keys = Some(k);
         Ok(core)

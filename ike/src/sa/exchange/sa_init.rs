@@ -19,8 +19,9 @@ use crate::sa::payloads::{
     select_preferring_ke,
 };
 use crate::sa::{
-    Accept, DatagramError, Event, IkeSa, Pending, Phase, Provider, Reason, Responder, Task, Timers,
-    Transmit, HALF_OPEN_TIMEOUT, IKE_PORT, MAX_INIT_RETRIES, NATT_PORT, NONCE_LEN,
+    Accept, DatagramError, Event, IkeSa, PeerMisbehaved, Pending, Phase, Provider, Reason,
+    Responder, Task, Timers, Transmit, HALF_OPEN_TIMEOUT, IKE_PORT, MAX_INIT_RETRIES, NATT_PORT,
+    NONCE_LEN,
 };
 use crate::wire::{self, find_notify, ExchangeType, KeyExchange, Message, NotifyType, Payload};
 
@@ -316,7 +317,7 @@ impl IkeSa {
         if let Some(n) = find_notify(p, NotifyType::COOKIE) {
             let init = self.init.as_mut().expect("init");
             if init.retries >= MAX_INIT_RETRIES {
-                self.close(Reason::Protocol("too many COOKIE requests".into()));
+                self.close(Reason::Protocol(PeerMisbehaved::TooManyCookies));
                 return Ok(());
             }
             init.retries += 1;
@@ -353,35 +354,29 @@ impl IkeSa {
         let c = child_payloads(p);
         let (Some(sa), Some(nr), Some(ke)) = (c.sa, c.nonce, c.ke) else {
             return Err(DatagramError::Invalid(
-                "IKE_SA_INIT response without SA, KE or Nonce".into(),
+                PeerMisbehaved::InitResponseIncomplete,
             ));
         };
         if msg.header.spi_r == 0 {
-            return Err(DatagramError::Invalid(
-                "IKE_SA_INIT response with zero responder SPI".into(),
-            ));
+            return Err(DatagramError::Invalid(PeerMisbehaved::ZeroResponderSpi));
         }
         let Some(chosen) = proposal::accept_response(&config.ike_proposals, sa, DhMode::Negotiate)
         else {
-            self.close(Reason::Protocol(
-                "responder chose a proposal we did not offer".into(),
-            ));
+            self.close(Reason::Protocol(PeerMisbehaved::UnofferedProposal));
             return Ok(());
         };
         let init = self.init.as_mut().expect("init");
         if chosen.dh != Some(init.dh.group()) || ke.group != init.dh.group().id() {
-            self.close(Reason::Protocol(
-                "responder's KE does not match our group".into(),
-            ));
+            self.close(Reason::Protocol(PeerMisbehaved::KeGroupMismatch));
             return Ok(());
         }
         if nr.len() < 16 || nr.len() > 256 {
-            return Err(DatagramError::Invalid("nonce length out of range".into()));
+            return Err(DatagramError::Invalid(PeerMisbehaved::NonceLength));
         }
         let shared = init
             .dh
             .agree(&ke.data)
-            .map_err(|e| DatagramError::Invalid(format!("responder KE: {e}")))?;
+            .map_err(|e| DatagramError::Invalid(PeerMisbehaved::ResponderKe(e)))?;
         init.nr = nr.to_vec();
         let spi_r = msg.header.spi_r;
         let prf = chosen.prf.expect("IKE PRF");
@@ -395,7 +390,7 @@ impl IkeSa {
             self.core.spi_i,
             spi_r,
         )
-        .map_err(|e| DatagramError::Invalid(format!("key derivation: {e}")))?;
+        .map_err(|e| DatagramError::Invalid(PeerMisbehaved::KeyDerivation(e)))?;
         init.msg_r = msg.encode();
         self.core.spi_r = spi_r;
         self.core.keys = Some(k);
