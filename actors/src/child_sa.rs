@@ -6,14 +6,15 @@
 
 use ike::sa::{ChildSa, Command};
 use kernel::SaInstall;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef};
 
 use std::path::PathBuf;
 
 use kernel::updown::UpdownEvent;
 
 use crate::ctx::CtxRef;
-use crate::ike_sa::IkeMsg;
+use crate::derive_report;
+use crate::report::{ChildReport, Expired};
 
 pub struct ChildArgs {
     pub ctx: CtxRef,
@@ -21,20 +22,22 @@ pub struct ChildArgs {
     pub sa: ChildSa,
     pub reqid: u32,
     pub lifetime: kernel::Lifetime,
-    pub parent: ActorRef<IkeMsg>,
+    /// Its IKE SA, for rekey and delete requests.
+    pub parent: DerivedActorRef<ChildReport>,
     /// The updown script and its event: "up" runs when the SA is installed
     /// (not for a rekey); the IKE SA actor runs "down".
     pub updown: Option<(PathBuf, UpdownEvent)>,
 }
 
 pub enum ChildMsg {
-    /// The dataplane reached a lifetime: soft → rekey; hard → the SA is gone
-    /// from the dataplane, delete it with the peer.
-    Expired { hard: bool },
+    /// The dataplane reached a lifetime.
+    Expired(Expired),
     /// The IKE SA deleted it (and removed it from the dataplane and ran the
     /// down script).
     Removed,
 }
+
+derive_report!(Expired => ChildMsg::Expired);
 
 pub struct ChildSaActor;
 
@@ -43,7 +46,7 @@ pub struct ChildState {
     ctx: CtxRef,
     conn: String,
     spi_in: u32,
-    parent: ActorRef<IkeMsg>,
+    parent: DerivedActorRef<ChildReport>,
 }
 
 impl Actor for ChildSaActor {
@@ -88,7 +91,7 @@ impl Actor for ChildSaActor {
             );
         }
         metrics::gauge!("vpnd_child_sas").increment(1.0);
-        a.ctx.children.insert(c.spi_in, myself.clone());
+        a.ctx.children.insert(c.spi_in, myself.get_derived());
         Ok(ChildState {
             _alive: runtime::counters::AliveGuard::new(),
             ctx: a.ctx,
@@ -105,7 +108,7 @@ impl Actor for ChildSaActor {
         st: &mut ChildState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ChildMsg::Expired { hard: false } => {
+            ChildMsg::Expired(Expired { hard: false }) => {
                 st.ctx.event(
                     Some(&st.conn),
                     "child",
@@ -116,9 +119,9 @@ impl Actor for ChildSaActor {
                 );
                 let _ = st
                     .parent
-                    .send_message(IkeMsg::Command(Command::RekeyChild { spi_in: st.spi_in }));
+                    .send_message(ChildReport(Command::RekeyChild { spi_in: st.spi_in }));
             }
-            ChildMsg::Expired { hard: true } => {
+            ChildMsg::Expired(Expired { hard: true }) => {
                 st.ctx.event(
                     Some(&st.conn),
                     "child",
@@ -129,7 +132,7 @@ impl Actor for ChildSaActor {
                 );
                 let _ = st
                     .parent
-                    .send_message(IkeMsg::Command(Command::DeleteChild { spi_in: st.spi_in }));
+                    .send_message(ChildReport(Command::DeleteChild { spi_in: st.spi_in }));
             }
             ChildMsg::Removed => myself.stop(None),
         }

@@ -11,14 +11,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ike::config::PeerConfig;
-use ike::sa::{Command, IkeSa};
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ike::sa::Command;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use runtime::supervise::{Decision, RestartPolicy, RestartTracker};
 use tokio::task::JoinHandle;
 
 use crate::ctx::CtxRef;
+use crate::derive_report;
 use crate::ike_sa::{IkeArgs, IkeMsg, IkeSaActor, IkeStart, Impair};
+use crate::report::{HandOver, IkeReport};
 use crate::socket::IKE_PORT;
 use crate::spec::{Auto, ConnSpec, DpdAction};
 use crate::status::ConnStatus;
@@ -32,33 +33,10 @@ pub enum ConnMsg {
     },
     Down(Reply),
     Kill(Reply),
-    Accept {
-        local: SocketAddr,
-        remote: SocketAddr,
-        data: Vec<u8>,
-        candidates: Vec<Arc<PeerConfig>>,
-    },
-    Adopt(Box<IkeSa>),
-    IkeUp {
-        ike: ActorId,
-        initial_contact: bool,
-    },
-    ChildUp {
-        child: String,
-    },
-    ChildFailed {
-        child: String,
-        reason: String,
-    },
-    /// An IKE SA actor is done. Supervision events overtake ordinary
-    /// messages, so its entry may already be gone: everything needed is here.
-    IkeClosed {
-        ike: ActorId,
-        reason: String,
-        timeout: bool,
-        was_established: bool,
-        initiated: bool,
-    },
+    /// A responder SA authenticated as this connection.
+    Adopt(HandOver),
+    /// From one of this connection's IKE SA actors.
+    Ike(IkeReport),
     Retry(u64),
     DownTimeout,
     Status(RpcReplyPort<ConnStatus>),
@@ -71,6 +49,8 @@ pub enum ConnMsg {
     Route(Reply),
     Unroute(Reply),
 }
+
+derive_report!(IkeReport => ConnMsg::Ike);
 
 pub struct ConnectionActor;
 
@@ -202,7 +182,7 @@ impl ConnState {
         let args = IkeArgs {
             ctx: self.ctx.clone(),
             spec: spec.clone(),
-            conn: myself.clone(),
+            parent: myself.get_derived(),
             start: IkeStart::Initiate {
                 local: SocketAddr::new(local, IKE_PORT),
                 remote: SocketAddr::new(remote, IKE_PORT),
@@ -458,22 +438,12 @@ impl Actor for ConnectionActor {
                 );
                 let _ = reply.send(Ok(format!("connection '{}' killed", st.spec.name)));
             }
-            ConnMsg::Accept {
-                local,
-                remote,
-                data,
-                candidates,
-            } => {
+            ConnMsg::Adopt(sa) => {
                 let args = IkeArgs {
                     ctx: st.ctx.clone(),
                     spec: st.spec.clone(),
-                    conn: myself.clone(),
-                    start: IkeStart::Accept {
-                        local,
-                        remote,
-                        data,
-                        candidates,
-                    },
+                    parent: myself.get_derived(),
+                    start: IkeStart::Adopt(sa),
                 };
                 if let Ok((actor, _)) =
                     Actor::spawn_linked(None, IkeSaActor, args, myself.get_cell()).await
@@ -484,32 +454,15 @@ impl Actor for ConnectionActor {
                     st.ikes.push(Ike {
                         actor,
                         ours: false,
-                        established: false,
-                    });
-                }
-            }
-            ConnMsg::Adopt(sa) => {
-                let args = IkeArgs {
-                    ctx: st.ctx.clone(),
-                    spec: st.spec.clone(),
-                    conn: myself.clone(),
-                    start: IkeStart::Adopt(sa),
-                };
-                if let Ok((actor, _)) =
-                    Actor::spawn_linked(None, IkeSaActor, args, myself.get_cell()).await
-                {
-                    st.ikes.push(Ike {
-                        actor,
-                        ours: false,
                         established: true,
                     });
                     st.failed = 0;
                 }
             }
-            ConnMsg::IkeUp {
+            ConnMsg::Ike(IkeReport::Up {
                 ike,
                 initial_contact,
-            } => {
+            }) => {
                 if let Some(i) = st.ikes.iter_mut().find(|i| i.actor.get_id() == ike) {
                     i.established = true;
                 }
@@ -535,7 +488,15 @@ impl Actor for ConnectionActor {
                 st.failed = 0;
                 st.last_error = None;
             }
-            ConnMsg::ChildUp { child } => {
+            // Only a half-open responder SA moves, and those live under
+            // the Responders, never under a connection.
+            ConnMsg::Ike(IkeReport::HandOver(h)) => {
+                tracing::warn!(
+                    conn = h.conn,
+                    "a connection's own IKE SA asked to move; dropped"
+                );
+            }
+            ConnMsg::Ike(IkeReport::ChildUp { child }) => {
                 let name = st.spec.name.clone();
                 st.answer_up(
                     Some(&child),
@@ -544,20 +505,20 @@ impl Actor for ConnectionActor {
                     )),
                 );
             }
-            ConnMsg::ChildFailed { child, reason } => {
+            ConnMsg::Ike(IkeReport::ChildFailed { child, reason }) => {
                 st.last_error = Some(reason.clone());
                 st.answer_up(
                     Some(&child),
                     Err(format!("connection '{}': {reason}", st.spec.name)),
                 );
             }
-            ConnMsg::IkeClosed {
+            ConnMsg::Ike(IkeReport::Closed {
                 ike,
                 reason,
                 timeout,
                 was_established,
                 initiated,
-            } => {
+            }) => {
                 let ours = match st.ikes.iter().position(|i| i.actor.get_id() == ike) {
                     Some(pos) => st.ikes.remove(pos).ours,
                     None => initiated,

@@ -1,23 +1,25 @@
-//! State shared by every actor of one daemon: sockets, the SPI → IKE SA map,
-//! the dataplane, the key-computation scheduler, counters and the monitor
-//! stream. Everything here is cheap to share (`Arc<Ctx>`) and lock-free on
-//! the datagram path (dashmap, atomics).
+//! State shared by every actor of one daemon: sockets, the datagram router,
+//! the directory of loaded connections, the dataplane, the key-computation
+//! scheduler, counters and the monitor stream. Everything here is cheap to
+//! share (`Arc<Ctx>`) and lock-free on the datagram path (dashmap, atomics).
+//! It names no actor's message type: actors are reached through the narrow
+//! types of `router` and `report`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use dashmap::DashMap;
 use kernel::Dataplane;
-use ractor::ActorRef;
+use ractor::DerivedActorRef;
 use runtime::scheduler::SchedulerHandle;
 use tokio::sync::broadcast;
 
-use crate::daemon::DaemonMsg;
-use crate::ike_sa::IkeMsg;
+use crate::report::Expired;
+use crate::router::{ActorRouter, Router};
 use crate::socket::Sockets;
+use crate::spec::ConnSpec;
 use crate::status::MonitorEvent;
 
 pub struct Ctx {
@@ -25,22 +27,20 @@ pub struct Ctx {
     pub dataplane: Arc<dyn Dataplane>,
     pub scheduler: SchedulerHandle,
     pub sockets: Sockets,
-    /// Our IKE SPI (initiator: SPIi, responder: SPIr) → its IKE SA actor.
-    pub spis: DashMap<u64, ActorRef<IkeMsg>>,
-    /// Responder IKE SAs by (SPIi, peer) until IKE_SA_INIT is answered, so a
-    /// retransmitted request reaches the same actor.
-    pub half_open: DashMap<(u64, SocketAddr), ActorRef<IkeMsg>>,
+    /// Received datagram → IKE SA (by SPI, half-open key, or new).
+    pub router: Arc<ActorRouter>,
+    /// The loaded connections, for the responder path to pick candidates
+    /// from without asking the Daemon. The Daemon keeps it current.
+    pub directory: RwLock<Vec<Arc<ConnSpec>>>,
     /// Installed CHILD SAs by inbound SPI (dataplane lifetime events).
-    pub children: DashMap<u32, ActorRef<crate::child_sa::ChildMsg>>,
+    pub children: DashMap<u32, DerivedActorRef<Expired>>,
     pub monitor: broadcast::Sender<MonitorEvent>,
-    pub malformed: AtomicU64,
     pub ike_sas: AtomicU64,
     pub half_open_sas: AtomicU64,
     /// `vpnd --impair`: fault injection allowed.
     pub impair: bool,
     reqids: Mutex<HashMap<(String, String), u32>>,
     next_reqid: AtomicU32,
-    pub daemon: OnceLock<ActorRef<DaemonMsg>>,
     /// Runs updown scripts off the actors' path.
     pub updown: Arc<kernel::updown::UpdownRunner>,
 }
@@ -57,17 +57,15 @@ impl Ctx {
             dataplane,
             scheduler,
             sockets,
-            spis: DashMap::new(),
-            half_open: DashMap::new(),
+            router: Arc::new(Router::default()),
+            directory: RwLock::new(Vec::new()),
             children: DashMap::new(),
             monitor: broadcast::channel(1024).0,
-            malformed: AtomicU64::new(0),
             ike_sas: AtomicU64::new(0),
             half_open_sas: AtomicU64::new(0),
             impair,
             reqids: Mutex::new(HashMap::new()),
             next_reqid: AtomicU32::new(1),
-            daemon: OnceLock::new(),
             updown: kernel::updown::UpdownRunner::new(kernel::updown::DEFAULT_TIMEOUT),
         }
     }
@@ -91,8 +89,23 @@ impl Ctx {
     }
 
     pub fn malformed(&self) {
-        self.malformed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("vpnd_malformed_datagrams_total").increment(1);
+        self.router.count_malformed();
+    }
+
+    /// The loaded connections whose addresses admit a datagram from
+    /// `remote` to `local`, in load order.
+    pub fn candidates(
+        &self,
+        local: std::net::IpAddr,
+        remote: std::net::IpAddr,
+    ) -> Vec<Arc<ConnSpec>> {
+        self.directory
+            .read()
+            .expect("directory lock")
+            .iter()
+            .filter(|c| c.matches_addrs(local, remote))
+            .cloned()
+            .collect()
     }
 }
 

@@ -1,19 +1,21 @@
-//! The Daemon: root supervisor of the Connection actors, the responder path
-//! for new IKE_SA_INIT requests, and the typed API the control socket
-//! drives. Requests that must wait (up, down, kill, status) run in their
-//! own tasks so the Daemon itself never blocks.
+//! The Daemon: root supervisor of the Connection actors and of the neutral
+//! Responders (half-open responder SAs), the directory of loaded
+//! connections, and the typed API the control socket drives. It is not on
+//! the datagram path. Requests that must wait (up, down, kill, status) run
+//! in their own tasks so the Daemon itself never blocks.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ike::sa::IkeSa;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use runtime::supervise::{Decision, RestartPolicy, RestartTracker};
 
 use crate::connection::{ConnArgs, ConnMsg, ConnectionActor};
 use crate::ctx::CtxRef;
+use crate::derive_report;
+use crate::report::{Expired, HandOver};
+use crate::responders::{ResponderArgs, Responders};
 use crate::spec::ConnSpec;
 use crate::status::{SchedulerReport, StatsReport, StatusReport};
 
@@ -56,15 +58,8 @@ pub enum ApiReply {
 }
 
 pub enum DaemonMsg {
-    Incoming {
-        local: SocketAddr,
-        remote: SocketAddr,
-        data: Vec<u8>,
-    },
-    Adopt {
-        conn: String,
-        sa: Box<IkeSa>,
-    },
+    /// An authenticated responder SA for the connection it names.
+    HandOver(HandOver),
     Acquire {
         owner: String,
         child: String,
@@ -73,6 +68,8 @@ pub enum DaemonMsg {
     /// Start a failed connection again after its restart backoff.
     Restart(Arc<ConnSpec>),
 }
+
+derive_report!(HandOver => DaemonMsg::HandOver);
 
 struct Conn {
     spec: Arc<ConnSpec>,
@@ -119,6 +116,19 @@ fn no_conn(name: &str) -> ApiReply {
     ApiReply::Err(format!("no connection named '{name}'"))
 }
 
+/// Start the neutral home of half-open responder SAs under the Daemon.
+async fn spawn_responders(
+    myself: &ActorRef<DaemonMsg>,
+    ctx: &CtxRef,
+) -> Result<(), ractor::SpawnErr> {
+    let args = ResponderArgs {
+        ctx: ctx.clone(),
+        hand_over: myself.get_derived(),
+    };
+    Actor::spawn_linked(None, Responders, args, myself.get_cell()).await?;
+    Ok(())
+}
+
 impl DaemonState {
     fn find(&self, name: &str) -> Option<&Conn> {
         self.conns.iter().find(|c| c.spec.name == name)
@@ -148,7 +158,14 @@ impl DaemonState {
             .await
             .map_err(|e| format!("cannot start connection '{}': {e}", spec.name))?;
         self.conns.push(Conn { spec, actor });
+        self.publish();
         Ok(())
+    }
+
+    /// Make the loaded connections visible to the responder path.
+    fn publish(&self) {
+        *self.ctx.directory.write().expect("directory lock") =
+            self.conns.iter().map(|c| c.spec.clone()).collect();
     }
 
     async fn stop_conn(&mut self, name: &str) -> bool {
@@ -156,6 +173,7 @@ impl DaemonState {
             return false;
         };
         let c = self.conns.remove(pos);
+        self.publish();
         let _ = ractor::call_t!(c.actor, ConnMsg::Kill, 2000);
         let _ = c
             .actor
@@ -174,7 +192,7 @@ impl DaemonState {
             half_open: self.ctx.half_open_sas.load(Ordering::Relaxed),
             rss_bytes: rss_bytes(),
             scheduler: SchedulerReport::default(),
-            malformed_datagrams_total: self.ctx.malformed.load(Ordering::Relaxed),
+            malformed_datagrams_total: self.ctx.router.malformed(),
             connections: self.conns.len() as u64,
             dataplane: self.ctx.dataplane.name().to_string(),
             traps: self.ctx.dataplane.traps().len() as u64,
@@ -212,7 +230,7 @@ impl Actor for DaemonActor {
         myself: ActorRef<DaemonMsg>,
         a: DaemonArgs,
     ) -> Result<DaemonState, ActorProcessingErr> {
-        let _ = a.ctx.daemon.set(myself.clone());
+        spawn_responders(&myself, &a.ctx).await?;
         let mut st = DaemonState {
             _alive: runtime::counters::AliveGuard::new(),
             ctx: a.ctx,
@@ -248,7 +266,7 @@ impl Actor for DaemonActor {
                     kernel::DataplaneEvent::Expire { spi_in, hard } => {
                         let actor = ctx.children.get(&spi_in).map(|a| a.clone());
                         if let Some(a) = actor {
-                            let _ = a.send_message(crate::child_sa::ChildMsg::Expired { hard });
+                            let _ = a.send_message(Expired { hard });
                         }
                     }
                 }
@@ -264,34 +282,14 @@ impl Actor for DaemonActor {
         st: &mut DaemonState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            DaemonMsg::Incoming {
-                local,
-                remote,
-                data,
-            } => {
-                let candidates: Vec<&Conn> = st
-                    .conns
-                    .iter()
-                    .filter(|c| c.spec.matches_addrs(local.ip(), remote.ip()))
-                    .collect();
-                let Some(first) = candidates.first() else {
-                    tracing::info!(%remote, %local, "IKE_SA_INIT from a peer no connection accepts");
-                    st.ctx.malformed();
-                    return Ok(());
-                };
-                let peers = candidates.iter().map(|c| c.spec.peer.clone()).collect();
-                let _ = first.actor.send_message(ConnMsg::Accept {
-                    local,
-                    remote,
-                    data,
-                    candidates: peers,
-                });
-            }
-            DaemonMsg::Adopt { conn, sa } => match st.find(&conn) {
+            DaemonMsg::HandOver(h) => match st.find(&h.conn) {
                 Some(c) => {
-                    let _ = c.actor.send_message(ConnMsg::Adopt(sa));
+                    let _ = c.actor.send_message(ConnMsg::Adopt(h));
                 }
-                None => tracing::warn!(conn, "authenticated IKE SA for a connection that is gone"),
+                None => tracing::warn!(
+                    conn = h.conn,
+                    "authenticated IKE SA for a connection that is gone"
+                ),
             },
             DaemonMsg::Acquire { owner, child } => {
                 if let Some(c) = st.find(&owner) {
@@ -331,9 +329,15 @@ impl Actor for DaemonActor {
                 .iter()
                 .position(|c| c.actor.get_id() == cell.get_id())
             else {
+                // Not a connection: the Responders. Half-open SAs are lost
+                // (their peers retry); new requests find the new one.
+                tracing::warn!("the responder path failed ({err}); restarting it");
+                runtime::supervise::counters::restart();
+                spawn_responders(&myself, &st.ctx).await?;
                 return Ok(());
             };
             let c = st.conns.remove(pos);
+            st.publish();
             runtime::supervise::counters::restart();
             st.ctx.dataplane.remove_owner(&c.spec.name);
             st.ctx.event(
@@ -472,6 +476,7 @@ impl DaemonActor {
                 };
                 let spec = Arc::new(*spec);
                 st.conns[pos].spec = spec.clone();
+                st.publish();
                 let actor = st.conns[pos].actor.clone();
                 forward(reply, actor, name, 3_000, move |p| {
                     ConnMsg::Set(Box::new((*spec).clone()), p)

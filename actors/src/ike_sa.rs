@@ -7,7 +7,7 @@
 //! (`Computed`). While it is out, further inputs wait in `deferred`; `Kill`
 //! and `Status` are answered at once regardless.
 //!
-//! Invariants: every SPI this actor registered in `ctx.spis` is removed
+//! Invariants: every SPI this actor registered in the router is removed
 //! when it stops; every CHILD SA it installed is removed from the dataplane
 //! when the CHILD SA is deleted or this actor stops (after a panic the
 //! Connection removes the connection's dataplane state instead).
@@ -22,13 +22,15 @@ use ike::config::{display_identity, PeerConfig};
 use ike::crypto::SystemRandom;
 use ike::sa::{Accept, Command, Cost, Event, IkeSa, KeyWork, Responder, Timers, Transmit};
 use ike::wire::Header;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 use runtime::scheduler::{HalfOpenGuard, Priority};
 use tokio::task::JoinHandle;
 
 use crate::child_sa::{ChildArgs, ChildMsg, ChildSaActor};
-use crate::connection::ConnMsg;
 use crate::ctx::CtxRef;
+use crate::derive_report;
+use crate::report::{ChildReport, HandOver, IkeReport};
+use crate::router::Datagram;
 use crate::spec::ConnSpec;
 use crate::status::{ChildStatus, IkeStatus};
 
@@ -59,7 +61,9 @@ pub enum IkeStart {
         remote: SocketAddr,
         children: Vec<String>,
     },
-    /// An IKE_SA_INIT request for us as responder.
+    /// An IKE_SA_INIT request for us as responder. The SA is half-open
+    /// under the neutral Responders actor and always moves to the
+    /// connection its peer authenticates as.
     Accept {
         local: SocketAddr,
         remote: SocketAddr,
@@ -67,14 +71,15 @@ pub enum IkeStart {
         candidates: Vec<Arc<PeerConfig>>,
     },
     /// A responder SA whose peer authenticated as this connection, handed
-    /// over by the actor that accepted it under another connection.
-    Adopt(Box<IkeSa>),
+    /// over by the actor that accepted it on the neutral path.
+    Adopt(HandOver),
 }
 
 pub struct IkeArgs {
     pub ctx: CtxRef,
     pub spec: Arc<ConnSpec>,
-    pub conn: ActorRef<ConnMsg>,
+    /// Where this actor reports (its owner: a Connection or Responders).
+    pub parent: DerivedActorRef<IkeReport>,
     pub start: IkeStart,
 }
 
@@ -91,11 +96,9 @@ pub struct Impair {
 
 pub enum IkeMsg {
     Start,
-    Datagram {
-        local: SocketAddr,
-        remote: SocketAddr,
-        data: Vec<u8>,
-    },
+    Datagram(Datagram),
+    /// A CHILD SA actor's request (rekey or delete it).
+    Child(ChildReport),
     Timer(u64),
     Command(Command),
     /// The SA is back from the blocking pool.
@@ -111,14 +114,20 @@ pub enum IkeMsg {
     UpdateSpec(Arc<ConnSpec>),
 }
 
+derive_report!(Datagram => IkeMsg::Datagram);
+derive_report!(ChildReport => IkeMsg::Child);
+
 pub struct IkeSaActor;
 
 pub struct IkeState {
     _alive: runtime::counters::AliveGuard,
     ctx: CtxRef,
     spec: Arc<ConnSpec>,
-    conn: ActorRef<ConnMsg>,
+    parent: DerivedActorRef<IkeReport>,
     start: Option<IkeStart>,
+    /// A responder SA accepted on the neutral path: at IKE_AUTH it moves
+    /// to its connection, whichever that is.
+    neutral: bool,
     sa: Option<Box<IkeSa>>,
     busy: bool,
     work: Option<JoinHandle<()>>,
@@ -209,17 +218,17 @@ impl IkeState {
         let Some(sa) = self.sa.as_ref() else { return };
         let spi = sa.local_spi();
         if spi != 0 && !self.registered.contains(&spi) {
-            self.ctx.spis.insert(spi, myself.clone());
+            self.ctx.router.insert_spi(spi, myself.get_derived());
             self.registered.push(spi);
         }
     }
 
     fn unregister_all(&mut self) {
         for spi in self.registered.drain(..) {
-            self.ctx.spis.remove(&spi);
+            self.ctx.router.remove_spi(spi);
         }
-        if let Some(k) = self.half_open_key.take() {
-            self.ctx.half_open.remove(&k);
+        if let Some((spi_i, peer)) = self.half_open_key.take() {
+            self.ctx.router.remove_half_open(spi_i, peer);
         }
     }
 
@@ -385,19 +394,30 @@ impl IkeState {
             Event::Established {
                 name,
                 proposal,
+                local_id,
                 remote_id,
                 initial_contact,
-                ..
             } => {
-                if name != conn {
-                    // A responder SA whose peer is another connection's:
-                    // hand it over so it lives in that connection's subtree.
-                    let sa = self.sa.take().expect("sa");
+                if self.neutral || name != conn {
+                    // A responder SA authenticated: hand it over so it
+                    // lives in its connection's subtree.
+                    let Some(sa) = self.sa.take() else {
+                        return Ok(());
+                    };
                     self.unregister_all();
                     self.leave_half_open();
-                    if let Some(d) = self.ctx.daemon.get() {
-                        let _ = d.send_message(crate::daemon::DaemonMsg::Adopt { conn: name, sa });
-                    }
+                    let established = Event::Established {
+                        name: name.clone(),
+                        proposal,
+                        local_id,
+                        remote_id,
+                        initial_contact,
+                    };
+                    let _ = self.parent.send_message(IkeReport::HandOver(HandOver {
+                        conn: name,
+                        sa,
+                        established,
+                    }));
                     self.done = true;
                     myself.stop(Some("handed over".into()));
                     return Ok(());
@@ -412,8 +432,8 @@ impl IkeState {
                 }
                 metrics::counter!("vpnd_ike_established_total").increment(1);
                 self.leave_half_open();
-                if let Some(k) = self.half_open_key.take() {
-                    self.ctx.half_open.remove(&k);
+                if let Some((spi_i, peer)) = self.half_open_key.take() {
+                    self.ctx.router.remove_half_open(spi_i, peer);
                 }
                 self.ctx.event(
                     Some(&conn),
@@ -425,7 +445,7 @@ impl IkeState {
                         proposal.describe()
                     ),
                 );
-                let _ = self.conn.send_message(ConnMsg::IkeUp {
+                let _ = self.parent.send_message(IkeReport::Up {
                     ike: myself.get_id(),
                     initial_contact,
                 });
@@ -481,7 +501,7 @@ impl IkeState {
                     sa: *child,
                     reqid,
                     lifetime,
-                    parent: myself.clone(),
+                    parent: myself.get_derived(),
                 };
                 match Actor::spawn_linked(None, ChildSaActor, args, myself.get_cell()).await {
                     Ok((child_ref, _)) => {
@@ -504,13 +524,13 @@ impl IkeState {
                             format!("CHILD SA '{name}' {what}: SPI in {spi_in:08x}, reqid {reqid}"),
                         );
                         if rekey_of.is_none() {
-                            let _ = self.conn.send_message(ConnMsg::ChildUp { child: name });
+                            let _ = self.parent.send_message(IkeReport::ChildUp { child: name });
                         }
                     }
                     Err(e) => {
                         let reason = format!("CHILD SA '{name}' could not be installed: {e}");
                         self.ctx.event(Some(&conn), "error", reason.clone());
-                        let _ = self.conn.send_message(ConnMsg::ChildFailed {
+                        let _ = self.parent.send_message(IkeReport::ChildFailed {
                             child: name,
                             reason,
                         });
@@ -526,7 +546,7 @@ impl IkeState {
             Event::ChildFailed { name, reason } => {
                 let reason = reason.to_string();
                 self.ctx.event(Some(&conn), "error", reason.clone());
-                let _ = self.conn.send_message(ConnMsg::ChildFailed {
+                let _ = self.parent.send_message(IkeReport::ChildFailed {
                     child: name,
                     reason,
                 });
@@ -573,7 +593,7 @@ impl IkeState {
                 for spi in [spi_i, spi_r] {
                     if let Some(i) = self.registered.iter().position(|s| *s == spi) {
                         self.registered.remove(i);
-                        self.ctx.spis.remove(&spi);
+                        self.ctx.router.remove_spi(spi);
                     }
                 }
             }
@@ -602,7 +622,7 @@ impl IkeState {
                     format!("IKE SA #{} with '{peer}' closed: {reason}", self.id),
                 );
                 self.finish();
-                let _ = self.conn.send_message(ConnMsg::IkeClosed {
+                let _ = self.parent.send_message(IkeReport::Closed {
                     ike: myself.get_id(),
                     reason: reason.to_string(),
                     timeout: matches!(reason, ike::sa::Reason::Timeout { .. }),
@@ -638,11 +658,11 @@ impl IkeState {
     ) -> Result<(), ActorProcessingErr> {
         let now = runtime::clock::now();
         match msg {
-            IkeMsg::Datagram {
+            IkeMsg::Datagram(Datagram {
                 local,
                 remote,
                 data,
-            } => {
+            }) => {
                 tracing::debug!(from = %remote, len = data.len(), "datagram");
                 if self.impair.stall || roll(self.impair.drop_inbound_pct) {
                     return Ok(());
@@ -684,7 +704,7 @@ impl IkeState {
                     None => {}
                 }
             }
-            IkeMsg::Command(cmd) => match cmd.cost() {
+            IkeMsg::Command(cmd) | IkeMsg::Child(ChildReport(cmd)) => match cmd.cost() {
                 Cost::Keys(work) => self.offload(myself, priority(work), move |sa| {
                     sa.handle_command(runtime::clock::now(), cmd)
                 }),
@@ -715,14 +735,19 @@ impl Actor for IkeSaActor {
     ) -> Result<IkeState, ActorProcessingErr> {
         args.ctx.ike_sas.fetch_add(1, Ordering::Relaxed);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("ike", conn = %args.spec.name, id);
+        // A half-open responder SA belongs to no connection yet.
+        let span = if matches!(args.start, IkeStart::Accept { .. }) {
+            tracing::info_span!("ike", conn = "%responder", id)
+        } else {
+            tracing::info_span!("ike", conn = %args.spec.name, id)
+        };
         let mut half_open_key = None;
         let mut half_open_counted = false;
         if let IkeStart::Accept { remote, data, .. } = &args.start {
             if let Ok(h) = Header::decode(data) {
                 args.ctx
-                    .half_open
-                    .insert((h.spi_i, *remote), myself.clone());
+                    .router
+                    .insert_half_open(h.spi_i, *remote, myself.get_derived());
                 half_open_key = Some((h.spi_i, *remote));
             }
         }
@@ -731,13 +756,15 @@ impl Actor for IkeSaActor {
             half_open_counted = true;
         }
         let initiated = matches!(args.start, IkeStart::Initiate { .. });
+        let neutral = matches!(args.start, IkeStart::Accept { .. });
         let _ = myself.send_message(IkeMsg::Start);
         Ok(IkeState {
             _alive: runtime::counters::AliveGuard::new(),
             ctx: args.ctx,
             spec: args.spec,
-            conn: args.conn,
+            parent: args.parent,
             start: Some(args.start),
+            neutral,
             sa: None,
             busy: true,
             work: None,
@@ -874,11 +901,16 @@ impl Actor for IkeSaActor {
                             }
                         }));
                     }
-                    IkeStart::Adopt(mut sa) => {
-                        // The accepting connection's timers are not ours.
+                    IkeStart::Adopt(HandOver {
+                        mut sa,
+                        established,
+                        ..
+                    }) => {
+                        // The accepting actor's timers are not ours.
                         sa.set_timers(runtime::clock::now(), timers(&st.spec));
                         st.sa = Some(sa);
                         st.busy = false;
+                        st.handle_event(&myself, established).await?;
                         st.after_step(&myself).await?;
                     }
                 }
@@ -903,7 +935,7 @@ impl Actor for IkeSaActor {
                         // Stateless answer or refusal: nothing to keep.
                         st.finish();
                         st.done = true;
-                        let _ = st.conn.send_message(ConnMsg::IkeClosed {
+                        let _ = st.parent.send_message(IkeReport::Closed {
                             ike: myself.get_id(),
                             reason: "IKE_SA_INIT refused".into(),
                             timeout: false,

@@ -9,6 +9,9 @@ pub mod connection;
 pub mod ctx;
 pub mod daemon;
 pub mod ike_sa;
+pub mod report;
+pub mod responders;
+pub mod router;
 pub mod socket;
 pub mod spec;
 pub mod status;
@@ -75,7 +78,7 @@ impl DaemonHandle {
         )
         .await
         .map_err(|e| format!("daemon: {e}"))?;
-        let readers = ctx.sockets.spawn_readers(ctx.clone());
+        let readers = ctx.sockets.spawn_readers(ctx.router.clone());
         let mut pressure = scheduler.subscribe_pressure();
         let ctx2 = ctx.clone();
         tokio::spawn(async move {

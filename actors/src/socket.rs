@@ -1,20 +1,17 @@
-//! UDP sockets on 500 and 4500 for every listen address, and the receive
-//! path: non-ESP marker on 4500 (RFC 3948 §2.2), SPI demultiplexing, the
-//! responder path for new IKE_SA_INIT requests, and counting of malformed
-//! datagrams (which are dropped, never a panic).
+//! UDP sockets on 500 and 4500 for every listen address and their receive
+//! tasks, which hand each datagram to the `router` (non-ESP marker on 4500,
+//! RFC 3948 §2.2; SPI demultiplexing; the responder path; malformed
+//! datagrams counted and dropped, never a panic).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, OnceLock, Weak};
 
-use ike::sa::{local_spi_of, Transmit};
-use ike::wire::{ExchangeType, Header};
+use ike::sa::Transmit;
+use kernel::Dataplane;
 use tokio::net::UdpSocket;
 
-use crate::ctx::{Ctx, CtxRef};
-use crate::daemon::DaemonMsg;
-use crate::ike_sa::IkeMsg;
-use kernel::Dataplane;
+use crate::router::ActorRouter;
 
 pub const IKE_PORT: u16 = 500;
 pub const NATT_PORT: u16 = 4500;
@@ -38,8 +35,8 @@ struct Bound {
 pub struct Sockets {
     bound: Vec<Bound>,
     /// Where a dataplane delivers IKE datagrams it read (set once the
-    /// daemon's context exists).
-    target: Arc<OnceLock<Weak<Ctx>>>,
+    /// daemon's router exists).
+    target: Arc<OnceLock<Weak<ActorRouter>>>,
 }
 
 impl Sockets {
@@ -54,7 +51,7 @@ impl Sockets {
         } else {
             listen.to_vec()
         };
-        let target: Arc<OnceLock<Weak<Ctx>>> = Arc::new(OnceLock::new());
+        let target: Arc<OnceLock<Weak<ActorRouter>>> = Arc::new(OnceLock::new());
         let mut bound = Vec::new();
         for ip in addrs {
             let ike = UdpSocket::bind(SocketAddr::new(ip, IKE_PORT))
@@ -72,8 +69,8 @@ impl Sockets {
             }
             let t = target.clone();
             let input: kernel::IkeInput = Arc::new(move |local, from, data: &[u8]| {
-                if let Some(ctx) = t.get().and_then(Weak::upgrade) {
-                    receive(&ctx, local, from, data, true);
+                if let Some(router) = t.get().and_then(Weak::upgrade) {
+                    router.route(local, from, data, true);
                 }
             });
             let taken = match natt.try_clone() {
@@ -136,8 +133,8 @@ impl Sockets {
 
     /// Start the receive tasks for the sockets the daemon reads itself. They
     /// end when the runtime shuts down.
-    pub fn spawn_readers(&self, ctx: CtxRef) -> Vec<tokio::task::JoinHandle<()>> {
-        let _ = self.target.set(Arc::downgrade(&ctx));
+    pub fn spawn_readers(&self, router: Arc<ActorRouter>) -> Vec<tokio::task::JoinHandle<()>> {
+        let _ = self.target.set(Arc::downgrade(&router));
         let mut tasks = Vec::new();
         for b in &self.bound {
             let mut socks = vec![(b.ike.clone(), false)];
@@ -145,7 +142,7 @@ impl Sockets {
                 socks.push((s.clone(), true));
             }
             for (sock, natt) in socks {
-                let ctx = ctx.clone();
+                let router = router.clone();
                 let ip = b.ip;
                 tasks.push(tokio::spawn(async move {
                     let port = if natt { NATT_PORT } else { IKE_PORT };
@@ -153,7 +150,9 @@ impl Sockets {
                     let mut buf = vec![0u8; 65536];
                     loop {
                         match sock.recv_from(&mut buf).await {
-                            Ok((n, from)) => receive(&ctx, local, from, &buf[..n], natt),
+                            Ok((n, from)) => {
+                                router.route(local, from, &buf[..n], natt);
+                            }
                             Err(e) => {
                                 tracing::debug!("recv on {local}: {e}");
                             }
@@ -163,69 +162,5 @@ impl Sockets {
             }
         }
         tasks
-    }
-}
-
-/// Route one received datagram. Never panics on any input.
-pub fn receive(ctx: &CtxRef, local: SocketAddr, from: SocketAddr, data: &[u8], natt: bool) {
-    let data = if natt {
-        if data == [0xff] {
-            return; // NAT keepalive (RFC 3948 §2.3)
-        }
-        match data.strip_prefix(&[0, 0, 0, 0]) {
-            Some(d) => d,
-            None => {
-                // ESP-in-UDP: the userspace dataplane takes these (later);
-                // with kernel dataplanes the kernel consumes them first.
-                if data.len() < 8 {
-                    ctx.malformed();
-                }
-                return;
-            }
-        }
-    } else {
-        data
-    };
-    let header = match Header::decode(data) {
-        Ok(h) => h,
-        Err(_) => {
-            ctx.malformed();
-            return;
-        }
-    };
-    if header.length as usize != data.len() {
-        ctx.malformed();
-        return;
-    }
-    let msg = IkeMsg::Datagram {
-        local,
-        remote: from,
-        data: data.to_vec(),
-    };
-    if let Some(spi) = local_spi_of(&header) {
-        match ctx.spis.get(&spi) {
-            Some(actor) => {
-                let _ = actor.send_message(msg);
-            }
-            None => {
-                tracing::debug!(spi = format_args!("{spi:016x}"), %from, "datagram for unknown IKE SA")
-            }
-        }
-        return;
-    }
-    if header.exchange != ExchangeType::IKE_SA_INIT || header.is_response() {
-        ctx.malformed();
-        return;
-    }
-    if let Some(actor) = ctx.half_open.get(&(header.spi_i, from)) {
-        let _ = actor.send_message(msg);
-        return;
-    }
-    if let Some(d) = ctx.daemon.get() {
-        let _ = d.send_message(DaemonMsg::Incoming {
-            local,
-            remote: from,
-            data: data.to_vec(),
-        });
     }
 }
