@@ -11,11 +11,18 @@ use std::time::Duration;
 use ike::config::PeerConfig;
 use runtime::retry::RetryPolicy;
 
+/// What the daemon does with a connection once it is loaded (`auto`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Auto {
+    /// Initiate at once.
     Start,
+    /// Install trap policies; initiate on the first matching packet.
     Route,
+    /// Load only: wait for the peer or `vpnctl up`.
     Add,
+    /// Validated but not loaded: `control` never hands such a connection
+    /// to the daemon.
+    Ignore,
 }
 
 impl Auto {
@@ -24,15 +31,27 @@ impl Auto {
             Auto::Start => "start",
             Auto::Route => "route",
             Auto::Add => "add",
+            Auto::Ignore => "ignore",
         }
     }
 }
 
+/// What happens when dead peer detection declares the peer gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DpdAction {
     Clear,
     Hold,
     Restart,
+}
+
+impl DpdAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DpdAction::Clear => "clear",
+            DpdAction::Hold => "hold",
+            DpdAction::Restart => "restart",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

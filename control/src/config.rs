@@ -22,6 +22,7 @@ use ike::proposal::ProposalSpec;
 use ike::wire::TrafficSelector;
 use toml::de::{DeTable, DeValue};
 
+pub use actors::{Auto, DpdAction};
 pub use duration::{format_duration, parse_duration};
 use reader::{entries, is_glob, join, parse_document, parse_ip, Ctx, Key, Source, Value};
 
@@ -137,42 +138,6 @@ impl Default for SchedulerConfig {
             max_concurrent: 4,
             max_half_open_per_peer: 4,
             rekey_jitter_pct: 10,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Auto {
-    Start,
-    Route,
-    Add,
-    Ignore,
-}
-
-impl Auto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Auto::Start => "start",
-            Auto::Route => "route",
-            Auto::Add => "add",
-            Auto::Ignore => "ignore",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DpdAction {
-    Clear,
-    Hold,
-    Restart,
-}
-
-impl DpdAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DpdAction::Clear => "clear",
-            DpdAction::Hold => "hold",
-            DpdAction::Restart => "restart",
         }
     }
 }

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actors::{Auto as SpecAuto, ConnSpec, DpdAction as SpecDpd};
+use actors::{Auto, ConnSpec};
 use runtime::retry::RetryPolicy;
 
-use crate::config::{Auto, Config, ConnectionConfig, DpdAction, RemoteAddr};
+use crate::config::{Config, ConnectionConfig, RemoteAddr};
 use crate::secrets::Secrets;
 
 /// The daemon's view of a connection; `None` for `auto = "ignore"`.
@@ -16,12 +16,9 @@ pub fn to_spec(
     secrets: &Secrets,
     jitter_pct: u32,
 ) -> Result<Option<ConnSpec>, String> {
-    let auto = match c.auto {
-        Auto::Ignore => return Ok(None),
-        Auto::Start => SpecAuto::Start,
-        Auto::Route => SpecAuto::Route,
-        Auto::Add => SpecAuto::Add,
-    };
+    if c.auto == Auto::Ignore {
+        return Ok(None);
+    }
     let peer = c.to_peer_config(secrets).map_err(|e| {
         format!(
             "{}:{}: connections.{}: {e}",
@@ -33,7 +30,7 @@ pub fn to_spec(
     Ok(Some(ConnSpec {
         name: c.name.clone(),
         peer: Arc::new(peer),
-        auto,
+        auto: c.auto,
         local_addrs: c.local_addrs.clone(),
         remote_addrs: c
             .remote_addrs
@@ -50,11 +47,7 @@ pub fn to_spec(
             jitter_pct,
         },
         dpd_delay: c.dpd_delay,
-        dpd_action: match c.dpd_action {
-            DpdAction::Clear => SpecDpd::Clear,
-            DpdAction::Hold => SpecDpd::Hold,
-            DpdAction::Restart => SpecDpd::Restart,
-        },
+        dpd_action: c.dpd_action,
         rekey_time: c.rekey_time,
         child_rekey: c
             .children
