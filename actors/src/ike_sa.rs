@@ -465,14 +465,11 @@ impl IkeState {
                 let reqid = self.ctx.reqid(&conn, &child.name);
                 let spi_in = child.spi_in;
                 let name = child.name.clone();
-                let rekey = self
-                    .spec
-                    .child_rekey
-                    .get(&name)
-                    .copied()
-                    .unwrap_or_default();
+                let spec = self.spec.clone();
+                let settings = spec.child(&name);
+                let rekey = settings.map(|c| c.rekey_time).unwrap_or_default();
                 let rekey_of = child.rekey_of;
-                let updown = self.spec.updown.get(&name).map(|script| {
+                let updown = settings.and_then(|c| c.updown.as_ref()).map(|script| {
                     let sa = self.sa.as_ref();
                     let id = |i: Option<&ike::wire::Identification>| {
                         i.map(display_identity).unwrap_or_default()
@@ -503,12 +500,7 @@ impl IkeState {
                         runtime::backoff::rand01(),
                     )
                 });
-                let mut lifetime = self
-                    .spec
-                    .child_lifetime
-                    .get(&name)
-                    .copied()
-                    .unwrap_or_default();
+                let mut lifetime = settings.map(|c| c.lifetime).unwrap_or_default();
                 if lifetime.hard_time.is_none() && !rekey.is_zero() {
                     lifetime.hard_time = Some(rekey + rekey / 10);
                 }

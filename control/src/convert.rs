@@ -1,10 +1,9 @@
 //! From configuration to what the daemon runs: `ConnectionConfig` →
 //! `actors::ConnSpec`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use actors::{Auto, ConnSpec};
+use actors::{Auto, ChildSpec, ConnSpec};
 use runtime::retry::RetryPolicy;
 
 use crate::config::{Config, ConnectionConfig, RemoteAddr};
@@ -49,28 +48,20 @@ pub fn to_spec(
         dpd_delay: c.dpd_delay,
         dpd_action: c.dpd_action,
         rekey_time: c.rekey_time,
-        child_rekey: c
+        children: c
             .children
             .iter()
-            .map(|ch| (ch.name.clone(), ch.rekey_time))
-            .collect(),
-        updown: c
-            .children
-            .iter()
-            .filter_map(|ch| ch.updown.clone().map(|u| (ch.name.clone(), u)))
-            .collect::<HashMap<_, _>>(),
-        child_lifetime: c
-            .children
-            .iter()
-            .map(|ch| {
-                let l = kernel::Lifetime {
+            .map(|ch| ChildSpec {
+                name: ch.name.clone(),
+                rekey_time: ch.rekey_time,
+                updown: ch.updown.clone(),
+                lifetime: kernel::Lifetime {
                     soft_bytes: ch.rekey_bytes,
                     hard_bytes: ch.life_bytes,
                     soft_packets: ch.rekey_packets,
                     hard_packets: ch.life_packets,
                     hard_time: ch.life_time,
-                };
-                (ch.name.clone(), l)
+                },
             })
             .collect(),
         jitter_pct,
