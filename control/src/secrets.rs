@@ -20,8 +20,8 @@ use ike::wire::Identification;
 use toml::de::DeValue;
 use zeroize::Zeroizing;
 
-use crate::config::reader::{entries, join, parse_document, Ctx, Source};
-use crate::config::{ConfigError, ConfigErrors};
+use crate::config::error::{sort_by_position, ConfigError, ConfigErrors};
+use crate::config::reader::{entries, join, parse_document, Ctx, Source, Value};
 
 /// The loaded pre-shared keys.
 #[derive(Clone, Default)]
@@ -104,7 +104,7 @@ impl Secrets {
         if errors.is_empty() {
             Ok((secrets, warnings))
         } else {
-            crate::config::sort_by_position(&mut errors);
+            sort_by_position(&mut errors);
             Err(ConfigErrors(errors))
         }
     }
@@ -250,7 +250,7 @@ fn read_secret_file(path: &Path, warnings: &mut Vec<String>) -> std::io::Result<
     Ok(text)
 }
 
-fn parse_entry(ctx: &mut Ctx<'_>, item: &crate::config::reader::Value<'_>) -> Option<PskEntry> {
+fn parse_entry(ctx: &mut Ctx<'_>, item: &Value<'_>) -> Option<PskEntry> {
     let t = ctx.table(item, "psk")?;
     let before = ctx.error_count();
     let mut ids = None;
