@@ -15,24 +15,42 @@ pub fn to_spec(
     secrets: &Secrets,
     jitter_pct: u32,
 ) -> Result<Option<ConnSpec>, String> {
-    if c.auto == Auto::Ignore {
+    // Every key of the table, so that a new one must be placed here.
+    let ConnectionConfig {
+        name,
+        local_addrs,
+        remote_addrs,
+        auto,
+        rekey_time,
+        dpd_delay,
+        dpd_action,
+        keyingtries,
+        retry_base,
+        retry_max,
+        children,
+        file,
+        line,
+        // In `peer`, from `to_peer_config`.
+        local_id: _,
+        remote_id: _,
+        auth: _,
+        proposals: _,
+        retransmit_timeout: _,
+        retransmit_tries: _,
+        encap: _,
+    } = c;
+    if *auto == Auto::Ignore {
         return Ok(None);
     }
-    let peer = c.to_peer_config(secrets).map_err(|e| {
-        format!(
-            "{}:{}: connections.{}: {e}",
-            c.file.display(),
-            c.line,
-            c.name
-        )
-    })?;
+    let peer = c
+        .to_peer_config(secrets)
+        .map_err(|e| format!("{}:{line}: connections.{name}: {e}", file.display()))?;
     Ok(Some(ConnSpec {
-        name: c.name.clone(),
+        name: name.clone(),
         peer: Arc::new(peer),
-        auto: c.auto,
-        local_addrs: c.local_addrs.clone(),
-        remote_addrs: c
-            .remote_addrs
+        auto: *auto,
+        local_addrs: local_addrs.clone(),
+        remote_addrs: remote_addrs
             .iter()
             .map(|r| match r {
                 RemoteAddr::Ip(a) => Some(*a),
@@ -40,16 +58,15 @@ pub fn to_spec(
             })
             .collect(),
         retry: RetryPolicy {
-            keyingtries: c.keyingtries,
-            retry_base: c.retry_base,
-            retry_max: c.retry_max,
+            keyingtries: *keyingtries,
+            retry_base: *retry_base,
+            retry_max: *retry_max,
             jitter_pct,
         },
-        dpd_delay: c.dpd_delay,
-        dpd_action: c.dpd_action,
-        rekey_time: c.rekey_time,
-        children: c
-            .children
+        dpd_delay: *dpd_delay,
+        dpd_action: *dpd_action,
+        rekey_time: *rekey_time,
+        children: children
             .iter()
             .map(|ch| ChildSpec {
                 name: ch.name.clone(),

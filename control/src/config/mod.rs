@@ -12,6 +12,7 @@ mod connection;
 mod daemon;
 mod duration;
 pub(crate) mod error;
+mod keys;
 pub(crate) mod reader;
 
 use std::collections::{HashMap, HashSet};
@@ -21,15 +22,15 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 pub use actors::{Auto, DpdAction};
-use connection::{parse_conn_fields, parse_connections, ConnFields};
-pub use connection::{
-    AuthMethod, ChildConfig, ConnectionConfig, RemoteAddr, RETRANSMIT_MAX_TIMEOUT,
-};
+use connection::{parse_conn_fields, parse_connections};
+pub use connection::{AuthMethod, ChildConfig, RemoteAddr, RETRANSMIT_MAX_TIMEOUT};
 use daemon::{parse_daemon, parse_scheduler};
 pub use daemon::{DaemonConfig, Dataplane, SchedulerConfig};
 pub use duration::{format_duration, parse_duration};
 use error::sort_by_position;
 pub use error::{ConfigError, ConfigErrors};
+use keys::ConnFields;
+pub use keys::{ConnectionConfig, SET_KEYS};
 use reader::{entries, is_glob, join, parse_document, Ctx, Source, Value};
 
 use crate::secrets::Secrets;
