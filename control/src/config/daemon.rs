@@ -18,7 +18,8 @@ pub struct DaemonConfig {
     /// Glob patterns as written, relative to the main file's directory.
     pub include: Vec<String>,
     /// Secrets files (or glob patterns), resolved relative to the main
-    /// file's directory; pass to [`Secrets::load`] on `rereadsecrets`.
+    /// file's directory; pass to
+    /// [`Secrets::load`](crate::secrets::Secrets::load) on `rereadsecrets`.
     pub secrets: Vec<PathBuf>,
     /// Prometheus endpoint.
     pub metrics: Option<SocketAddr>,

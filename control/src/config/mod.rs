@@ -1,5 +1,5 @@
 //! The daemon's configuration: the main TOML file, the files it includes and
-//! the secrets files it names (see "Configuration (TOML)" in the design).
+//! the secrets files it names (the README's "Configuration" shows them).
 //!
 //! Everything is validated at load time and every problem found is reported
 //! at once, each with its file, line, dotted key and reason; a [`Config`] is
@@ -7,6 +7,11 @@
 //! reload can diff them; that comparison ignores where a connection is
 //! written ([`ConnectionConfig::file`], [`ConnectionConfig::line`]), so
 //! editing a comment above a tunnel does not restart it.
+//!
+//! This file reads the files and their top level; `daemon.rs` reads
+//! `[daemon]` and `[scheduler]`, `connection.rs` `[connections.NAME]` and its
+//! children, `keys.rs` holds the table of connection keys, `reader.rs` typed
+//! access to TOML with positions, `error.rs` the errors.
 
 mod connection;
 mod daemon;
