@@ -95,7 +95,10 @@ impl Secrets {
                             secrets.load_file(&p, &mut warnings, &mut errors);
                         }
                     }
-                    Err(e) => errors.push(file_error(path, format!("invalid pattern: {}", e.msg))),
+                    Err(e) => errors.push(ConfigError::whole_file(
+                        path,
+                        format!("invalid pattern: {}", e.msg),
+                    )),
                 }
             } else {
                 secrets.load_file(path, &mut warnings, &mut errors);
@@ -118,7 +121,7 @@ impl Secrets {
         let text = match read_secret_file(path, warnings) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(file_error(path, format!("cannot read: {e}")));
+                errors.push(ConfigError::whole_file(path, format!("cannot read: {e}")));
                 return;
             }
         };
@@ -209,15 +212,6 @@ impl PskEntry {
             })
             .max()
             .unwrap_or(Match::None)
-    }
-}
-
-fn file_error(path: &Path, message: String) -> ConfigError {
-    ConfigError {
-        file: path.to_path_buf(),
-        line: None,
-        key: String::new(),
-        message,
     }
 }
 

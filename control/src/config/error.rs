@@ -16,6 +16,18 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// A problem with `file` as a whole (no line, no key).
+    pub(crate) fn whole_file(file: &Path, message: String) -> ConfigError {
+        ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            key: String::new(),
+            message,
+        }
+    }
+}
+
 /// `{file}:{line}: {key}: {message}`, leaving out `:{line}` when unknown and
 /// `{key}: ` when empty.
 impl fmt::Display for ConfigError {

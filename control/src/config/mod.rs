@@ -255,15 +255,8 @@ pub fn load_extra(main: &Config, file: &Path) -> Result<Vec<ConnectionConfig>, C
 const MAIN_KEYS: &[&str] = &["daemon", "scheduler", "defaults", "connections"];
 
 fn read_file(path: &Path) -> Result<String, ConfigErrors> {
-    std::fs::read_to_string(path).map_err(|e| {
-        ConfigError {
-            file: path.to_path_buf(),
-            line: None,
-            key: String::new(),
-            message: format!("cannot read: {e}"),
-        }
-        .into()
-    })
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::whole_file(path, format!("cannot read: {e}")).into())
 }
 
 fn base_dir(main: &Path) -> &Path {
