@@ -80,7 +80,7 @@ impl Actor for ChildSaActor {
             lifetime: a.lifetime,
         };
         a.ctx.dataplane.install_sa(&install)?;
-        // updown runs on up and down, never on rekey (design.md).
+        // updown runs on up and down, never on rekey: the tunnel stays up.
         if let (Some((script, ev)), None) = (&a.updown, c.rekey_of) {
             a.ctx.updown.run(
                 script.clone(),

@@ -367,7 +367,8 @@ impl Actor for ConnectionActor {
                 });
             }
             Auto::Route => st.install_traps(),
-            Auto::Add => {}
+            // `control` never hands over an `ignore` connection.
+            Auto::Add | Auto::Ignore => {}
         }
         Ok(st)
     }

@@ -170,9 +170,9 @@ fn timers(spec: &ConnSpec) -> Timers {
         dpd_delay: spec.dpd_delay,
         ike_rekey: spec.rekey_time,
         child_rekey: spec
-            .child_rekey
+            .children
             .iter()
-            .map(|(name, d)| (name.clone(), *d))
+            .map(|c| (c.name.clone(), c.rekey_time))
             .collect(),
         jitter_pct: spec.jitter_pct,
     }
@@ -454,14 +454,11 @@ impl IkeState {
                 let reqid = self.ctx.reqid(&conn, &child.name);
                 let spi_in = child.spi_in;
                 let name = child.name.clone();
-                let rekey = self
-                    .spec
-                    .child_rekey
-                    .get(&name)
-                    .copied()
-                    .unwrap_or_default();
+                let spec = self.spec.clone();
+                let settings = spec.child(&name);
+                let rekey = settings.map(|c| c.rekey_time).unwrap_or_default();
                 let rekey_of = child.rekey_of;
-                let updown = self.spec.updown.get(&name).map(|script| {
+                let updown = settings.and_then(|c| c.updown.as_ref()).map(|script| {
                     let sa = self.sa.as_ref();
                     let id = |i: Option<&ike::wire::Identification>| {
                         i.map(display_identity).unwrap_or_default()
@@ -485,12 +482,7 @@ impl IkeState {
                     };
                     (script.clone(), ev)
                 });
-                let mut lifetime = self
-                    .spec
-                    .child_lifetime
-                    .get(&name)
-                    .copied()
-                    .unwrap_or_default();
+                let mut lifetime = settings.map(|c| c.lifetime).unwrap_or_default();
                 if lifetime.hard_time.is_none() && !rekey.is_zero() {
                     lifetime.hard_time = Some(rekey + rekey / 10);
                 }

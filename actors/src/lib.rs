@@ -26,7 +26,7 @@ use runtime::scheduler::{SchedulerConfig, SchedulerHandle};
 use tokio::sync::broadcast;
 
 pub use daemon::{Api, ApiReply};
-pub use spec::{Auto, ConnSpec, DpdAction};
+pub use spec::{Auto, ChildSpec, ConnSpec, DpdAction};
 
 use crate::ctx::{Ctx, CtxRef};
 use crate::daemon::{DaemonActor, DaemonArgs, DaemonMsg};

@@ -2,7 +2,6 @@
 //! the actors apply (auto, retry, DPD, rekey, updown). Built by `control`
 //! from the configuration.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,11 +10,18 @@ use std::time::Duration;
 use ike::config::PeerConfig;
 use runtime::retry::RetryPolicy;
 
+/// What the daemon does with a connection once it is loaded (`auto`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Auto {
+    /// Initiate at once.
     Start,
+    /// Install trap policies; initiate on the first matching packet.
     Route,
+    /// Load only: wait for the peer or `vpnctl up`.
     Add,
+    /// Validated but not loaded: `control` never hands such a connection
+    /// to the daemon.
+    Ignore,
 }
 
 impl Auto {
@@ -24,15 +30,27 @@ impl Auto {
             Auto::Start => "start",
             Auto::Route => "route",
             Auto::Add => "add",
+            Auto::Ignore => "ignore",
         }
     }
 }
 
+/// What happens when dead peer detection declares the peer gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DpdAction {
     Clear,
     Hold,
     Restart,
+}
+
+impl DpdAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DpdAction::Clear => "clear",
+            DpdAction::Hold => "hold",
+            DpdAction::Restart => "restart",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -48,14 +66,23 @@ pub struct ConnSpec {
     pub dpd_action: DpdAction,
     /// IKE SA rekey interval (0 = never).
     pub rekey_time: Duration,
-    /// CHILD SA rekey interval per child name (0 = never).
-    pub child_rekey: HashMap<String, Duration>,
-    pub updown: HashMap<String, PathBuf>,
-    /// Dataplane lifetimes per child name (volume limits; the hard time
-    /// limit defaults to 110% of the rekey time, as in strongSwan).
-    pub child_lifetime: HashMap<String, kernel::Lifetime>,
+    /// The actors' settings of each child of `peer`, in the same order.
+    pub children: Vec<ChildSpec>,
     /// Rekey jitter, percent.
     pub jitter_pct: u32,
+}
+
+/// One child's settings beyond the `ike` view.
+#[derive(Clone, Debug)]
+pub struct ChildSpec {
+    pub name: String,
+    /// CHILD SA rekey interval (0 = never).
+    pub rekey_time: Duration,
+    /// Script run when the child comes up and goes down.
+    pub updown: Option<PathBuf>,
+    /// Dataplane lifetimes (volume limits; the hard time limit defaults to
+    /// 110% of the rekey time, as in strongSwan).
+    pub lifetime: kernel::Lifetime,
 }
 
 impl ConnSpec {
@@ -71,5 +98,10 @@ impl ConnSpec {
     /// The peer address we initiate to.
     pub fn initiate_to(&self) -> Option<IpAddr> {
         self.remote_addrs.iter().flatten().next().copied()
+    }
+
+    /// The settings of the child named `name`.
+    pub fn child(&self, name: &str) -> Option<&ChildSpec> {
+        self.children.iter().find(|c| c.name == name)
     }
 }

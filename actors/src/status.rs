@@ -1,5 +1,5 @@
-//! What `vpnctl status --json` and `vpnctl stats --json` print: the shapes
-//! are fixed by design.md.
+//! What `vpnctl status --json` and `vpnctl stats --json` print. These
+//! shapes are an interface: scripts and tests read them, so keep them stable.
 
 use serde::{Deserialize, Serialize};
 

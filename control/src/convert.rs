@@ -1,13 +1,12 @@
 //! From configuration to what the daemon runs: `ConnectionConfig` →
 //! `actors::ConnSpec`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use actors::{Auto as SpecAuto, ConnSpec, DpdAction as SpecDpd};
+use actors::{Auto, ChildSpec, ConnSpec};
 use runtime::retry::RetryPolicy;
 
-use crate::config::{Auto, Config, ConnectionConfig, DpdAction, RemoteAddr};
+use crate::config::{Config, ConnectionConfig, RemoteAddr};
 use crate::secrets::Secrets;
 
 /// The daemon's view of a connection; `None` for `auto = "ignore"`.
@@ -16,27 +15,42 @@ pub fn to_spec(
     secrets: &Secrets,
     jitter_pct: u32,
 ) -> Result<Option<ConnSpec>, String> {
-    let auto = match c.auto {
-        Auto::Ignore => return Ok(None),
-        Auto::Start => SpecAuto::Start,
-        Auto::Route => SpecAuto::Route,
-        Auto::Add => SpecAuto::Add,
-    };
-    let peer = c.to_peer_config(secrets).map_err(|e| {
-        format!(
-            "{}:{}: connections.{}: {e}",
-            c.file.display(),
-            c.line,
-            c.name
-        )
-    })?;
-    Ok(Some(ConnSpec {
-        name: c.name.clone(),
-        peer: Arc::new(peer),
+    // Every key of the table, so that a new one must be placed here.
+    let ConnectionConfig {
+        name,
+        local_addrs,
+        remote_addrs,
         auto,
-        local_addrs: c.local_addrs.clone(),
-        remote_addrs: c
-            .remote_addrs
+        rekey_time,
+        dpd_delay,
+        dpd_action,
+        keyingtries,
+        retry_base,
+        retry_max,
+        children,
+        file,
+        line,
+        // In `peer`, from `to_peer_config`.
+        local_id: _,
+        remote_id: _,
+        auth: _,
+        proposals: _,
+        retransmit_timeout: _,
+        retransmit_tries: _,
+        encap: _,
+    } = c;
+    if *auto == Auto::Ignore {
+        return Ok(None);
+    }
+    let peer = c
+        .to_peer_config(secrets)
+        .map_err(|e| format!("{}:{line}: connections.{name}: {e}", file.display()))?;
+    Ok(Some(ConnSpec {
+        name: name.clone(),
+        peer: Arc::new(peer),
+        auto: *auto,
+        local_addrs: local_addrs.clone(),
+        remote_addrs: remote_addrs
             .iter()
             .map(|r| match r {
                 RemoteAddr::Ip(a) => Some(*a),
@@ -44,40 +58,27 @@ pub fn to_spec(
             })
             .collect(),
         retry: RetryPolicy {
-            keyingtries: c.keyingtries,
-            retry_base: c.retry_base,
-            retry_max: c.retry_max,
+            keyingtries: *keyingtries,
+            retry_base: *retry_base,
+            retry_max: *retry_max,
             jitter_pct,
         },
-        dpd_delay: c.dpd_delay,
-        dpd_action: match c.dpd_action {
-            DpdAction::Clear => SpecDpd::Clear,
-            DpdAction::Hold => SpecDpd::Hold,
-            DpdAction::Restart => SpecDpd::Restart,
-        },
-        rekey_time: c.rekey_time,
-        child_rekey: c
-            .children
+        dpd_delay: *dpd_delay,
+        dpd_action: *dpd_action,
+        rekey_time: *rekey_time,
+        children: children
             .iter()
-            .map(|ch| (ch.name.clone(), ch.rekey_time))
-            .collect(),
-        updown: c
-            .children
-            .iter()
-            .filter_map(|ch| ch.updown.clone().map(|u| (ch.name.clone(), u)))
-            .collect::<HashMap<_, _>>(),
-        child_lifetime: c
-            .children
-            .iter()
-            .map(|ch| {
-                let l = kernel::Lifetime {
+            .map(|ch| ChildSpec {
+                name: ch.name.clone(),
+                rekey_time: ch.rekey_time,
+                updown: ch.updown.clone(),
+                lifetime: kernel::Lifetime {
                     soft_bytes: ch.rekey_bytes,
                     hard_bytes: ch.life_bytes,
                     soft_packets: ch.rekey_packets,
                     hard_packets: ch.life_packets,
                     hard_time: ch.life_time,
-                };
-                (ch.name.clone(), l)
+                },
             })
             .collect(),
         jitter_pct,

@@ -1,4 +1,7 @@
-//! Configuration, control-socket protocol and the `vpnd` / `vpnctl` binaries. Filled in by the daemon issue.
+//! The control side of vpnd: the configuration and secrets files
+//! ([`config`], [`secrets`]), their lowering into what the actors run
+//! ([`convert`]), the control socket's protocol and server ([`protocol`],
+//! [`server`]), and the `vpnd` and `vpnctl` binaries (`src/bin`).
 pub mod config;
 pub mod convert;
 pub mod protocol;

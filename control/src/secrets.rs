@@ -20,8 +20,8 @@ use ike::wire::Identification;
 use toml::de::DeValue;
 use zeroize::Zeroizing;
 
-use crate::config::reader::{entries, join, parse_document, Ctx, Source};
-use crate::config::{ConfigError, ConfigErrors};
+use crate::config::error::{sort_by_position, ConfigError, ConfigErrors};
+use crate::config::reader::{entries, join, parse_document, Ctx, Source, Value};
 
 /// The loaded pre-shared keys.
 #[derive(Clone, Default)]
@@ -95,7 +95,10 @@ impl Secrets {
                             secrets.load_file(&p, &mut warnings, &mut errors);
                         }
                     }
-                    Err(e) => errors.push(file_error(path, format!("invalid pattern: {}", e.msg))),
+                    Err(e) => errors.push(ConfigError::whole_file(
+                        path,
+                        format!("invalid pattern: {}", e.msg),
+                    )),
                 }
             } else {
                 secrets.load_file(path, &mut warnings, &mut errors);
@@ -104,7 +107,7 @@ impl Secrets {
         if errors.is_empty() {
             Ok((secrets, warnings))
         } else {
-            crate::config::sort_by_position(&mut errors);
+            sort_by_position(&mut errors);
             Err(ConfigErrors(errors))
         }
     }
@@ -118,7 +121,7 @@ impl Secrets {
         let text = match read_secret_file(path, warnings) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(file_error(path, format!("cannot read: {e}")));
+                errors.push(ConfigError::whole_file(path, format!("cannot read: {e}")));
                 return;
             }
         };
@@ -212,15 +215,6 @@ impl PskEntry {
     }
 }
 
-fn file_error(path: &Path, message: String) -> ConfigError {
-    ConfigError {
-        file: path.to_path_buf(),
-        line: None,
-        key: String::new(),
-        message,
-    }
-}
-
 /// Reads a secrets file into zeroized memory (sized up front so the buffer
 /// is not reallocated), warning when group or others may read it.
 fn read_secret_file(path: &Path, warnings: &mut Vec<String>) -> std::io::Result<Zeroizing<String>> {
@@ -250,7 +244,7 @@ fn read_secret_file(path: &Path, warnings: &mut Vec<String>) -> std::io::Result<
     Ok(text)
 }
 
-fn parse_entry(ctx: &mut Ctx<'_>, item: &crate::config::reader::Value<'_>) -> Option<PskEntry> {
+fn parse_entry(ctx: &mut Ctx<'_>, item: &Value<'_>) -> Option<PskEntry> {
     let t = ctx.table(item, "psk")?;
     let before = ctx.error_count();
     let mut ids = None;

@@ -32,43 +32,12 @@ struct Loaded {
 }
 
 /// The keys `vpnctl set` accepts.
-pub const SET_KEYS: [&str; 6] = [
-    "keyingtries",
-    "retry_base",
-    "retry_max",
-    "retransmit_timeout",
-    "retransmit_tries",
-    "dpd_delay",
-];
-
-/// Apply one `set` override to a connection (validated).
-fn apply_override(c: &mut ConnectionConfig, key: &str, value: &str) -> Result<(), String> {
-    let dur = |v: &str| config::parse_duration(v).map_err(|e| format!("{key}: {e}"));
-    let num = |v: &str| {
-        v.parse::<u32>()
-            .map_err(|_| format!("{key}: '{v}' is not a whole number"))
-    };
-    match key {
-        "keyingtries" => c.keyingtries = num(value)?,
-        "retry_base" => c.retry_base = dur(value)?,
-        "retry_max" => c.retry_max = dur(value)?,
-        "retransmit_timeout" => c.retransmit_timeout = dur(value)?,
-        "retransmit_tries" => c.retransmit_tries = num(value)?,
-        "dpd_delay" => c.dpd_delay = dur(value)?,
-        other => {
-            return Err(format!(
-                "unknown setting '{other}': expected one of {}",
-                SET_KEYS.join(", ")
-            ))
-        }
-    }
-    Ok(())
-}
+pub use crate::config::SET_KEYS;
 
 /// Apply `set` overrides in order, then check what spans several keys.
 fn apply_overrides(c: &mut ConnectionConfig, pairs: &[(String, String)]) -> Result<(), String> {
     for (k, v) in pairs {
-        apply_override(c, k, v)?;
+        c.set(k, v)?;
     }
     if c.retransmit_timeout.is_zero() {
         return Err("retransmit_timeout must be greater than 0".into());
@@ -81,34 +50,6 @@ fn apply_overrides(c: &mut ConnectionConfig, pairs: &[(String, String)]) -> Resu
         ));
     }
     Ok(())
-}
-
-/// What differs between two versions of a connection, for reload plans.
-fn changed_fields(a: &ConnectionConfig, b: &ConnectionConfig) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    macro_rules! cmp {
-        ($($f:ident),*) => { $( if a.$f != b.$f { v.push(stringify!($f)); } )* };
-    }
-    cmp!(
-        local_addrs,
-        remote_addrs,
-        local_id,
-        remote_id,
-        auth,
-        proposals,
-        auto,
-        rekey_time,
-        dpd_delay,
-        dpd_action,
-        retransmit_timeout,
-        retransmit_tries,
-        keyingtries,
-        retry_base,
-        retry_max,
-        encap,
-        children
-    );
-    v
 }
 
 const API_TIMEOUT: Duration = Duration::from_secs(330);
@@ -469,6 +410,8 @@ impl Server {
         enum Step {
             Add(Box<actors::ConnSpec>),
             Replace(Box<actors::ConnSpec>),
+            /// The running connection takes its new settings, as on `set`.
+            Update(Box<actors::ConnSpec>),
             Delete(String),
         }
         let loaded = self.names().await;
@@ -493,11 +436,19 @@ impl Server {
                     plan.push((c.name.clone(), Step::Delete(c.name.clone())));
                 }
                 (_, None) => unchanged += 1,
+                (Some(o), Some(spec)) if running && !o.replaced_by(c) => {
+                    lines.push(format!(
+                        "update {}: changed {}",
+                        c.name,
+                        o.changed_keys(c).join(", ")
+                    ));
+                    plan.push((c.name.clone(), Step::Update(Box::new(spec))));
+                }
                 (Some(o), Some(spec)) if running => {
                     lines.push(format!(
                         "replace {}: changed {}",
                         c.name,
-                        changed_fields(o, c).join(", ")
+                        o.changed_keys(c).join(", ")
                     ));
                     plan.push((c.name.clone(), Step::Replace(Box::new(spec))));
                 }
@@ -534,6 +485,7 @@ impl Server {
             let r = match step {
                 Step::Add(s) => self.api(Api::Add(s)).await,
                 Step::Replace(s) => self.api(Api::Replace(s)).await,
+                Step::Update(s) => self.api(Api::Set(s)).await,
                 Step::Delete(n) => {
                     st.overrides.remove(&n);
                     self.api(Api::Delete(n)).await

@@ -1,4 +1,4 @@
-//! The configuration layer: the design's example, inheritance, durations,
+//! The configuration layer: a full example, inheritance, durations,
 //! includes, secrets and every class of error with its exact text.
 
 use std::path::{Path, PathBuf};

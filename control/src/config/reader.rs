@@ -11,7 +11,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::duration::parse_duration;
-use super::ConfigError;
+use super::error::ConfigError;
 
 pub(crate) type Key<'i> = Spanned<Cow<'i, str>>;
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;

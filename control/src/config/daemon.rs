@@ -1,0 +1,322 @@
+//! `[daemon]` and `[scheduler]`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+
+use super::reader::{entries, join, parse_ip, Ctx, Value};
+
+/// `[daemon]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// IKE addresses (UDP 500 and 4500); empty = all.
+    pub listen: Vec<IpAddr>,
+    pub dataplane: Dataplane,
+    /// Glob patterns as written, relative to the main file's directory.
+    pub include: Vec<String>,
+    /// Secrets files (or glob patterns), resolved relative to the main
+    /// file's directory; pass to
+    /// [`Secrets::load`](crate::secrets::Secrets::load) on `rereadsecrets`.
+    pub secrets: Vec<PathBuf>,
+    /// Prometheus endpoint.
+    pub metrics: Option<SocketAddr>,
+    /// Group that may use the control socket (mode 0660 instead of 0600).
+    pub socket_group: Option<String>,
+    /// Userspace dataplane: the TUN device's name.
+    pub tun: String,
+    /// Userspace dataplane: worker threads (0 = one per CPU).
+    pub workers: u32,
+    /// NAT keepalive interval for UDP-encapsulated SAs (0 = off).
+    pub keep_alive: Duration,
+    /// Userspace dataplane: routing table of the routes into the TUN device.
+    pub route_table: u32,
+    /// Userspace dataplane: firewall mark of the daemon's own IKE and
+    /// ESP-in-UDP packets, which bypass `route_table`.
+    pub fwmark: u32,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            listen: Vec::new(),
+            dataplane: Dataplane::Auto,
+            include: Vec::new(),
+            secrets: Vec::new(),
+            metrics: None,
+            tun: "vpnd0".to_string(),
+            workers: 0,
+            keep_alive: Duration::from_secs(20),
+            socket_group: None,
+            route_table: 220,
+            fwmark: 0x220,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dataplane {
+    Auto,
+    Xfrm,
+    Userspace,
+    None,
+}
+
+impl Dataplane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dataplane::Auto => "auto",
+            Dataplane::Xfrm => "xfrm",
+            Dataplane::Userspace => "userspace",
+            Dataplane::None => "none",
+        }
+    }
+}
+
+/// `[scheduler]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// DH + key derivations started per second.
+    pub key_computations_per_sec: u32,
+    pub max_concurrent: u32,
+    /// Pacing towards one peer address.
+    pub max_half_open_per_peer: u32,
+    /// `rekey_jitter = "10%"`: rekey times are shortened by up to this much.
+    pub rekey_jitter_pct: u32,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            key_computations_per_sec: 1000,
+            max_concurrent: 4,
+            max_half_open_per_peer: 4,
+            rekey_jitter_pct: 10,
+        }
+    }
+}
+
+const DAEMON_KEYS: &[&str] = &[
+    "listen",
+    "dataplane",
+    "include",
+    "secrets",
+    "metrics",
+    "socket_group",
+    "tun",
+    "workers",
+    "keep_alive",
+    "route_table",
+    "fwmark",
+];
+
+const SCHEDULER_KEYS: &[&str] = &[
+    "key_computations_per_sec",
+    "max_concurrent",
+    "max_half_open_per_peer",
+    "rekey_jitter",
+];
+
+const DATAPLANES: &[(&str, Dataplane)] = &[
+    ("auto", Dataplane::Auto),
+    ("xfrm", Dataplane::Xfrm),
+    ("userspace", Dataplane::Userspace),
+    ("none", Dataplane::None),
+];
+
+pub(super) fn parse_daemon(
+    ctx: &mut Ctx<'_>,
+    t: &DeTable<'_>,
+    base: &Path,
+    out: &mut DaemonConfig,
+    includes: &mut Vec<(String, Range<usize>)>,
+    secret_spans: &mut Vec<Range<usize>>,
+) {
+    for (k, v) in entries(t) {
+        let key = join("daemon", k.get_ref());
+        match k.get_ref().as_ref() {
+            "listen" => {
+                if let Some(l) = ctx.list(v, &key, true, parse_ip) {
+                    out.listen = l;
+                }
+            }
+            "dataplane" => {
+                if let Some(d) = ctx.choice(v, &key, DATAPLANES) {
+                    out.dataplane = d;
+                }
+            }
+            "include" => {
+                if let Some(l) = ctx.strings(v, &key) {
+                    for (s, span) in l {
+                        if s.trim().is_empty() {
+                            ctx.err(span, &key, "must not be empty");
+                            continue;
+                        }
+                        out.include.push(s.to_string());
+                        includes.push((s.to_string(), span));
+                    }
+                }
+            }
+            "secrets" => {
+                if let Some(l) = ctx.strings(v, &key) {
+                    for (s, span) in l {
+                        if s.trim().is_empty() {
+                            ctx.err(span, &key, "must not be empty");
+                            continue;
+                        }
+                        out.secrets.push(base.join(s));
+                        secret_spans.push(span);
+                    }
+                }
+            }
+            "metrics" => {
+                if let Some(s) = ctx.string(v, &key) {
+                    match s.parse::<SocketAddr>() {
+                        Ok(a) => out.metrics = Some(a),
+                        Err(_) => ctx.err(
+                            v.span(),
+                            &key,
+                            format!(
+                                "invalid address '{s}': expected IP:port, e.g. \"127.0.0.1:9469\""
+                            ),
+                        ),
+                    }
+                }
+            }
+            "socket_group" => {
+                if let Some(s) = ctx.string(v, &key) {
+                    if s.is_empty() {
+                        ctx.err(v.span(), &key, "must not be empty");
+                    } else {
+                        out.socket_group = Some(s.to_string());
+                    }
+                }
+            }
+            "tun" => {
+                if let Some(s) = ctx.string(v, &key) {
+                    if s.is_empty()
+                        || s.len() > 15
+                        || !s
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    {
+                        ctx.err(
+                            v.span(),
+                            &key,
+                            format!("invalid interface name '{s}': 1 to 15 letters, digits, '-', '_' or '.'"),
+                        );
+                    } else {
+                        out.tun = s.to_string();
+                    }
+                }
+            }
+            "workers" => {
+                if let Some(n) = ctx.uint(v, &key) {
+                    if n > 64 {
+                        ctx.err(v.span(), &key, format!("invalid value {n}: at most 64"));
+                    } else {
+                        out.workers = n;
+                    }
+                }
+            }
+            "keep_alive" => {
+                if let Some(d) = ctx.duration(v, &key) {
+                    out.keep_alive = d;
+                }
+            }
+            "route_table" => {
+                if let Some(n) = ctx.ulong(v, &key) {
+                    match u32::try_from(n) {
+                        Ok(0) | Err(_) => ctx.err(
+                            v.span(),
+                            &key,
+                            format!("invalid value {n}: a routing table is 1 to 4294967295"),
+                        ),
+                        Ok(253..=255) => ctx.err(
+                            v.span(),
+                            &key,
+                            format!(
+                                "invalid value {n}: tables 253, 254 and 255 are the system's default, main and local"
+                            ),
+                        ),
+                        Ok(t) => out.route_table = t,
+                    }
+                }
+            }
+            "fwmark" => {
+                if let Some(n) = ctx.ulong(v, &key) {
+                    match u32::try_from(n) {
+                        Ok(0) | Err(_) => ctx.err(
+                            v.span(),
+                            &key,
+                            format!(
+                                "invalid value {n}: a firewall mark is 1 to 0xffffffff (0 is every unmarked packet)"
+                            ),
+                        ),
+                        Ok(m) => out.fwmark = m,
+                    }
+                }
+            }
+            _ => ctx.unknown_key(k, &key, DAEMON_KEYS),
+        }
+    }
+}
+
+pub(super) fn parse_scheduler(ctx: &mut Ctx<'_>, t: &DeTable<'_>, out: &mut SchedulerConfig) {
+    for (k, v) in entries(t) {
+        let key = join("scheduler", k.get_ref());
+        let positive = |ctx: &mut Ctx<'_>, slot: &mut u32| {
+            if let Some(n) = ctx.uint(v, &key) {
+                if n == 0 {
+                    ctx.err(v.span(), &key, "invalid value 0: must be at least 1");
+                } else {
+                    *slot = n;
+                }
+            }
+        };
+        match k.get_ref().as_ref() {
+            "key_computations_per_sec" => positive(ctx, &mut out.key_computations_per_sec),
+            "max_concurrent" => positive(ctx, &mut out.max_concurrent),
+            "max_half_open_per_peer" => positive(ctx, &mut out.max_half_open_per_peer),
+            "rekey_jitter" => {
+                if let Some(p) = percentage(ctx, v, &key) {
+                    out.rekey_jitter_pct = p;
+                }
+            }
+            _ => ctx.unknown_key(k, &key, SCHEDULER_KEYS),
+        }
+    }
+}
+
+/// "10%" (or a bare integer), 0 to 100.
+fn percentage(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<u32> {
+    let n = match v.get_ref() {
+        DeValue::Integer(_) => ctx.uint(v, key)?,
+        DeValue::String(s) => match s.trim().trim_end_matches('%').trim().parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                ctx.err(
+                    v.span(),
+                    key,
+                    format!("invalid value '{s}': expected a percentage such as \"10%\""),
+                );
+                return None;
+            }
+        },
+        _ => {
+            ctx.string(v, key);
+            return None;
+        }
+    };
+    if n > 100 {
+        ctx.err(
+            v.span(),
+            key,
+            format!("invalid value {n}%: must be between 0% and 100%"),
+        );
+        return None;
+    }
+    Some(n)
+}
