@@ -81,7 +81,9 @@ impl Ctx {
     pub fn event(&self, conn: Option<&str>, kind: &str, message: String) {
         tracing::info!(conn = conn.unwrap_or("-"), kind, "{message}");
         let _ = self.monitor.send(MonitorEvent {
-            t: self.started.elapsed().as_secs_f64(),
+            t: runtime::clock::now()
+                .saturating_duration_since(self.started)
+                .as_secs_f64(),
             conn: conn.map(str::to_string),
             kind: kind.to_string(),
             message,

@@ -9,6 +9,7 @@ pub mod connection;
 pub mod ctx;
 pub mod daemon;
 pub mod ike_sa;
+pub mod memnet;
 pub mod report;
 pub mod responders;
 pub mod router;
@@ -59,9 +60,22 @@ impl DaemonHandle {
         let sockets = Sockets::bind(&settings.listen, &settings.dataplane)
             .await
             .map_err(|e| e.to_string())?;
+        Self::start_on(settings, conns, sockets).await
+    }
+
+    /// `start` on sockets of the caller's (an in-memory network in tests,
+    /// `Sockets::memory`: then key computations run inline too, so tokio's
+    /// paused clock sees all the work).
+    pub async fn start_on(
+        settings: DaemonSettings,
+        conns: Vec<ConnSpec>,
+        sockets: Sockets,
+    ) -> Result<DaemonHandle, String> {
+        let in_memory = sockets.is_memory();
         let (scheduler, _) = SchedulerHandle::spawn(settings.scheduler, None)
             .await
             .map_err(|e| format!("scheduler: {e}"))?;
+        scheduler.set_inline(in_memory);
         let ctx = Arc::new(Ctx::new(
             settings.dataplane,
             scheduler.clone(),
@@ -69,7 +83,9 @@ impl DaemonHandle {
             settings.impair,
         ));
         let (actor, join) = Actor::spawn(
-            Some("vpnd".into()),
+            // Registered by name once per process; daemons on an in-memory
+            // network share one process.
+            (!in_memory).then(|| "vpnd".to_string()),
             DaemonActor,
             DaemonArgs {
                 ctx: ctx.clone(),

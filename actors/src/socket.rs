@@ -11,6 +11,7 @@ use ike::sa::Transmit;
 use kernel::Dataplane;
 use tokio::net::UdpSocket;
 
+use crate::memnet::MemoryNet;
 use crate::router::ActorRouter;
 
 pub const IKE_PORT: u16 = 500;
@@ -31,9 +32,10 @@ struct Bound {
     natt: Natt,
 }
 
-/// The daemon's IKE sockets.
+/// The daemon's IKE sockets, or its link to an in-memory network (tests).
 pub struct Sockets {
     bound: Vec<Bound>,
+    memory: Option<(Arc<MemoryNet>, Vec<IpAddr>)>,
     /// Where a dataplane delivers IKE datagrams it read (set once the
     /// daemon's router exists).
     target: Arc<OnceLock<Weak<ActorRouter>>>,
@@ -91,11 +93,33 @@ impl Sockets {
                 natt,
             });
         }
-        Ok(Sockets { bound, target })
+        Ok(Sockets {
+            bound,
+            target,
+            memory: None,
+        })
+    }
+
+    /// No sockets: datagrams travel over `net`, from and to `addrs`. For
+    /// in-process tests of whole daemons.
+    pub fn memory(net: Arc<MemoryNet>, addrs: Vec<IpAddr>) -> Sockets {
+        Sockets {
+            bound: Vec::new(),
+            target: Arc::new(OnceLock::new()),
+            memory: Some((net, addrs)),
+        }
+    }
+
+    /// Over an in-memory network (`Sockets::memory`).
+    pub fn is_memory(&self) -> bool {
+        self.memory.is_some()
     }
 
     /// The addresses we listen on (for picking a source address).
     pub fn addrs(&self) -> Vec<IpAddr> {
+        if let Some((_, addrs)) = &self.memory {
+            return addrs.clone();
+        }
         self.bound.iter().map(|b| b.ip).collect()
     }
 
@@ -109,6 +133,10 @@ impl Sockets {
 
     /// Send one IKE datagram (with the non-ESP marker when on 4500).
     pub async fn send(&self, t: &Transmit) {
+        if let Some((net, _)) = &self.memory {
+            net.deliver(t);
+            return;
+        }
         let Some(b) = self.pick(t.local.ip()) else {
             tracing::warn!(local = %t.local, "no socket bound for this local address");
             return;
@@ -135,6 +163,11 @@ impl Sockets {
     /// end when the runtime shuts down.
     pub fn spawn_readers(&self, router: Arc<ActorRouter>) -> Vec<tokio::task::JoinHandle<()>> {
         let _ = self.target.set(Arc::downgrade(&router));
+        if let Some((net, addrs)) = &self.memory {
+            for ip in addrs {
+                net.attach(*ip, &router);
+            }
+        }
         let mut tasks = Vec::new();
         for b in &self.bound {
             let mut socks = vec![(b.ike.clone(), false)];

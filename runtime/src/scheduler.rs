@@ -168,6 +168,8 @@ struct Shared {
     actor: RwLock<ActorRef<SchedulerMsg>>,
     cfg: RwLock<SchedulerConfig>,
     pressure: broadcast::Sender<SchedulerStats>,
+    /// Run computations on the caller's task (see `set_inline`).
+    inline: std::sync::atomic::AtomicBool,
 }
 
 /// Cheap-to-clone handle to the scheduler actor.
@@ -242,6 +244,7 @@ impl SchedulerHandle {
                 actor: RwLock::new(actor),
                 cfg: RwLock::new(cfg),
                 pressure,
+                inline: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         Ok((handle, join))
@@ -320,6 +323,14 @@ impl SchedulerHandle {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> T {
         let permit = self.permit(priority).await;
+        if self
+            .shared
+            .inline
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let _permit = permit;
+            return f();
+        }
         let job = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             f()
@@ -329,6 +340,17 @@ impl SchedulerHandle {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => panic!("key computation did not complete: {e}"),
         }
+    }
+
+    /// Run key computations on the calling task, still under a permit,
+    /// instead of the blocking pool. For tests on tokio's paused clock:
+    /// tokio cannot see work on the blocking pool and would move the clock
+    /// past it, firing retransmissions and timeouts that never happen on a
+    /// real clock.
+    pub fn set_inline(&self, inline: bool) {
+        self.shared
+            .inline
+            .store(inline, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Half-open pacing: wait until fewer than `max_half_open_per_peer` IKE

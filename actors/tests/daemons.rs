@@ -1,0 +1,354 @@
+//! Whole daemons in one process on tokio's paused clock: two actor trees
+//! joined by an in-memory network (`actors::memnet`), the `none`
+//! dataplane, no root, no sockets. Establishing, `kill` in each state, a
+//! panicking IKE SA actor and the retry backoff are checked on simulated
+//! time, so a test of minutes takes milliseconds.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::memnet::MemoryNet;
+use actors::socket::Sockets;
+use actors::spec::ChildSpec;
+use actors::status::{ConnStatus, StatsReport};
+use actors::{Api, ApiReply, Auto, ConnSpec, DaemonHandle, DaemonSettings, DpdAction};
+use kernel::none::NoneDataplane;
+use runtime::retry::RetryPolicy;
+use runtime::scheduler::SchedulerConfig;
+
+const A: &str = "198.18.0.1";
+const B: &str = "198.18.0.2";
+const T: Duration = Duration::from_secs(5);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address")
+}
+
+/// Connection `name` from `me` to `peer`; the initiator side ("a") and the
+/// responder side ("b") mirror each other's identities and selectors.
+fn spec(name: &str, me: &str, peer: &str, initiator: bool, auto: Auto) -> ConnSpec {
+    let (lid, rid) = if initiator {
+        (format!("{name}.a.test"), format!("{name}.b.test"))
+    } else {
+        (format!("{name}.b.test"), format!("{name}.a.test"))
+    };
+    let mut peer_cfg = ike::testing::test_config(name, &lid, &rid, "in-memory-psk", initiator);
+    peer_cfg.retransmit.tries = 3;
+    ConnSpec {
+        name: name.into(),
+        peer: Arc::new(peer_cfg),
+        auto,
+        local_addrs: vec![ip(me)],
+        remote_addrs: vec![Some(ip(peer))],
+        retry: RetryPolicy {
+            keyingtries: 3,
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            jitter_pct: 0,
+        },
+        dpd_delay: Duration::ZERO,
+        dpd_action: DpdAction::Clear,
+        rekey_time: Duration::ZERO,
+        children: vec![ChildSpec {
+            name: "net".into(),
+            rekey_time: Duration::ZERO,
+            updown: None,
+            lifetime: kernel::Lifetime::default(),
+        }],
+        jitter_pct: 0,
+    }
+}
+
+async fn daemon(net: &Arc<MemoryNet>, me: &str, conns: Vec<ConnSpec>) -> DaemonHandle {
+    let settings = DaemonSettings {
+        listen: vec![ip(me)],
+        dataplane: Arc::new(NoneDataplane::new()),
+        scheduler: SchedulerConfig::default(),
+        impair: true,
+    };
+    DaemonHandle::start_on(settings, conns, Sockets::memory(net.clone(), vec![ip(me)]))
+        .await
+        .expect("daemon starts")
+}
+
+async fn conn(d: &DaemonHandle, name: &str) -> ConnStatus {
+    match d.api(Api::Status(Some(name.into())), T).await {
+        ApiReply::Status(mut s) => s.connections.remove(0),
+        other => panic!("status of {name}: {other:?}"),
+    }
+}
+
+async fn stats(d: &DaemonHandle) -> StatsReport {
+    match d.api(Api::Stats, T).await {
+        ApiReply::Stats(s) => *s,
+        other => panic!("stats: {other:?}"),
+    }
+}
+
+async fn installed(d: &DaemonHandle, name: &str) -> usize {
+    conn(d, name)
+        .await
+        .ike_sas
+        .iter()
+        .flat_map(|i| &i.child_sas)
+        .filter(|c| c.state == "installed")
+        .count()
+}
+
+/// Let simulated time pass (the daemons' timers fire as they fall due).
+async fn pass(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+async fn up(d: &DaemonHandle, name: &str) -> ApiReply {
+    d.api(
+        Api::Up {
+            conn: name.into(),
+            child: None,
+            wait: true,
+        },
+        Duration::from_secs(120),
+    )
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_daemons_establish_and_one_kill_leaves_nothing_on_either_side() {
+    let net = MemoryNet::new();
+    let b = daemon(
+        &net,
+        B,
+        vec![
+            spec("c0", B, A, false, Auto::Add),
+            spec("c1", B, A, false, Auto::Add),
+        ],
+    )
+    .await;
+    let a = daemon(
+        &net,
+        A,
+        vec![
+            spec("c0", A, B, true, Auto::Add),
+            spec("c1", A, B, true, Auto::Add),
+        ],
+    )
+    .await;
+    for c in ["c0", "c1"] {
+        let r = up(&a, c).await;
+        assert!(matches!(&r, ApiReply::Ok(_)), "{c}: {r:?}");
+        assert_eq!(installed(&a, c).await, 1, "{c} on a");
+        // The responder side's SA lives under its own connection, each
+        // under the one it authenticated as (c1 is not the first
+        // candidate on this address pair).
+        assert_eq!(installed(&b, c).await, 1, "{c} on b");
+    }
+    let r = a.api(Api::Kill("c0".into()), T).await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    assert!(conn(&a, "c0").await.ike_sas.is_empty());
+    pass(Duration::from_millis(100)).await;
+    // The best-effort DELETE reached b: its c0 is gone too, c1 untouched.
+    assert!(conn(&b, "c0").await.ike_sas.is_empty(), "b's c0 deleted");
+    assert_eq!(installed(&a, "c1").await, 1);
+    assert_eq!(installed(&b, "c1").await, 1);
+    let (sa, sb) = (stats(&a).await, stats(&b).await);
+    assert_eq!((sa.ike_sas, sa.child_sas, sa.half_open), (1, 1, 0));
+    assert_eq!((sb.ike_sas, sb.child_sas, sb.half_open), (1, 1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn kill_while_retransmitting_to_a_vanished_peer_is_complete() {
+    let net = MemoryNet::new();
+    net.unplug(ip(B));
+    let a = daemon(&net, A, vec![spec("c0", A, B, true, Auto::Add)]).await;
+    let r = a
+        .api(
+            Api::Up {
+                conn: "c0".into(),
+                child: None,
+                wait: false,
+            },
+            T,
+        )
+        .await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    pass(Duration::from_millis(2500)).await; // retransmitting now
+    let c = conn(&a, "c0").await;
+    assert_eq!(c.ike_sas.len(), 1, "{c:?}");
+    assert_eq!(c.ike_sas[0].state, "connecting");
+    let r = a.api(Api::Kill("c0".into()), T).await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    let c = conn(&a, "c0").await;
+    assert!(c.ike_sas.is_empty() && c.next_retry_secs.is_none(), "{c:?}");
+    let s = stats(&a).await;
+    assert_eq!((s.ike_sas, s.child_sas, s.half_open), (0, 0, 0));
+    // Nothing starts again on its own, however long we wait.
+    pass(Duration::from_secs(600)).await;
+    assert!(conn(&a, "c0").await.ike_sas.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_half_open_responder_sa_belongs_to_no_connection_until_ike_auth() {
+    let net = MemoryNet::new();
+    let b = daemon(
+        &net,
+        B,
+        vec![
+            spec("c0", B, A, false, Auto::Add),
+            spec("c1", B, A, false, Auto::Add),
+        ],
+    )
+    .await;
+    let a = daemon(
+        &net,
+        A,
+        vec![
+            spec("c0", A, B, true, Auto::Add),
+            spec("c1", A, B, true, Auto::Add),
+        ],
+    )
+    .await;
+    // a's IKE_AUTH requests are lost: b holds a half-open SA for c1.
+    let a_ip = ip(A);
+    net.lose(Some(Box::new(move |t| {
+        t.local.ip() == a_ip && t.data.get(18) == Some(&ike::wire::ExchangeType::IKE_AUTH.0)
+    })));
+    let r = a
+        .api(
+            Api::Up {
+                conn: "c1".into(),
+                child: None,
+                wait: false,
+            },
+            T,
+        )
+        .await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    pass(Duration::from_millis(200)).await;
+    assert_eq!(stats(&b).await.half_open, 1);
+    // It is under no connection: not in c0's status, though c0 is the
+    // first candidate for this address pair, nor in c1's yet.
+    assert!(conn(&b, "c0").await.ike_sas.is_empty());
+    assert!(conn(&b, "c1").await.ike_sas.is_empty());
+    // Killing c0, the connection that used to own every half-open SA on
+    // this address pair, leaves it alone.
+    let r = b.api(Api::Kill("c0".into()), T).await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    assert_eq!(
+        stats(&b).await.half_open,
+        1,
+        "c0's kill took c1's half-open SA"
+    );
+    // IKE_AUTH gets through on a retransmission: the SA moves to c1.
+    net.lose(None);
+    pass(Duration::from_secs(5)).await;
+    assert_eq!(installed(&b, "c1").await, 1);
+    assert_eq!(installed(&a, "c1").await, 1);
+    assert_eq!(stats(&b).await.half_open, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_ike_sa_actor_is_restarted_alone() {
+    let net = MemoryNet::new();
+    let b = daemon(
+        &net,
+        B,
+        (0..3)
+            .map(|i| spec(&format!("c{i}"), B, A, false, Auto::Add))
+            .collect(),
+    )
+    .await;
+    let a = daemon(
+        &net,
+        A,
+        (0..3)
+            .map(|i| spec(&format!("c{i}"), A, B, true, Auto::Start))
+            .collect(),
+    )
+    .await;
+    pass(Duration::from_secs(5)).await;
+    let mut before = Vec::new();
+    for i in 0..3 {
+        let c = conn(&a, &format!("c{i}")).await;
+        assert_eq!(installed(&a, &c.name).await, 1, "{c:?}");
+        before.push(c.ike_sas[0].clone());
+    }
+    let r = a
+        .api(
+            Api::Impair {
+                conn: "c0".into(),
+                kind: "panic".into(),
+            },
+            T,
+        )
+        .await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    pass(Duration::from_secs(10)).await;
+    let c0 = conn(&a, "c0").await;
+    assert_eq!(c0.ike_sas.len(), 1, "{c0:?}");
+    assert_ne!(c0.ike_sas[0].id, before[0].id, "c0 has a new IKE SA");
+    assert_eq!(installed(&a, "c0").await, 1);
+    for (i, old) in before.iter().enumerate().skip(1) {
+        let now = &conn(&a, &format!("c{i}")).await.ike_sas[0];
+        assert_eq!(now.id, old.id, "c{i} untouched");
+        assert_eq!(now.spi_i, old.spi_i);
+    }
+    assert!(stats(&a).await.restarts_total >= 1);
+    // The peer replaced its stale c0 SA on INITIAL_CONTACT.
+    assert_eq!(conn(&b, "c0").await.ike_sas.len(), 1);
+    assert_eq!(stats(&b).await.child_sas, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_and_give_up_after_keyingtries() {
+    let net = MemoryNet::new();
+    net.unplug(ip(B));
+    let a = daemon(&net, A, vec![spec("c0", A, B, true, Auto::Add)]).await;
+    let mut monitor = a.monitor();
+    let started = tokio::time::Instant::now();
+    let r = up(&a, "c0").await;
+    // `up` answers with the first attempt's failure: 1 + 2 + 4 + 8 s of
+    // retransmissions (timeout 1 s, 3 tries, doubling).
+    let ApiReply::Err(e) = &r else {
+        panic!("up against a vanished peer: {r:?}")
+    };
+    assert!(e.contains("retransmissions"), "{e}");
+    assert_eq!(started.elapsed(), Duration::from_secs(15));
+    // The connection goes on: attempt 2 after 1 s, attempt 3 after 2 s
+    // more, then it gives up.
+    pass(Duration::from_secs(60)).await;
+    let mut retries = Vec::new();
+    while let Ok(ev) = monitor.try_recv() {
+        if ev.kind == "retry" {
+            retries.push((ev.t, ev.message));
+        }
+    }
+    let said: Vec<&str> = retries.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(retries.len(), 3, "{said:?}");
+    assert!(
+        said[0].starts_with("attempt 1 failed") && said[0].ends_with("attempt 2 in 1.0s"),
+        "{said:?}"
+    );
+    assert!(
+        said[1].starts_with("attempt 2 failed") && said[1].ends_with("attempt 3 in 2.0s"),
+        "{said:?}"
+    );
+    assert!(
+        said[2].starts_with("giving up after 3 attempts"),
+        "{said:?}"
+    );
+    // Each attempt took its 15 s, with the backoff between them.
+    let gaps: Vec<u64> = retries
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0).round() as u64)
+        .collect();
+    assert_eq!(gaps, [16, 17], "{retries:?}");
+    let c = conn(&a, "c0").await;
+    assert!(c.ike_sas.is_empty() && c.next_retry_secs.is_none(), "{c:?}");
+    // The next `up` works once the peer is there.
+    net.plug(ip(B));
+    let b = daemon(&net, B, vec![spec("c0", B, A, false, Auto::Add)]).await;
+    let r = up(&a, "c0").await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    assert_eq!(installed(&b, "c0").await, 1);
+}
