@@ -34,6 +34,7 @@ use ike::wire::TrafficSelector;
 use tokio::sync::broadcast;
 
 use super::esp::{self, classify_udp4500, InboundSa, OutboundSa, Udp4500};
+use super::ip;
 use super::route::{self, Routes};
 use super::spd::{self, Action, Policy, PolicyId, Spd};
 use super::udp;
@@ -991,7 +992,7 @@ fn at_host(ts: &[TrafficSelector], host: IpAddr) -> Vec<TrafficSelector> {
 /// Whether a decapsulated tunnel-mode packet lies within the SA's
 /// selectors (source in the remote, destination in the local ones).
 fn inbound_allowed(inb: &InSa, packet: &[u8]) -> bool {
-    let Ok(t) = spd::parse_five_tuple(packet) else {
+    let Ok(t) = ip::parse_five_tuple(packet) else {
         return false;
     };
     let (sp, dp) = match t.ports {
@@ -1169,7 +1170,7 @@ impl Worker {
             let mut last: Option<(u32, Arc<OutSa>, usize)> = None;
             for i in 0..n {
                 let pkt = &self.tun_bufs[i][..self.tun_sizes[i]];
-                let Ok(tuple) = spd::parse_five_tuple(pkt) else {
+                let Ok(tuple) = ip::parse_five_tuple(pkt) else {
                     sh.stats.invalid.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };

@@ -8,15 +8,18 @@
 //!   ESP-in-UDP (RFC 3948); encapsulate/decapsulate into caller buffers.
 //! - [`replay`]: the anti-replay window (checked before decryption, updated
 //!   after the ICV verified).
-//! - [`spd`]: policy lookup, most specific first, and 5-tuple parsing.
+//! - [`spd`]: policy lookup, most specific first.
+//! - [`ip`]: IPv4/IPv6 headers through checked views, the 5-tuple of a
+//!   packet, the header transport mode rebuilds.
 //! - [`route`]: rtnetlink routes of remote traffic selectors into the TUN
 //!   device (the one module here that does I/O: blocking netlink calls).
 //!
-//! [`esp`], [`replay`] and [`spd`] are pure packet processing: no clock, no
-//! socket.
+//! [`esp`], [`replay`], [`spd`] and [`ip`] are pure packet processing: no
+//! clock, no socket.
 
 pub mod dataplane;
 pub mod esp;
+pub mod ip;
 pub mod replay;
 pub mod route;
 pub mod spd;
