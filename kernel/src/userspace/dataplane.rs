@@ -39,8 +39,8 @@ use super::route::{self, Routes};
 use super::spd::{self, Action, Policy, PolicyId, Spd};
 use super::udp;
 use crate::{
-    Dataplane, DataplaneError, DataplaneEvent, IkeInput, InstalledSa, Lifetime, SaCounters,
-    SaInstall, Trap,
+    Dataplane, DataplaneError, DataplaneEvent, EncapSockets, FailNext, FaultInjection, IkeInput,
+    InstalledSa, Lifetime, SaCounters, SaInstall, Trap,
 };
 
 const BACKEND: &str = "userspace";
@@ -229,7 +229,7 @@ struct Shared {
     route_refs: Mutex<HashMap<(IpAddr, u8), usize>>,
     events: broadcast::Sender<DataplaneEvent>,
     stop: AtomicBool,
-    fail_next: AtomicBool,
+    fail_next: FailNext,
     stats: Stats,
     /// Rekeyed SAs (reqid, inbound SPI) whose first packet arrived: their
     /// outbound half takes over.
@@ -307,7 +307,7 @@ impl UserspaceDataplane {
             route_refs: Mutex::new(HashMap::new()),
             events: broadcast::channel(1024).0,
             stop: AtomicBool::new(false),
-            fail_next: AtomicBool::new(false),
+            fail_next: FailNext::default(),
             stats: Stats::default(),
             promote: Mutex::new(Vec::new()),
         });
@@ -605,9 +605,7 @@ impl Dataplane for UserspaceDataplane {
     }
 
     fn install_sa(&self, sa: &SaInstall) -> Result<(), DataplaneError> {
-        if self.shared.fail_next.swap(false, Ordering::SeqCst) {
-            return Err(DataplaneError::Injected);
-        }
+        self.shared.fail_next.check()?;
         if !sa.encap {
             return Err(failed(
                 "the userspace dataplane carries only UDP-encapsulated ESP (encap was not negotiated)",
@@ -841,17 +839,60 @@ impl Dataplane for UserspaceDataplane {
         self.shared.events.subscribe()
     }
 
-    fn fail_next_install(&self) {
-        self.shared.fail_next.store(true, Ordering::SeqCst);
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.shared.stats;
+        let mut v = vec![
+            ("esp_tx_packets", s.tx_packets.load(Ordering::Relaxed)),
+            ("esp_rx_packets", s.rx_packets.load(Ordering::Relaxed)),
+            ("esp_no_policy", s.no_policy.load(Ordering::Relaxed)),
+            ("esp_no_sa", s.no_sa.load(Ordering::Relaxed)),
+            ("esp_unknown_spi", s.unknown_spi.load(Ordering::Relaxed)),
+            ("esp_invalid", s.invalid.load(Ordering::Relaxed)),
+            ("esp_errors", s.esp_errors.load(Ordering::Relaxed)),
+            (
+                "esp_transport_fragments",
+                s.transport_fragments.load(Ordering::Relaxed),
+            ),
+            ("nat_keepalives_rx", s.keepalives_rx.load(Ordering::Relaxed)),
+            ("nat_keepalives_tx", s.keepalives_tx.load(Ordering::Relaxed)),
+            ("trap_held", s.trap_held.load(Ordering::Relaxed)),
+            ("trap_sent", s.trap_sent.load(Ordering::Relaxed)),
+            ("trap_dropped", s.trap_dropped.load(Ordering::Relaxed)),
+            ("acquires", s.acquires.load(Ordering::Relaxed)),
+            ("tun_errors", s.tun_errors.load(Ordering::Relaxed)),
+            ("send_drops", s.send_drops.load(Ordering::Relaxed)),
+        ];
+        for (name, c) in WORKER_RX
+            .iter()
+            .zip(&s.rx_by_worker)
+            .take(self.shared.workers)
+        {
+            v.push((name, c.load(Ordering::Relaxed)));
+        }
+        let t = self.shared.tables.read().unwrap_or_else(|e| e.into_inner());
+        let (mut replay, mut integrity, mut selector) = (0, 0, 0);
+        for e in t.sas.values() {
+            let st = lock(&e.inb.sa).stats();
+            replay += st.replayed + st.too_old;
+            integrity += st.integrity;
+            selector += e.inb.selector_drops.load(Ordering::Relaxed);
+        }
+        v.push(("esp_replay_drops", replay));
+        v.push(("esp_integrity_failures", integrity));
+        v.push(("esp_selector_drops", selector));
+        v
     }
 
-    fn simulate_acquire(&self, owner: &str, child: &str) {
-        let _ = self.shared.events.send(DataplaneEvent::Acquire {
-            owner: owner.to_string(),
-            child: child.to_string(),
-        });
+    fn encap(&self) -> &dyn EncapSockets {
+        self
     }
 
+    fn faults(&self) -> Option<&dyn FaultInjection> {
+        Some(self)
+    }
+}
+
+impl EncapSockets for UserspaceDataplane {
     fn forces_encap(&self) -> bool {
         true
     }
@@ -917,49 +958,19 @@ impl Dataplane for UserspaceDataplane {
     fn prepare_socket(&self, fd: RawFd) -> io::Result<()> {
         udp::set_mark(fd, self.shared.opts.fwmark)
     }
+}
 
-    fn stats(&self) -> Vec<(&'static str, u64)> {
-        let s = &self.shared.stats;
-        let mut v = vec![
-            ("esp_tx_packets", s.tx_packets.load(Ordering::Relaxed)),
-            ("esp_rx_packets", s.rx_packets.load(Ordering::Relaxed)),
-            ("esp_no_policy", s.no_policy.load(Ordering::Relaxed)),
-            ("esp_no_sa", s.no_sa.load(Ordering::Relaxed)),
-            ("esp_unknown_spi", s.unknown_spi.load(Ordering::Relaxed)),
-            ("esp_invalid", s.invalid.load(Ordering::Relaxed)),
-            ("esp_errors", s.esp_errors.load(Ordering::Relaxed)),
-            (
-                "esp_transport_fragments",
-                s.transport_fragments.load(Ordering::Relaxed),
-            ),
-            ("nat_keepalives_rx", s.keepalives_rx.load(Ordering::Relaxed)),
-            ("nat_keepalives_tx", s.keepalives_tx.load(Ordering::Relaxed)),
-            ("trap_held", s.trap_held.load(Ordering::Relaxed)),
-            ("trap_sent", s.trap_sent.load(Ordering::Relaxed)),
-            ("trap_dropped", s.trap_dropped.load(Ordering::Relaxed)),
-            ("acquires", s.acquires.load(Ordering::Relaxed)),
-            ("tun_errors", s.tun_errors.load(Ordering::Relaxed)),
-            ("send_drops", s.send_drops.load(Ordering::Relaxed)),
-        ];
-        for (name, c) in WORKER_RX
-            .iter()
-            .zip(&s.rx_by_worker)
-            .take(self.shared.workers)
-        {
-            v.push((name, c.load(Ordering::Relaxed)));
-        }
-        let t = self.shared.tables.read().unwrap_or_else(|e| e.into_inner());
-        let (mut replay, mut integrity, mut selector) = (0, 0, 0);
-        for e in t.sas.values() {
-            let st = lock(&e.inb.sa).stats();
-            replay += st.replayed + st.too_old;
-            integrity += st.integrity;
-            selector += e.inb.selector_drops.load(Ordering::Relaxed);
-        }
-        v.push(("esp_replay_drops", replay));
-        v.push(("esp_integrity_failures", integrity));
-        v.push(("esp_selector_drops", selector));
-        v
+impl FaultInjection for UserspaceDataplane {
+    fn fail_next_install(&self) {
+        self.shared.fail_next.arm();
+    }
+
+    /// Raised whether or not the trap is installed.
+    fn simulate_acquire(&self, owner: &str, child: &str) {
+        let _ = self.shared.events.send(DataplaneEvent::Acquire {
+            owner: owner.to_string(),
+            child: child.to_string(),
+        });
     }
 }
 
