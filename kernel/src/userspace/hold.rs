@@ -88,3 +88,74 @@ impl Holds {
         dropped
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> (String, String) {
+        ("c".to_string(), "net".to_string())
+    }
+
+    #[test]
+    fn acquire_at_most_once_a_second() {
+        let t0 = Instant::now();
+        let mut h = Holds::default();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(
+            h.hold("c", "net", b"1", at(0)),
+            Trapped {
+                held: true,
+                acquire: true
+            }
+        );
+        assert_eq!(
+            h.hold("c", "net", b"2", at(999)),
+            Trapped {
+                held: true,
+                acquire: false
+            }
+        );
+        assert_eq!(
+            h.hold("c", "net", b"3", at(1000)),
+            Trapped {
+                held: true,
+                acquire: true
+            }
+        );
+        // Another child has its own rate.
+        assert!(h.hold("c", "other", b"x", at(1001)).acquire);
+        assert_eq!(
+            h.take(&key()),
+            Some(vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()])
+        );
+        assert_eq!(h.take(&key()), Some(vec![]));
+        assert_eq!(h.take(&("c".into(), "never".into())), None);
+    }
+
+    #[test]
+    fn queue_is_bounded() {
+        let now = Instant::now();
+        let mut h = Holds::default();
+        for i in 0..TRAP_QUEUE_LEN {
+            assert!(h.hold("c", "net", &[i as u8], now).held);
+        }
+        assert!(!h.hold("c", "net", b"over", now).held);
+        assert_eq!(h.remove(&key()), TRAP_QUEUE_LEN);
+        assert_eq!(h.remove(&key()), 0);
+    }
+
+    #[test]
+    fn held_packets_expire_after_the_hold_time() {
+        let t0 = Instant::now();
+        let hold = Duration::from_secs(5);
+        let mut h = Holds::default();
+        let _ = h.hold("c", "net", b"old", t0);
+        let _ = h.hold("c", "net", b"new", t0 + Duration::from_secs(3));
+        assert_eq!(h.expire(t0 + Duration::from_millis(4999), hold), 0);
+        assert_eq!(h.expire(t0 + hold, hold), 1);
+        assert_eq!(h.expire(t0 + Duration::from_secs(7), hold), 0);
+        assert_eq!(h.expire(t0 + Duration::from_secs(8), hold), 1);
+        assert_eq!(h.take(&key()), Some(vec![]));
+    }
+}
