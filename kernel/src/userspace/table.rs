@@ -779,6 +779,14 @@ mod tests {
         t.install(sa, new, now).unwrap().1
     }
 
+    /// Fresh tables with SA 0x100 installed `at` seconds after their epoch.
+    fn with_sa(lifetime: Lifetime, at: f64) -> (Instant, Tables) {
+        let t0 = Instant::now();
+        let mut t = Tables::new(t0);
+        let _ = install(&mut t, &sa(0x100, lifetime), secs(t0, at));
+        (t0, t)
+    }
+
     fn trap() -> Trap {
         Trap {
             owner: "c".into(),
@@ -827,14 +835,14 @@ mod tests {
 
     #[test]
     fn soft_packet_limit_asks_for_a_rekey_once_and_the_hard_one_removes() {
-        let t0 = Instant::now();
-        let mut t = Tables::new(t0);
-        let limits = Lifetime {
-            soft_packets: 3,
-            hard_packets: 5,
-            ..Lifetime::default()
-        };
-        let _ = install(&mut t, &sa(0x100, limits), t0);
+        let (t0, mut t) = with_sa(
+            Lifetime {
+                soft_packets: 3,
+                hard_packets: 5,
+                ..Lifetime::default()
+            },
+            0.0,
+        );
         send(&t, 2, 10);
         assert_eq!(t.tick(secs(t0, 1.0)), Tick::default());
         send(&t, 1, 10);
@@ -860,14 +868,14 @@ mod tests {
 
     #[test]
     fn soft_byte_limit_counts_inner_bytes() {
-        let t0 = Instant::now();
-        let mut t = Tables::new(t0);
-        let limits = Lifetime {
-            soft_bytes: 1000,
-            hard_bytes: 2000,
-            ..Lifetime::default()
-        };
-        let _ = install(&mut t, &sa(0x100, limits), t0);
+        let (t0, mut t) = with_sa(
+            Lifetime {
+                soft_bytes: 1000,
+                hard_bytes: 2000,
+                ..Lifetime::default()
+            },
+            0.0,
+        );
         send(&t, 1, 900);
         assert_eq!(t.tick(t0).events, vec![]);
         send(&t, 1, 100);
@@ -880,14 +888,14 @@ mod tests {
 
     #[test]
     fn hard_time_limit_removes_the_sa_at_its_age() {
-        let t0 = Instant::now();
-        let mut t = Tables::new(t0);
-        let limits = Lifetime {
-            hard_time: Some(Duration::from_secs(60)),
-            ..Lifetime::default()
-        };
         // Installed 10 s after the epoch: it expires at 70 s.
-        let _ = install(&mut t, &sa(0x100, limits), secs(t0, 10.0));
+        let (t0, mut t) = with_sa(
+            Lifetime {
+                hard_time: Some(Duration::from_secs(60)),
+                ..Lifetime::default()
+            },
+            10.0,
+        );
         assert_eq!(t.tick(secs(t0, 69.9)), Tick::default());
         let tick = t.tick(secs(t0, 70.0));
         assert_eq!(tick.events, vec![expire(0x100, true)]);
@@ -897,9 +905,7 @@ mod tests {
 
     #[test]
     fn rekeyed_sa_keeps_decrypting_for_the_drain_window() {
-        let t0 = Instant::now();
-        let mut t = Tables::new(t0);
-        let _ = install(&mut t, &sa(0x100, Lifetime::default()), t0);
+        let (t0, mut t) = with_sa(Lifetime::default(), 0.0);
         let _ = install(&mut t, &rekey(0x200, 0x100, true), t0);
         // As initiator of the rekey the new SA sends at once.
         assert_eq!(lock(&t.outbound(REQID).unwrap().sa).spi(), 0x1200);
@@ -917,9 +923,7 @@ mod tests {
 
     #[test]
     fn removing_the_owner_ends_drains_at_once() {
-        let t0 = Instant::now();
-        let mut t = Tables::new(t0);
-        let _ = install(&mut t, &sa(0x100, Lifetime::default()), t0);
+        let (t0, mut t) = with_sa(Lifetime::default(), 0.0);
         let _ = install(&mut t, &rekey(0x200, 0x100, true), t0);
         let _ = t.remove_sa("c", 0x100, Some(t0));
         assert!(t.inbound(0x100).is_some());
@@ -932,9 +936,7 @@ mod tests {
 
     #[test]
     fn rekey_responder_sends_on_the_old_sa_until_the_new_one_is_used() {
-        let t0 = Instant::now();
-        let mut t = Tables::new(t0);
-        let _ = install(&mut t, &sa(0x100, Lifetime::default()), t0);
+        let (t0, mut t) = with_sa(Lifetime::default(), 0.0);
         let _ = install(&mut t, &rekey(0x200, 0x100, false), t0);
         let sending = |t: &Tables| lock(&t.outbound(REQID).unwrap().sa).spi();
         assert_eq!(sending(&t), 0x1100);
@@ -985,9 +987,7 @@ mod tests {
 
     #[test]
     fn keepalives_are_due_after_the_interval_without_traffic() {
-        let t0 = Instant::now();
-        let mut t = Tables::new(t0);
-        let _ = install(&mut t, &sa(0x100, Lifetime::default()), secs(t0, 1.0));
+        let (t0, t) = with_sa(Lifetime::default(), 1.0);
         let every = Duration::from_secs(20);
         assert!(t.keepalives_due(t.ms(secs(t0, 20.999)), every).is_empty());
         let pair = (
@@ -1003,9 +1003,7 @@ mod tests {
 
     #[test]
     fn duplicate_spi_and_plain_esp_are_refused() {
-        let t0 = Instant::now();
-        let mut t = Tables::new(t0);
-        let _ = install(&mut t, &sa(0x100, Lifetime::default()), t0);
+        let (t0, mut t) = with_sa(Lifetime::default(), 0.0);
         let again = sa(0x100, Lifetime::default());
         let new = NewSa::build(&again, 0).unwrap();
         assert!(matches!(
@@ -1024,9 +1022,7 @@ mod tests {
 
     #[test]
     fn inbound_selectors_check_decapsulated_packets() {
-        let t0 = Instant::now();
-        let mut t = Tables::new(t0);
-        let _ = install(&mut t, &sa(0x100, Lifetime::default()), t0);
+        let (_, t) = with_sa(Lifetime::default(), 0.0);
         let inb = t.inbound(0x100).unwrap();
         // The peer's packet: from its side (10.2/16) to ours (10.1/16).
         let (src, dst) = ("10.2.0.9".parse().unwrap(), "10.1.0.5".parse().unwrap());
