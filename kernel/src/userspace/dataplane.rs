@@ -1,16 +1,16 @@
 //! The `userspace` dataplane: ESP-in-UDP (RFC 3948) over a multi-queue TUN
 //! device, no kernel IPsec needed.
 //!
-//! - **Tables** ([`super::table`], one `RwLock`, read once per batch on the
-//!   hot path): the SPD (protect policies by reqid, trap policies), the
-//!   current outbound SA of every reqid, the inbound SAs by SPI, lifetimes
-//!   and drains. Each SA half has its own `Mutex`, so two workers only
-//!   meet on the same SA. Packets held for traps are in [`super::hold`].
-//! - **Workers** ([`super::worker`], one thread per CPU by default): each
-//!   owns one TUN queue and per-worker buffers, and polls its queue and the
-//!   UDP/4500 sockets the daemon handed over.
-//! - **Housekeeping** thread ([`super::housekeeping`]): the clock of
-//!   lifetimes, drains and held packets, and NAT keepalives.
+//! - **Tables** (`table`, one `RwLock`, read once per batch on the hot
+//!   path): the SPD (protect policies by reqid, trap policies), the current
+//!   outbound SA of every reqid, the inbound SAs by SPI, lifetimes and
+//!   drains. Each SA half has its own `Mutex`, so two workers only meet on
+//!   the same SA. Packets held for traps are in `hold`.
+//! - **Workers** (`worker`, one thread per CPU by default): each owns one
+//!   TUN queue and per-worker buffers, and polls its queue and the UDP/4500
+//!   sockets the daemon handed over.
+//! - **Housekeeping** thread (`housekeeping`): the clock of lifetimes,
+//!   drains and held packets, and NAT keepalives.
 //! - **Routes** for every installed SA's and trap's remote selectors point
 //!   into the TUN device (source: a local address inside the local
 //!   selector), reference-counted by the tables and removed with the last
