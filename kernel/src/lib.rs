@@ -1,10 +1,16 @@
 //! The `Dataplane`: where negotiated CHILD SAs and their policies go.
 //!
 //! Backends: `none` (records only; a CHILD SA is "installed" when it accepts
-//! it), and, in later work, `xfrm` (Linux netlink XFRM and routes) and
-//! `userspace` (ESP over TUN). The trait is synchronous and cheap to call
+//! it), `userspace` (ESP-in-UDP over TUN) and, in later work, `xfrm` (Linux
+//! netlink XFRM and routes). The trait is synchronous and cheap to call
 //! from actors; a backend that must block (netlink round trips) does so for
 //! bounded, short times.
+//!
+//! [`Dataplane`] is what every backend implements. Two capabilities hang
+//! off it: [`EncapSockets`] ([`Dataplane::encap`]; how the daemon's IKE
+//! sockets are bound and prepared, plain sockets unless the backend says
+//! otherwise) and [`FaultInjection`] ([`Dataplane::faults`]; for tests and
+//! `vpnctl impair`, absent unless the backend has it).
 //!
 //! Invariants every backend keeps: an SA pair is addressed by its inbound
 //! SPI; `remove_owner` leaves nothing of that connection behind (SAs,
