@@ -616,11 +616,19 @@ impl Actor for ConnectionActor {
                             st.spec.name
                         )));
                     }
-                    Ok(None) if kind == "kernel-fail" => {
-                        st.ctx.dataplane.fail_next_install();
-                        let _ = reply.send(Ok("the next dataplane install fails".into()));
-                    }
-                    Ok(None) if kind == "acquire" => {
+                    Ok(None) if kind == "kernel-fail" || kind == "acquire" => {
+                        let Some(faults) = st.ctx.dataplane.faults() else {
+                            let _ = reply.send(Err(format!(
+                                "the '{}' dataplane has no fault injection",
+                                st.ctx.dataplane.name()
+                            )));
+                            return Ok(());
+                        };
+                        if kind == "kernel-fail" {
+                            faults.fail_next_install();
+                            let _ = reply.send(Ok("the next dataplane install fails".into()));
+                            return Ok(());
+                        }
                         // As if a packet had hit the trap of the first child.
                         let child = st
                             .spec
@@ -629,7 +637,7 @@ impl Actor for ConnectionActor {
                             .first()
                             .map(|c| c.name.clone())
                             .unwrap_or_default();
-                        st.ctx.dataplane.simulate_acquire(&st.spec.name, &child);
+                        faults.simulate_acquire(&st.spec.name, &child);
                         let _ = reply.send(Ok(format!(
                             "connection '{}': acquire for '{child}' raised",
                             st.spec.name

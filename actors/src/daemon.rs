@@ -141,7 +141,7 @@ impl DaemonState {
     ) -> Result<(), String> {
         // A dataplane that only speaks ESP-in-UDP needs encapsulation
         // negotiated whether or not there is a NAT (strongSwan `encap`).
-        let spec = if self.ctx.dataplane.forces_encap() && !spec.peer.encap {
+        let spec = if self.ctx.dataplane.encap().forces_encap() && !spec.peer.encap {
             let mut s = (*spec).clone();
             let mut peer = (*s.peer).clone();
             peer.encap = true;

@@ -61,11 +61,12 @@ impl Sockets {
                 .map_err(|e| std::io::Error::new(e.kind(), format!("bind {ip}:{IKE_PORT}: {e}")))?;
             let local = SocketAddr::new(ip, NATT_PORT);
             let natt = dataplane
+                .encap()
                 .bind_encap_socket(local)
                 .and_then(|s| s.set_nonblocking(true).map(|_| s))
                 .map_err(|e| std::io::Error::new(e.kind(), format!("bind {local}: {e}")))?;
             for (fd, port) in [(ike.as_raw_fd(), IKE_PORT), (natt.as_raw_fd(), NATT_PORT)] {
-                dataplane.prepare_socket(fd).map_err(|e| {
+                dataplane.encap().prepare_socket(fd).map_err(|e| {
                     std::io::Error::new(e.kind(), format!("socket {ip}:{port}: {e}"))
                 })?;
             }
@@ -76,7 +77,7 @@ impl Sockets {
                 }
             });
             let taken = match natt.try_clone() {
-                Ok(dup) => dataplane.attach_encap_socket(local, dup, input),
+                Ok(dup) => dataplane.encap().attach_encap_socket(local, dup, input),
                 Err(e) => {
                     tracing::warn!("cannot share {local} with the dataplane: {e}");
                     false

@@ -1,10 +1,16 @@
 //! The `Dataplane`: where negotiated CHILD SAs and their policies go.
 //!
 //! Backends: `none` (records only; a CHILD SA is "installed" when it accepts
-//! it), and, in later work, `xfrm` (Linux netlink XFRM and routes) and
-//! `userspace` (ESP over TUN). The trait is synchronous and cheap to call
+//! it), `userspace` (ESP-in-UDP over TUN) and, in later work, `xfrm` (Linux
+//! netlink XFRM and routes). The trait is synchronous and cheap to call
 //! from actors; a backend that must block (netlink round trips) does so for
 //! bounded, short times.
+//!
+//! [`Dataplane`] is what every backend implements. Two capabilities hang
+//! off it: [`EncapSockets`] ([`Dataplane::encap`]; how the daemon's IKE
+//! sockets are bound and prepared, plain sockets unless the backend says
+//! otherwise) and [`FaultInjection`] ([`Dataplane::faults`]; for tests and
+//! `vpnctl impair`, absent unless the backend has it).
 //!
 //! Invariants every backend keeps: an SA pair is addressed by its inbound
 //! SPI; `remove_owner` leaves nothing of that connection behind (SAs,
@@ -127,7 +133,11 @@ pub enum DataplaneError {
     Injected,
 }
 
-/// A place CHILD SAs go.
+/// A place CHILD SAs go: what every backend implements.
+///
+/// Capabilities only some backends have hang off it: the daemon's IKE
+/// sockets ([`Dataplane::encap`]) and fault injection
+/// ([`Dataplane::faults`]).
 pub trait Dataplane: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Install an SA pair with its policies (or, with `rekey_of`, swap the
@@ -145,18 +155,33 @@ pub trait Dataplane: Send + Sync + 'static {
     fn traps(&self) -> Vec<Trap>;
     /// Subscribe to ACQUIRE / EXPIRE events.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DataplaneEvent>;
-    /// Make the next `install_sa` fail (fault injection).
-    fn fail_next_install(&self);
-    /// Raise an ACQUIRE for `owner`'s trap as if a packet had hit it (fault
-    /// injection; backends that see real packets may ignore it).
-    fn simulate_acquire(&self, owner: &str, child: &str);
+    /// Backend-wide counters for `vpnctl stats` (name, value).
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+    /// How the daemon's IKE sockets are bound and prepared; by default as
+    /// plain sockets ([`PlainSockets`]), the ESP on them being the kernel's
+    /// business.
+    fn encap(&self) -> &dyn EncapSockets {
+        &PlainSockets
+    }
+    /// Fault injection (`vpnctl impair`), where the backend has it.
+    fn faults(&self) -> Option<&dyn FaultInjection> {
+        None
+    }
+}
+
+/// The daemon's IKE sockets (ports 500 and 4500) as a backend needs them:
+/// one that carries ESP-in-UDP itself takes the port-4500 sockets over.
+/// Every method has the answer of a backend that needs nothing.
+pub trait EncapSockets: Send + Sync {
     /// Whether CHILD SAs must be UDP-encapsulated (the userspace backend
     /// only speaks ESP-in-UDP): IKE then forces encapsulation.
     fn forces_encap(&self) -> bool {
         false
     }
     /// Binds the daemon's UDP socket on `local` (port 4500), later offered
-    /// with [`Dataplane::attach_encap_socket`]. A backend that reads it
+    /// with [`EncapSockets::attach_encap_socket`]. A backend that reads it
     /// from several threads binds it so that sibling sockets may share the
     /// port.
     fn bind_encap_socket(&self, local: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
@@ -174,15 +199,47 @@ pub trait Dataplane: Send + Sync + 'static {
     ) -> bool {
         false
     }
-    /// Backend-wide counters for `vpnctl stats` (name, value).
-    fn stats(&self) -> Vec<(&'static str, u64)> {
-        Vec::new()
-    }
     /// Prepares each of the daemon's IKE sockets (ports 500 and 4500)
     /// before it sends anything: the userspace backend marks them so that
     /// its routes into the TUN device never capture the daemon's own IKE
     /// and ESP-in-UDP packets.
     fn prepare_socket(&self, _fd: std::os::fd::RawFd) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Sockets as the daemon binds them, untouched.
+pub struct PlainSockets;
+
+impl EncapSockets for PlainSockets {}
+
+/// Faults a backend can be told to produce, for tests and `vpnctl impair`.
+pub trait FaultInjection: Send + Sync {
+    /// Make the next `install_sa` fail with [`DataplaneError::Injected`].
+    fn fail_next_install(&self);
+    /// Raise an ACQUIRE for `owner`'s trap as if a packet had hit it
+    /// (backends that see real packets may raise it whether or not the trap
+    /// is installed).
+    fn simulate_acquire(&self, owner: &str, child: &str);
+}
+
+/// The "fail the next install" switch of [`FaultInjection`], for backends
+/// to embed.
+#[derive(Debug, Default)]
+pub struct FailNext(std::sync::atomic::AtomicBool);
+
+impl FailNext {
+    /// The next [`FailNext::check`] fails.
+    pub fn arm(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Fails (once) if armed; call first thing in `install_sa`.
+    pub fn check(&self) -> Result<(), DataplaneError> {
+        if self.0.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            Err(DataplaneError::Injected)
+        } else {
+            Ok(())
+        }
     }
 }

@@ -2,18 +2,20 @@
 //! is installed when this backend has accepted it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::broadcast;
 
-use crate::{Dataplane, DataplaneError, DataplaneEvent, InstalledSa, SaCounters, SaInstall, Trap};
+use crate::{
+    Dataplane, DataplaneError, DataplaneEvent, FailNext, FaultInjection, InstalledSa, SaCounters,
+    SaInstall, Trap,
+};
 
 pub struct NoneDataplane {
     sas: Mutex<BTreeMap<u32, InstalledSa>>,
     traps: Mutex<Vec<Trap>>,
     events: broadcast::Sender<DataplaneEvent>,
-    fail_next: AtomicBool,
+    fail_next: FailNext,
 }
 
 impl Default for NoneDataplane {
@@ -22,7 +24,7 @@ impl Default for NoneDataplane {
             sas: Mutex::new(BTreeMap::new()),
             traps: Mutex::new(Vec::new()),
             events: broadcast::channel(64).0,
-            fail_next: AtomicBool::new(false),
+            fail_next: FailNext::default(),
         }
     }
 }
@@ -39,9 +41,7 @@ impl Dataplane for NoneDataplane {
     }
 
     fn install_sa(&self, sa: &SaInstall) -> Result<(), DataplaneError> {
-        if self.fail_next.swap(false, Ordering::SeqCst) {
-            return Err(DataplaneError::Injected);
-        }
+        self.fail_next.check()?;
         let mut sas = self.sas.lock().expect("dataplane lock");
         if sas.contains_key(&sa.spi_in) {
             return Err(DataplaneError::Duplicate(sa.spi_in));
@@ -115,10 +115,17 @@ impl Dataplane for NoneDataplane {
         self.events.subscribe()
     }
 
+    fn faults(&self) -> Option<&dyn FaultInjection> {
+        Some(self)
+    }
+}
+
+impl FaultInjection for NoneDataplane {
     fn fail_next_install(&self) {
-        self.fail_next.store(true, Ordering::SeqCst);
+        self.fail_next.arm();
     }
 
+    /// Raised only for an installed trap.
     fn simulate_acquire(&self, owner: &str, child: &str) {
         let trapped = self
             .traps

@@ -35,6 +35,7 @@ use tun_rs::{checksum, checksum_no_fold};
 use ike::config::Mode;
 use ike::crypto::{AeadAlg, AeadKey};
 
+use super::ip::{self, IpVersion, IpView};
 use super::replay::{ReplayError, ReplayWindow};
 use crate::SaInstall;
 
@@ -264,9 +265,8 @@ impl OutboundSa {
     /// [`EspError::SequenceOverflow`], no sequence number is used.
     pub fn encapsulate(&mut self, inner: &[u8], out: &mut Vec<u8>) -> Result<usize, EspError> {
         let (payload, next_header) = match self.mode {
-            Mode::Tunnel => match inner.first().map(|b| b >> 4) {
-                Some(4) if inner.len() >= 20 => (inner, NH_IPV4),
-                Some(6) if inner.len() >= 40 => (inner, NH_IPV6),
+            Mode::Tunnel => match IpVersion::of(inner) {
+                Some(v) if inner.len() >= v.min_header_len() => (inner, tunnel_next_header(v)),
                 _ => return Err(EspError::BadInnerPacket),
             },
             Mode::Transport => transport_payload(inner)?,
@@ -316,46 +316,18 @@ pub fn transport_rebuild(
     proto: u8,
     payload: &[u8],
 ) -> bool {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let Ok(total) = u16::try_from(20 + payload.len()) else {
-                return false;
-            };
-            let mut h = [0u8; 20];
-            h[0] = 0x45;
-            h[2..4].copy_from_slice(&total.to_be_bytes());
-            h[8] = 64;
-            h[9] = proto;
-            h[12..16].copy_from_slice(&s.octets());
-            h[16..20].copy_from_slice(&d.octets());
-            let sum = !checksum(&h, 0);
-            h[10..12].copy_from_slice(&sum.to_be_bytes());
-            out.extend_from_slice(&h);
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let Ok(len) = u16::try_from(payload.len()) else {
-                return false;
-            };
-            let mut h = [0u8; 40];
-            h[0] = 0x60;
-            h[4..6].copy_from_slice(&len.to_be_bytes());
-            h[6] = proto;
-            h[7] = 64;
-            h[8..24].copy_from_slice(&s.octets());
-            h[24..40].copy_from_slice(&d.octets());
-            out.extend_from_slice(&h);
-        }
-        _ => return false,
+    if !ip::push_header(out, src, dst, proto, payload.len()) {
+        return false;
     }
     let body = out.len();
     out.extend_from_slice(payload);
     let csum_at = match proto {
-        6 if payload.len() >= 20 => Some(16),
-        17 if payload.len() >= 8 => {
+        ip::PROTO_TCP if payload.len() >= 20 => Some(16),
+        ip::PROTO_UDP if payload.len() >= 8 => {
             let none = src.is_ipv4() && payload[6] == 0 && payload[7] == 0;
             (!none).then_some(6)
         }
-        58 if src.is_ipv6() && payload.len() >= 4 => Some(2),
+        ip::PROTO_ICMPV6 if src.is_ipv6() && payload.len() >= 4 => Some(2),
         _ => None,
     };
     if let Some(at) = csum_at {
@@ -364,7 +336,7 @@ pub fn transport_rebuild(
         seg[at + 1] = 0;
         let mut c = !checksum(seg, pseudo_header_sum(src, dst, proto, seg.len()));
         // UDP sends a computed zero as all ones (RFC 768).
-        if proto == 17 && c == 0 {
+        if proto == ip::PROTO_UDP && c == 0 {
             c = 0xffff;
         }
         seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
@@ -381,28 +353,22 @@ fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u64 {
     octets(src) + octets(dst) + u64::from(proto) + len as u64
 }
 
-/// IPv6 fragment extension header.
-const NH_IPV6_FRAGMENT: u8 = 44;
+/// The next header of a tunnel-mode ESP packet carrying this version.
+fn tunnel_next_header(v: IpVersion) -> u8 {
+    match v {
+        IpVersion::V4 => NH_IPV4,
+        IpVersion::V6 => NH_IPV6,
+    }
+}
 
-/// Transport mode: the upper-layer part of `inner` and its protocol.
+/// Transport mode: the upper-layer part of `inner` and its protocol (what
+/// follows the IPv4 header or the fixed IPv6 header).
 fn transport_payload(inner: &[u8]) -> Result<(&[u8], u8), EspError> {
-    match inner.first().map(|b| b >> 4) {
-        Some(4) => {
-            let ihl = usize::from(inner[0] & 0x0f) * 4;
-            if ihl < 20 || inner.len() < ihl {
-                return Err(EspError::BadInnerPacket);
-            }
-            // More-fragments flag or a fragment offset.
-            if u16::from_be_bytes([inner[6], inner[7]]) & 0x3fff != 0 {
-                return Err(EspError::TransportFragment);
-            }
-            Ok((&inner[ihl..], inner[9]))
-        }
-        Some(6) if inner.len() >= 40 && inner[6] == NH_IPV6_FRAGMENT => {
-            Err(EspError::TransportFragment)
-        }
-        Some(6) if inner.len() >= 40 => Ok((&inner[40..], inner[6])),
-        _ => Err(EspError::BadInnerPacket),
+    match IpView::parse(inner).map_err(|_| EspError::BadInnerPacket)? {
+        IpView::V4(h) if h.is_fragment() => Err(EspError::TransportFragment),
+        IpView::V4(h) => Ok((h.payload(), h.protocol())),
+        IpView::V6(h) if h.next_header() == ip::EXT_FRAGMENT => Err(EspError::TransportFragment),
+        IpView::V6(h) => Ok((h.payload(), h.next_header())),
     }
 }
 
@@ -614,8 +580,8 @@ impl InboundSa {
         }
         if self.mode == Mode::Tunnel {
             let version_ok = match next_header {
-                NH_IPV4 => payload.first().map(|b| b >> 4) == Some(4),
-                NH_IPV6 => payload.first().map(|b| b >> 4) == Some(6),
+                NH_IPV4 => IpVersion::of(payload) == Some(IpVersion::V4),
+                NH_IPV6 => IpVersion::of(payload) == Some(IpVersion::V6),
                 _ => return Err(EspError::UnknownNextHeader(next_header)),
             };
             if !version_ok {

@@ -16,9 +16,13 @@
 //! Lookup is a linear scan over one address family; fine for the handful of
 //! policies a gateway has, to be replaced by a trie if that changes.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use ike::wire::TrafficSelector;
+
+/// Why [`parse_five_tuple`] gave up (the IP header's [`IpError`](super::ip::IpError)).
+pub use super::ip::IpError as TupleError;
+pub use super::ip::{parse_five_tuple, FiveTuple};
 
 /// What to do with a packet that matches a policy (outbound direction).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -47,170 +51,6 @@ pub struct Policy {
 /// Handle of an inserted policy, for [`Spd::remove`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PolicyId(u64);
-
-/// The 5-tuple of a packet, as policy lookup needs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FiveTuple {
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    /// The upper-layer protocol (after IPv6 extension headers).
-    pub proto: u8,
-    /// (source, destination) ports for TCP, UDP, UDP-Lite, SCTP and DCCP;
-    /// (type << 8 | code) twice for ICMP/ICMPv6; `None` when unavailable
-    /// (non-initial fragment, truncated header, portless protocol).
-    pub ports: Option<(u16, u16)>,
-    /// The packet is a fragment (initial or not).
-    pub fragment: bool,
-}
-
-/// Why [`parse_five_tuple`] gave up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TupleError {
-    #[error("packet too short for its IP header")]
-    Truncated,
-    #[error("not an IPv4 or IPv6 packet")]
-    BadVersion,
-    #[error("malformed IP header")]
-    BadHeader,
-}
-
-const PROTO_ICMP: u8 = 1;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_DCCP: u8 = 33;
-const PROTO_ICMPV6: u8 = 58;
-const PROTO_SCTP: u8 = 132;
-const PROTO_UDPLITE: u8 = 136;
-
-/// IPv6 extension headers we walk over (RFC 8200 §4): hop-by-hop, routing,
-/// fragment (handled apart), destination options, AH.
-const EXT_HOP_BY_HOP: u8 = 0;
-const EXT_ROUTING: u8 = 43;
-const EXT_FRAGMENT: u8 = 44;
-const EXT_AH: u8 = 51;
-const EXT_DEST_OPTS: u8 = 60;
-/// Bound on the extension headers walked (each is at least 8 bytes anyway).
-const MAX_EXT_HEADERS: usize = 16;
-
-fn ports_of(proto: u8, l4: &[u8]) -> Option<(u16, u16)> {
-    match proto {
-        PROTO_TCP | PROTO_UDP | PROTO_SCTP | PROTO_DCCP | PROTO_UDPLITE => {
-            let b = l4.get(..4)?;
-            Some((
-                u16::from_be_bytes([b[0], b[1]]),
-                u16::from_be_bytes([b[2], b[3]]),
-            ))
-        }
-        PROTO_ICMP | PROTO_ICMPV6 => {
-            let b = l4.get(..2)?;
-            let tc = u16::from_be_bytes([b[0], b[1]]);
-            Some((tc, tc))
-        }
-        _ => None,
-    }
-}
-
-/// The 5-tuple of an IPv4 or IPv6 packet. Initial fragments yield ports when
-/// the transport header is in them; non-initial ones never do.
-pub fn parse_five_tuple(packet: &[u8]) -> Result<FiveTuple, TupleError> {
-    match packet.first().map(|b| b >> 4) {
-        None => Err(TupleError::Truncated),
-        Some(4) => parse_v4(packet),
-        Some(6) => parse_v6(packet),
-        Some(_) => Err(TupleError::BadVersion),
-    }
-}
-
-fn parse_v4(p: &[u8]) -> Result<FiveTuple, TupleError> {
-    if p.len() < 20 {
-        return Err(TupleError::Truncated);
-    }
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    if ihl < 20 {
-        return Err(TupleError::BadHeader);
-    }
-    if p.len() < ihl {
-        return Err(TupleError::Truncated);
-    }
-    let flags_frag = u16::from_be_bytes([p[6], p[7]]);
-    let more_fragments = flags_frag & 0x2000 != 0;
-    let offset = flags_frag & 0x1fff;
-    let proto = p[9];
-    let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
-    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-    let ports = if offset == 0 {
-        ports_of(proto, &p[ihl..])
-    } else {
-        None
-    };
-    Ok(FiveTuple {
-        src: src.into(),
-        dst: dst.into(),
-        proto,
-        ports,
-        fragment: more_fragments || offset != 0,
-    })
-}
-
-fn parse_v6(p: &[u8]) -> Result<FiveTuple, TupleError> {
-    if p.len() < 40 {
-        return Err(TupleError::Truncated);
-    }
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&p[8..24]);
-    let src = Ipv6Addr::from(a);
-    a.copy_from_slice(&p[24..40]);
-    let dst = Ipv6Addr::from(a);
-
-    let mut next = p[6];
-    let mut off = 40usize;
-    let mut fragment = false;
-    let mut non_initial = false;
-    for _ in 0..MAX_EXT_HEADERS {
-        match next {
-            EXT_HOP_BY_HOP | EXT_ROUTING | EXT_DEST_OPTS | EXT_AH => {
-                let h = p.get(off..off + 2).ok_or(TupleError::Truncated)?;
-                let len = if next == EXT_AH {
-                    (usize::from(h[1]) + 2) * 4
-                } else {
-                    (usize::from(h[1]) + 1) * 8
-                };
-                next = h[0];
-                off += len;
-                if off > p.len() {
-                    return Err(TupleError::Truncated);
-                }
-            }
-            EXT_FRAGMENT => {
-                let h = p.get(off..off + 8).ok_or(TupleError::Truncated)?;
-                let fo = u16::from_be_bytes([h[2], h[3]]);
-                fragment = true;
-                non_initial = fo >> 3 != 0;
-                next = h[0];
-                off += 8;
-            }
-            _ => break,
-        }
-    }
-    if matches!(
-        next,
-        EXT_HOP_BY_HOP | EXT_ROUTING | EXT_DEST_OPTS | EXT_AH | EXT_FRAGMENT
-    ) {
-        return Err(TupleError::BadHeader);
-    }
-    let ports = if non_initial {
-        None
-    } else {
-        ports_of(next, p.get(off..).unwrap_or(&[]))
-    };
-    Ok(FiveTuple {
-        src: src.into(),
-        dst: dst.into(),
-        proto: next,
-        ports,
-        fragment,
-    })
-}
 
 fn addr_key(a: IpAddr) -> (bool, u128) {
     match a {
