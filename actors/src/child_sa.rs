@@ -41,7 +41,7 @@ derive_report!(Expired => ChildMsg::Expired);
 
 pub struct ChildSaActor;
 
-pub struct ChildState {
+pub struct ChildActorState {
     _alive: runtime::counters::AliveGuard,
     ctx: CtxRef,
     conn: String,
@@ -51,14 +51,14 @@ pub struct ChildState {
 
 impl Actor for ChildSaActor {
     type Msg = ChildMsg;
-    type State = ChildState;
+    type State = ChildActorState;
     type Arguments = ChildArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<ChildMsg>,
         a: ChildArgs,
-    ) -> Result<ChildState, ActorProcessingErr> {
+    ) -> Result<ChildActorState, ActorProcessingErr> {
         let c = &a.sa;
         let install = SaInstall {
             owner: a.conn.clone(),
@@ -92,7 +92,7 @@ impl Actor for ChildSaActor {
         }
         metrics::gauge!("vpnd_child_sas").increment(1.0);
         a.ctx.children.insert(c.spi_in, myself.get_derived());
-        Ok(ChildState {
+        Ok(ChildActorState {
             _alive: runtime::counters::AliveGuard::new(),
             ctx: a.ctx,
             conn: a.conn,
@@ -105,7 +105,7 @@ impl Actor for ChildSaActor {
         &self,
         myself: ActorRef<ChildMsg>,
         msg: ChildMsg,
-        st: &mut ChildState,
+        st: &mut ChildActorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ChildMsg::Expired(Expired { hard: false }) => {
@@ -142,7 +142,7 @@ impl Actor for ChildSaActor {
     async fn post_stop(
         &self,
         _myself: ActorRef<ChildMsg>,
-        st: &mut ChildState,
+        st: &mut ChildActorState,
     ) -> Result<(), ActorProcessingErr> {
         let _ = st.ctx.dataplane.remove_sa(&st.conn, st.spi_in);
         st.ctx.children.remove(&st.spi_in);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ike::sa::Command;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use runtime::supervise::{Decision, RestartPolicy, RestartTracker};
-use tokio::task::JoinHandle;
+use runtime::timer::Timer;
 
 use crate::ctx::CtxRef;
 use crate::derive_report;
@@ -73,7 +73,8 @@ pub struct ConnState {
     want_up: bool,
     failed: u32,
     retry_gen: u64,
-    retry: Option<(JoinHandle<()>, std::time::Instant)>,
+    /// The next attempt and when it is due; dropping it cancels it.
+    retry: Option<(Timer, std::time::Instant)>,
     up_waiters: Vec<(Option<String>, Reply)>,
     down_waiters: Vec<Reply>,
     tracker: RestartTracker,
@@ -90,20 +91,14 @@ impl ConnState {
 
     fn cancel_retry(&mut self) {
         self.retry_gen += 1;
-        if let Some((h, _)) = self.retry.take() {
-            h.abort();
-        }
+        self.retry = None;
     }
 
     fn schedule_retry(&mut self, myself: &ActorRef<ConnMsg>, after: Duration) {
         self.cancel_retry();
         let gen = self.retry_gen;
-        let me = myself.clone();
-        let h = tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = me.send_message(ConnMsg::Retry(gen));
-        });
-        self.retry = Some((h, runtime::clock::now() + after));
+        let timer = Timer::after(myself, after, move || ConnMsg::Retry(gen));
+        self.retry = Some((timer, runtime::clock::now() + after));
     }
 
     fn answer_up(&mut self, child: Option<&str>, result: Result<String, String>) {

@@ -24,6 +24,7 @@ use ike::sa::{Accept, Command, Cost, Event, IkeSa, KeyWork, Responder, Timers, T
 use ike::wire::Header;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 use runtime::scheduler::{HalfOpenGuard, Priority};
+use runtime::timer::Timer;
 use tokio::task::JoinHandle;
 
 use crate::child_sa::{ChildArgs, ChildMsg, ChildSaActor};
@@ -40,7 +41,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 type Updown = Option<(std::path::PathBuf, kernel::updown::UpdownEvent)>;
 
 /// A CHILD SA actor this IKE SA owns.
-struct ChildEntry {
+struct ChildActor {
     actor: ActorRef<ChildMsg>,
     installed: Instant,
     updown: Updown,
@@ -134,10 +135,11 @@ pub struct IkeState {
     deferred: VecDeque<IkeMsg>,
     registered: Vec<u64>,
     half_open_key: Option<(u64, SocketAddr)>,
-    children: HashMap<u32, ChildEntry>,
+    children: HashMap<u32, ChildActor>,
     timer_gen: u64,
     timer_at: Option<Instant>,
-    timer: Option<JoinHandle<()>>,
+    /// The core's next deadline; dropping it cancels it.
+    timer: Timer,
     guard: Option<HalfOpenGuard>,
     half_open_counted: bool,
     established: bool,
@@ -267,20 +269,18 @@ impl IkeState {
         if next == self.timer_at {
             return;
         }
-        if let Some(t) = self.timer.take() {
-            t.abort();
-        }
         self.timer_at = next;
+        // A timer cancelled after it fired may still deliver: the
+        // generation tells a stale one from the current.
         self.timer_gen += 1;
-        if let Some(at) = next {
-            let gen = self.timer_gen;
-            let me = myself.clone();
-            let at = tokio::time::Instant::from_std(at);
-            self.timer = Some(tokio::spawn(async move {
-                tokio::time::sleep_until(at).await;
-                let _ = me.send_message(IkeMsg::Timer(gen));
-            }));
-        }
+        self.timer = match next {
+            Some(at) => {
+                let gen = self.timer_gen;
+                let after = at.saturating_duration_since(runtime::clock::now());
+                Timer::after(myself, after, move || IkeMsg::Timer(gen))
+            }
+            None => Timer::none(),
+        };
     }
 
     fn refresh_snapshot(&mut self) {
@@ -499,7 +499,7 @@ impl IkeState {
                     Ok((child_ref, _)) => {
                         self.children.insert(
                             spi_in,
-                            ChildEntry {
+                            ChildActor {
                                 actor: child_ref,
                                 installed: runtime::clock::now(),
                                 updown,
@@ -638,7 +638,8 @@ impl IkeState {
         }
         self.unregister_all();
         self.leave_half_open();
-        for h in [self.timer.take(), self.work.take()].into_iter().flatten() {
+        self.timer.cancel();
+        if let Some(h) = self.work.take() {
             h.abort();
         }
     }
@@ -766,7 +767,7 @@ impl Actor for IkeSaActor {
             children: HashMap::new(),
             timer_gen: 0,
             timer_at: None,
-            timer: None,
+            timer: Timer::none(),
             guard: None,
             half_open_counted,
             established: false,

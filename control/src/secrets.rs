@@ -21,7 +21,7 @@ use toml::de::DeValue;
 use zeroize::Zeroizing;
 
 use crate::config::error::{sort_by_position, ConfigError, ConfigErrors};
-use crate::config::reader::{entries, join, parse_document, Ctx, Source, Value};
+use crate::config::reader::{entries, join, parse_document, ParseCtx, Source, Value};
 
 /// The loaded pre-shared keys.
 #[derive(Clone, Default)]
@@ -133,7 +133,7 @@ impl Secrets {
                 return;
             }
         };
-        let mut ctx = Ctx { src: &src, errors };
+        let mut ctx = ParseCtx { src: &src, errors };
         for (k, v) in entries(&doc) {
             if k.get_ref() != "psk" {
                 ctx.unknown_key(k, &join("", k.get_ref()), FILE_KEYS);
@@ -244,7 +244,7 @@ fn read_secret_file(path: &Path, warnings: &mut Vec<String>) -> std::io::Result<
     Ok(text)
 }
 
-fn parse_entry(ctx: &mut Ctx<'_>, item: &Value<'_>) -> Option<PskEntry> {
+fn parse_entry(ctx: &mut ParseCtx<'_>, item: &Value<'_>) -> Option<PskEntry> {
     let t = ctx.table(item, "psk")?;
     let before = ctx.error_count();
     let mut ids = None;

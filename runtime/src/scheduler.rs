@@ -29,7 +29,7 @@ pub struct SchedulerConfig {
 }
 
 impl Default for SchedulerConfig {
-    /// 1000/s, 4 concurrent, 4 half-open per peer (design.md defaults).
+    /// 1000/s, 4 concurrent, 4 half-open per peer.
     fn default() -> Self {
         SchedulerConfig {
             key_computations_per_sec: 1000,

@@ -14,7 +14,7 @@ use super::error::ConfigError;
 use super::keys::{
     conn_key, key_names, line_of, resolve, value, ConnFields, ConnectionConfig, KEYS,
 };
-use super::reader::{entries, join, Ctx, Key, Value};
+use super::reader::{entries, join, Key, ParseCtx, Value};
 use super::{format_duration, Auto};
 use crate::secrets::Secrets;
 
@@ -138,7 +138,7 @@ const MODES: &[(&str, ike::config::Mode)] = &[
 ];
 
 pub(super) fn parse_connections(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut ParseCtx<'_>,
     v: &Value<'_>,
     defaults: &[&ConnFields],
     names: &mut HashMap<String, (PathBuf, usize)>,
@@ -174,7 +174,7 @@ fn valid_name(s: &str) -> bool {
 
 /// Parses the connection keys of `t`; returns them and the `children` value.
 pub(super) fn parse_conn_fields<'t, 'i>(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut ParseCtx<'_>,
     t: &'t DeTable<'i>,
     prefix: &str,
     in_defaults: bool,
@@ -217,7 +217,7 @@ pub(super) fn parse_conn_fields<'t, 'i>(
 }
 
 fn build_connection(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut ParseCtx<'_>,
     k: &Key<'_>,
     v: &Value<'_>,
     defaults: &[&ConnFields],
@@ -300,7 +300,7 @@ fn default_esp_proposals() -> Vec<ProposalSpec> {
 }
 
 fn build_children(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut ParseCtx<'_>,
     conn_key: &Key<'_>,
     prefix: &str,
     v: Option<(&Key<'_>, &Value<'_>)>,
@@ -329,7 +329,7 @@ fn build_children(
 }
 
 fn build_child(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut ParseCtx<'_>,
     children_key: &str,
     k: &Key<'_>,
     v: &Value<'_>,

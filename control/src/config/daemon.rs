@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use super::reader::{entries, join, parse_ip, Ctx, Value};
+use super::reader::{entries, join, parse_ip, ParseCtx, Value};
 
 /// `[daemon]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +127,7 @@ const DATAPLANES: &[(&str, Dataplane)] = &[
 ];
 
 pub(super) fn parse_daemon(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut ParseCtx<'_>,
     t: &DeTable<'_>,
     base: &Path,
     out: &mut DaemonConfig,
@@ -264,10 +264,10 @@ pub(super) fn parse_daemon(
     }
 }
 
-pub(super) fn parse_scheduler(ctx: &mut Ctx<'_>, t: &DeTable<'_>, out: &mut SchedulerConfig) {
+pub(super) fn parse_scheduler(ctx: &mut ParseCtx<'_>, t: &DeTable<'_>, out: &mut SchedulerConfig) {
     for (k, v) in entries(t) {
         let key = join("scheduler", k.get_ref());
-        let positive = |ctx: &mut Ctx<'_>, slot: &mut u32| {
+        let positive = |ctx: &mut ParseCtx<'_>, slot: &mut u32| {
             if let Some(n) = ctx.uint(v, &key) {
                 if n == 0 {
                     ctx.err(v.span(), &key, "invalid value 0: must be at least 1");
@@ -291,7 +291,7 @@ pub(super) fn parse_scheduler(ctx: &mut Ctx<'_>, t: &DeTable<'_>, out: &mut Sche
 }
 
 /// "10%" (or a bare integer), 0 to 100.
-fn percentage(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<u32> {
+fn percentage(ctx: &mut ParseCtx<'_>, v: &Value<'_>, key: &str) -> Option<u32> {
     let n = match v.get_ref() {
         DeValue::Integer(_) => ctx.uint(v, key)?,
         DeValue::String(s) => match s.trim().trim_end_matches('%').trim().parse::<u32>() {

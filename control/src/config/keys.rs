@@ -22,12 +22,12 @@ use std::time::Duration;
 use ike::proposal::ProposalSpec;
 
 use super::connection::{AuthMethod, ChildConfig, RemoteAddr};
-use super::reader::{parse_ip, Ctx, Value};
+use super::reader::{parse_ip, ParseCtx, Value};
 use super::{parse_duration, Auto, DpdAction};
 
 /// Reads a key's TOML value (dotted key, line) into a layer, reporting
 /// what is wrong.
-type Read = fn(&mut Ctx<'_>, &Value<'_>, &str, usize, &mut ConnFields);
+type Read = fn(&mut ParseCtx<'_>, &Value<'_>, &str, usize, &mut ConnFields);
 
 /// Parses a `vpnctl set` value (key, value) and stores it.
 type Set = fn(&mut ConnectionConfig, &str, &str) -> Result<(), String>;
@@ -51,7 +51,7 @@ pub(super) struct KeyDef {
 }
 
 /// Generates [`ConnectionConfig`], [`ConnFields`] and [`KEYS`] from the list
-/// of keys. `parse` is a `fn(&mut Ctx, &Value, key) -> Option<T>` that
+/// of keys. `parse` is a `fn(&mut ParseCtx, &Value, key) -> Option<T>` that
 /// reports what is wrong and returns `None` then.
 macro_rules! connection_keys {
     ($(
@@ -114,7 +114,7 @@ macro_rules! connection_keys {
                 KeyDef {
                     name: stringify!($name),
                     read: Some(|ctx, v, key, line, f| {
-                        let parse: fn(&mut Ctx<'_>, &Value<'_>, &str) -> Option<$ty> = $parse;
+                        let parse: fn(&mut ParseCtx<'_>, &Value<'_>, &str) -> Option<$ty> = $parse;
                         f.$name = slot(line, parse(ctx, v, key));
                     }),
                     missing: |layers| resolve(layers, |l| &l.$name).is_none(),
@@ -395,7 +395,7 @@ fn default_ike_proposals() -> Vec<ProposalSpec> {
 }
 
 /// `["%any"]` is the empty list (any local address).
-fn local_addrs(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<Vec<IpAddr>> {
+fn local_addrs(ctx: &mut ParseCtx<'_>, v: &Value<'_>, key: &str) -> Option<Vec<IpAddr>> {
     let items = ctx.strings(v, key)?;
     if let [(only, _)] = items.as_slice() {
         if *only == "%any" {
@@ -413,7 +413,7 @@ fn local_addrs(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<Vec<IpAddr
     (ctx.error_count() == before).then_some(addrs)
 }
 
-fn remote_addrs(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<Vec<RemoteAddr>> {
+fn remote_addrs(ctx: &mut ParseCtx<'_>, v: &Value<'_>, key: &str) -> Option<Vec<RemoteAddr>> {
     ctx.list(v, key, false, |s| {
         if s.trim() == "%any" {
             return Ok(RemoteAddr::Any);
@@ -426,7 +426,7 @@ fn remote_addrs(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<Vec<Remot
 }
 
 /// An identity, kept as written; `%any` only when `allow_any`.
-fn identity(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str, allow_any: bool) -> Option<String> {
+fn identity(ctx: &mut ParseCtx<'_>, v: &Value<'_>, key: &str, allow_any: bool) -> Option<String> {
     let s = ctx.string(v, key)?;
     let why = if s == "%any" {
         if allow_any {
@@ -443,13 +443,13 @@ fn identity(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str, allow_any: bool) -> Opt
     None
 }
 
-fn ike_proposals(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<Vec<ProposalSpec>> {
+fn ike_proposals(ctx: &mut ParseCtx<'_>, v: &Value<'_>, key: &str) -> Option<Vec<ProposalSpec>> {
     ctx.list(v, key, false, |s| {
         ProposalSpec::parse_ike(s).map_err(|e| e.to_string())
     })
 }
 
-fn positive_duration(ctx: &mut Ctx<'_>, v: &Value<'_>, key: &str) -> Option<Duration> {
+fn positive_duration(ctx: &mut ParseCtx<'_>, v: &Value<'_>, key: &str) -> Option<Duration> {
     let d = ctx.duration(v, key)?;
     if d.is_zero() {
         ctx.err(v.span(), key, "must be greater than 0");

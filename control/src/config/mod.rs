@@ -36,7 +36,7 @@ use error::sort_by_position;
 pub use error::{ConfigError, ConfigErrors};
 use keys::ConnFields;
 pub use keys::{ConnectionConfig, SET_KEYS};
-use reader::{entries, is_glob, join, parse_document, Ctx, Source, Value};
+use reader::{entries, is_glob, join, parse_document, ParseCtx, Source, Value};
 
 use crate::secrets::Secrets;
 
@@ -89,7 +89,7 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
     let mut connections = Vec::new();
     let mut names = HashMap::new();
     {
-        let mut ctx = Ctx {
+        let mut ctx = ParseCtx {
             src: &src,
             errors: &mut errors,
         };
@@ -163,7 +163,7 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
                     continue;
                 }
             };
-            let mut ctx = Ctx {
+            let mut ctx = ParseCtx {
                 src: &fsrc,
                 errors: &mut errors,
             };
@@ -232,7 +232,7 @@ pub fn load_extra(main: &Config, file: &Path) -> Result<Vec<ConnectionConfig>, C
         .map(|c| (c.name.clone(), (c.file.clone(), c.line)))
         .collect();
     let mut out = Vec::new();
-    let mut ctx = Ctx {
+    let mut ctx = ParseCtx {
         src: &src,
         errors: &mut errors,
     };
@@ -305,7 +305,7 @@ fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
 /// The top level of an included or extra file: only `[connections.*]`
 /// (and `[defaults]` when `allow_defaults`).
 fn parse_connection_file<'t, 'i>(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut ParseCtx<'_>,
     doc: &'t DeTable<'i>,
     allow_defaults: bool,
     main: &Path,

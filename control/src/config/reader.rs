@@ -39,12 +39,12 @@ impl Source {
 }
 
 /// A file being read plus the error list every problem goes to.
-pub(crate) struct Ctx<'a> {
+pub(crate) struct ParseCtx<'a> {
     pub src: &'a Source,
     pub errors: &'a mut Vec<ConfigError>,
 }
 
-impl Ctx<'_> {
+impl ParseCtx<'_> {
     pub fn line(&self, span: &Range<usize>) -> usize {
         self.src.line(span.start)
     }

@@ -13,7 +13,7 @@
 //!
 //! Layout: this module is the shell, `IkeSa`'s state, its inputs and
 //! outputs, and the dispatch of requests and responses by exchange type;
-//! `core` is the message layer (SK payload protection, message IDs,
+//! `message` is the message layer (SK payload protection, message IDs,
 //! retransmission and the response cache); `exchange` has one module per
 //! exchange with both of its halves; `types` the public inputs and outputs;
 //! `payloads` the payload helpers the exchanges share; `natd` NAT detection
@@ -24,9 +24,9 @@
 //! SA closes); keys never appear in `Debug` output or events other than
 //! `ChildReady`, which carries them for the dataplane.
 
-mod core;
 mod error;
 mod exchange;
+mod message;
 pub mod natd;
 mod payloads;
 mod timers;
@@ -37,18 +37,18 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use self::core::{Core, RequestId};
 use self::exchange::create_child::ChildRequest;
 use self::exchange::ike_rekey::{IkeCollision, IkeRekeyRequest};
 use self::exchange::sa_init::InitState;
+use self::message::{MessageLayer, RequestId};
 use self::payloads::notify;
 use crate::config::PeerConfigRef;
 use crate::crypto::Random;
 use crate::proposal::Chosen;
 use crate::wire::{Delete, ExchangeType, Identification, Message, NotifyType, Payload};
 
-pub use self::core::OpenError;
 pub use self::error::{BadChild, ChildError, PeerMisbehaved, RekeyError};
+pub use self::message::OpenError;
 pub use self::timers::{Cost, KeyWork, Timers};
 pub use self::types::{
     local_spi_of, Accept, ChildSa, Command, DatagramError, Event, Reason, Responder, State,
@@ -101,7 +101,7 @@ enum Phase {
     Closed,
 }
 
-/// What our outstanding request on the current core is.
+/// What our outstanding request on the current message layer is.
 enum Pending {
     SaInit,
     Auth,
@@ -162,9 +162,9 @@ pub struct IkeSa {
     nat_local: bool,
     nat_remote: bool,
     phase: Phase,
-    core: Core,
+    core: MessageLayer,
     /// Old IKE SAs after a rekey, kept to finish their DELETE exchange.
-    retiring: Vec<Core>,
+    retiring: Vec<MessageLayer>,
     init: Option<InitState>,
     pending: Option<Pending>,
     tasks: VecDeque<Task>,

@@ -10,8 +10,8 @@ use crate::keys::ChildKeys;
 use crate::proposal::Chosen;
 use crate::wire::{self, ExchangeType, Identification, NotifyType, TrafficSelector};
 
-use super::core::OpenError;
 use super::error::{ChildError, PeerMisbehaved, RekeyError};
+use super::message::OpenError;
 use super::natd::CookieJar;
 use super::IkeSa;
 

@@ -225,7 +225,7 @@ struct SaEntry {
 
 /// Per (owner, child): its policies, routes and SAs.
 #[derive(Default)]
-struct ChildEntry {
+struct ChildPolicies {
     reqid: u32,
     local_ts: Vec<TrafficSelector>,
     remote_ts: Vec<TrafficSelector>,
@@ -247,7 +247,7 @@ pub(super) struct Tables {
     /// Where the keepalive clock (`last_tx_ms`) starts.
     epoch: Instant,
     spd: Spd,
-    children: HashMap<(String, String), ChildEntry>,
+    children: HashMap<(String, String), ChildPolicies>,
     out_by_reqid: HashMap<u32, Arc<OutSa>>,
     inbound: HashMap<u32, Arc<InSa>>,
     sas: HashMap<u32, SaEntry>,

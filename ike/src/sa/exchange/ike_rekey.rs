@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::crypto::{DhGroup, DhPrivate};
 use crate::keys;
 use crate::proposal::{self, Chosen, DhMode, ProposalSpec};
-use crate::sa::core::{Core, RequestId};
+use crate::sa::message::{MessageLayer, RequestId};
 use crate::sa::payloads::{
     child_payloads, first_error, min_nonce, notify, random_spi, random_vec, requested_group,
     select_preferring_ke,
@@ -29,7 +29,7 @@ pub(in crate::sa) struct IkeRekeyRequest {
 
 /// A peer's IKE rekey that we answered while our own was outstanding.
 pub(in crate::sa) struct IkeCollision {
-    pub(in crate::sa) core: Core,
+    pub(in crate::sa) core: MessageLayer,
     pub(in crate::sa) min_nonce: Vec<u8>,
     pub(in crate::sa) proposal: Chosen,
 }
@@ -253,13 +253,13 @@ impl IkeSa {
         spi_i: u64,
         spi_r: u64,
         initiator: bool,
-    ) -> Result<Core, RekeyError> {
+    ) -> Result<MessageLayer, RekeyError> {
         let old = self.core.keys.as_ref().ok_or(RekeyError::NoKeys)?;
         let prf = chosen.prf.ok_or(RekeyError::NoPrf)?;
         let seed = keys::skeyseed(prf, shared, ni, nr, Some((old.prf, &old.sk_d)));
         let k = keys::derive_ike_keys(prf, chosen.encr, &seed, ni, nr, spi_i, spi_r)
             .map_err(RekeyError::Crypto)?;
-        let mut core = Core::new(spi_i, spi_r, initiator);
+        let mut core = MessageLayer::new(spi_i, spi_r, initiator);
         core.keys = Some(k);
         Ok(core)
     }
@@ -270,7 +270,7 @@ impl IkeSa {
     pub(in crate::sa) fn switch_core(
         &mut self,
         now: Instant,
-        new: Core,
+        new: MessageLayer,
         proposal: Chosen,
         delete_old: bool,
     ) {
@@ -293,7 +293,7 @@ impl IkeSa {
 
     /// Start a DELETE of the IKE SA `core` (an old or redundant one after a
     /// rekey), retransmitted like any request of ours.
-    pub(in crate::sa) fn send_ike_delete_on(&mut self, now: Instant, core: &mut Core) {
+    pub(in crate::sa) fn send_ike_delete_on(&mut self, now: Instant, core: &mut MessageLayer) {
         let id = core.next_request_id();
         let data = core.protect(
             ExchangeType::INFORMATIONAL,

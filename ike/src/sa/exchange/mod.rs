@@ -2,7 +2,7 @@
 //! initiator's `start_*`/`send_*` and `handle_*_response`, and the
 //! responder's `handle_*_request`, like strongSwan's task `build`/`process`
 //! pairs. They are `impl IkeSa` blocks: the shell in `sa` owns the state,
-//! the message layer (`sa::core`) and dispatch by exchange type.
+//! the message layer (`sa::message`) and dispatch by exchange type.
 //!
 //! | module | exchange |
 //! |---|---|

@@ -12,7 +12,7 @@ use crate::config::PeerConfigRef;
 use crate::crypto::{DhGroup, DhPrivate};
 use crate::keys;
 use crate::proposal::{self, DhMode, ProposalSpec};
-use crate::sa::core::Core;
+use crate::sa::message::MessageLayer;
 use crate::sa::natd::natd_hash;
 use crate::sa::payloads::{
     child_payloads, first_error, notify, random_spi, random_vec, requested_group,
@@ -71,7 +71,7 @@ impl IkeSa {
             nat_local: false,
             nat_remote: false,
             phase: Phase::InitSent,
-            core: Core::new(spi_i, 0, true),
+            core: MessageLayer::new(spi_i, 0, true),
             retiring: Vec::new(),
             init: Some(InitState {
                 ni,
@@ -142,7 +142,7 @@ impl IkeSa {
             return Accept::Ignore("not an IKE_SA_INIT request".into());
         }
         let stateless = |payloads: Vec<Payload>, why: &'static str| {
-            let core = Core::new(msg.header.spi_i, 0, false);
+            let core = MessageLayer::new(msg.header.spi_i, 0, false);
             Accept::Reply(
                 Transmit {
                     local: params.local,
@@ -213,7 +213,7 @@ impl IkeSa {
         let Ok(k) = keys::derive_ike_keys(prf, chosen.encr, &seed, ni, &nr, h.spi_i, spi_r) else {
             return Accept::Ignore("key derivation failed".into());
         };
-        let mut core = Core::new(h.spi_i, spi_r, false);
+        let mut core = MessageLayer::new(h.spi_i, spi_r, false);
         core.keys = Some(k);
         let encap_forced = params.candidates.iter().any(|c| c.encap);
         let mut sa = IkeSa {

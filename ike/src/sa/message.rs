@@ -41,7 +41,7 @@ pub enum OpenError {
     NoKeys,
 }
 
-pub(crate) struct Core {
+pub(crate) struct MessageLayer {
     pub spi_i: u64,
     pub spi_r: u64,
     /// Are we the original initiator of this IKE SA (§2.18: after a rekey,
@@ -56,9 +56,9 @@ pub(crate) struct Core {
     iv: u64,
 }
 
-impl Core {
-    pub fn new(spi_i: u64, spi_r: u64, initiator: bool) -> Core {
-        Core {
+impl MessageLayer {
+    pub fn new(spi_i: u64, spi_r: u64, initiator: bool) -> MessageLayer {
+        MessageLayer {
             spi_i,
             spi_r,
             initiator,
@@ -210,7 +210,7 @@ pub(crate) enum RequestId {
     Drop,
 }
 
-impl Core {
+impl MessageLayer {
     pub fn classify_request(&self, id: u32) -> RequestId {
         if id == self.peer_next_id {
             return RequestId::New;
