@@ -2,6 +2,8 @@
 //! payload structures, and a strict, panic-free codec between them and bytes.
 
 mod codec;
+mod decode;
+mod encode;
 mod helpers;
 mod types;
 

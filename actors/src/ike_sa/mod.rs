@@ -16,44 +16,34 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ike::config::{display_identity, PeerConfig};
+use ike::config::PeerConfig;
 use ike::crypto::SystemRandom;
-use ike::sa::{Accept, Command, Cost, Event, IkeSa, KeyWork, Responder, Timers, Transmit};
+use ike::sa::{Accept, Command, Cost, IkeSa, KeyWork, Responder, Timers, Transmit};
 use ike::wire::Header;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 use runtime::scheduler::{HalfOpenGuard, Priority};
 use runtime::timer::Timer;
 use tokio::task::JoinHandle;
 
-use crate::child_sa::{ChildArgs, ChildMsg, ChildSaActor};
+use crate::child_sa::ChildMsg;
 use crate::ctx::CtxRef;
 use crate::derive_report;
 use crate::report::{ChildReport, HandOver, IkeReport};
 use crate::router::Datagram;
 use crate::spec::ConnSpec;
-use crate::status::{ChildStatus, IkeStatus};
+use crate::status::IkeStatus;
+
+mod events;
+mod impair;
+mod status;
+
+use self::events::{run_down, ChildActor};
+pub use self::impair::Impair;
+use self::impair::{roll, send_impaired};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A CHILD SA's updown script and event, if it has one.
-type Updown = Option<(std::path::PathBuf, kernel::updown::UpdownEvent)>;
-
-/// A CHILD SA actor this IKE SA owns.
-struct ChildActor {
-    actor: ActorRef<ChildMsg>,
-    installed: Instant,
-    updown: Updown,
-}
-
-/// Run the down script of a CHILD SA that is gone (not replaced by a rekey).
-fn run_down(ctx: &CtxRef, updown: Updown) {
-    if let Some((script, ev)) = updown {
-        ctx.updown
-            .run(script, kernel::updown::UpdownEvent { up: false, ..ev });
-    }
-}
 
 /// How the actor comes to have an IKE SA.
 pub enum IkeStart {
@@ -82,17 +72,6 @@ pub struct IkeArgs {
     /// Where this actor reports (its owner: a Connection or Responders).
     pub parent: DerivedActorRef<IkeReport>,
     pub start: IkeStart,
-}
-
-/// Fault injection (`vpnd --impair`, `vpnctl impair`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Impair {
-    pub drop_inbound_pct: u32,
-    pub drop_outbound_pct: u32,
-    pub duplicate_pct: u32,
-    pub corrupt_pct: u32,
-    pub delay_ms: u32,
-    pub stall: bool,
 }
 
 pub enum IkeMsg {
@@ -180,37 +159,6 @@ fn timers(spec: &ConnSpec) -> Timers {
     }
 }
 
-fn roll(pct: u32) -> bool {
-    pct > 0 && runtime::backoff::rand01() * 100.0 < pct as f64
-}
-
-/// Send one datagram through the connection's impairments.
-async fn send_impaired(ctx: &CtxRef, impair: &Impair, t: Transmit) {
-    if impair.stall || roll(impair.drop_outbound_pct) {
-        return;
-    }
-    let mut t = t;
-    if roll(impair.corrupt_pct) && !t.data.is_empty() {
-        let i = (runtime::backoff::rand01() * t.data.len() as f64) as usize % t.data.len();
-        t.data[i] ^= 0x40;
-    }
-    let copies = if roll(impair.duplicate_pct) { 2 } else { 1 };
-    if impair.delay_ms > 0 {
-        let ctx = ctx.clone();
-        let delay = Duration::from_millis(impair.delay_ms as u64);
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            for _ in 0..copies {
-                ctx.sockets.send(&t).await;
-            }
-        });
-        return;
-    }
-    for _ in 0..copies {
-        ctx.sockets.send(&t).await;
-    }
-}
-
 impl IkeState {
     fn conn_name(&self) -> &str {
         &self.spec.name
@@ -283,75 +231,6 @@ impl IkeState {
         };
     }
 
-    fn refresh_snapshot(&mut self) {
-        let Some(sa) = self.sa.as_ref() else { return };
-        let now = runtime::clock::now();
-        let children = sa
-            .child_sas()
-            .map(|(c, state)| {
-                let counters = self.ctx.dataplane.counters(c.spi_in).unwrap_or_default();
-                let installed = self.children.get(&c.spi_in);
-                ChildStatus {
-                    name: c.name.clone(),
-                    state: if installed.is_some() {
-                        state.to_string()
-                    } else {
-                        "installing".into()
-                    },
-                    reqid: self.ctx.reqid(&self.spec.name, &c.name),
-                    spi_in: format!("{:08x}", c.spi_in),
-                    spi_out: format!("{:08x}", c.spi_out),
-                    local_ts: c
-                        .local_ts
-                        .iter()
-                        .map(|t| ike::ts::Display(t).to_string())
-                        .collect(),
-                    remote_ts: c
-                        .remote_ts
-                        .iter()
-                        .map(|t| ike::ts::Display(t).to_string())
-                        .collect(),
-                    proposal: c.proposal.describe(),
-                    mode: format!("{:?}", c.mode).to_uppercase(),
-                    installed_secs: installed
-                        .map(|c| now.saturating_duration_since(c.installed).as_secs())
-                        .unwrap_or(0),
-                    rekey_secs: sa
-                        .child_rekey_at(c.spi_in)
-                        .map(|t| t.saturating_duration_since(now).as_secs()),
-                    bytes_in: counters.bytes_in,
-                    bytes_out: counters.bytes_out,
-                    packets_in: counters.packets_in,
-                    packets_out: counters.packets_out,
-                    replay_drops: counters.replay_drops,
-                    integrity_failures: counters.integrity_failures,
-                }
-            })
-            .collect();
-        let fmt_addr = |a: SocketAddr| format!("{}[{}]", a.ip(), a.port());
-        self.snapshot = IkeStatus {
-            id: self.id,
-            state: sa.state().to_string(),
-            local: fmt_addr(sa.local_addr()),
-            remote: fmt_addr(sa.remote_addr()),
-            local_id: sa.local_id().map(display_identity).unwrap_or_default(),
-            remote_id: sa.remote_id().map(display_identity).unwrap_or_default(),
-            proposal: sa.proposal().map(|p| p.describe()).unwrap_or_default(),
-            established_secs: sa
-                .established_at()
-                .map(|t| now.saturating_duration_since(t).as_secs())
-                .unwrap_or(0),
-            initiator: sa.is_initiator(),
-            spi_i: format!("{:016x}", sa.spi_i()),
-            spi_r: format!("{:016x}", sa.spi_r()),
-            encap: sa.encap(),
-            rekey_secs: sa
-                .rekey_at()
-                .map(|t| t.saturating_duration_since(now).as_secs()),
-            child_sas: children,
-        };
-    }
-
     /// After any input: send, react to events, re-arm the timer.
     async fn after_step(&mut self, myself: &ActorRef<IkeMsg>) -> Result<(), ActorProcessingErr> {
         let mut pending: Vec<Transmit> = Vec::new();
@@ -381,250 +260,6 @@ impl IkeState {
         self.register(myself);
         self.arm_timer(myself);
         self.refresh_snapshot();
-        Ok(())
-    }
-
-    async fn handle_event(
-        &mut self,
-        myself: &ActorRef<IkeMsg>,
-        ev: Event,
-    ) -> Result<(), ActorProcessingErr> {
-        let conn = self.spec.name.clone();
-        match ev {
-            Event::Established {
-                name,
-                proposal,
-                local_id,
-                remote_id,
-                initial_contact,
-            } => {
-                if self.neutral || name != conn {
-                    // A responder SA authenticated: hand it over so it
-                    // lives in its connection's subtree.
-                    let Some(sa) = self.sa.take() else {
-                        return Ok(());
-                    };
-                    self.unregister_all();
-                    self.leave_half_open();
-                    let established = Event::Established {
-                        name: name.clone(),
-                        proposal,
-                        local_id,
-                        remote_id,
-                        initial_contact,
-                    };
-                    let _ = self.parent.send_message(IkeReport::HandOver(HandOver {
-                        conn: name,
-                        sa,
-                        established,
-                    }));
-                    self.done = true;
-                    myself.stop(Some("handed over".into()));
-                    return Ok(());
-                }
-                self.established = true;
-                if let Some(t) = self.started_at.take() {
-                    metrics::histogram!("vpnd_ike_establish_seconds").record(
-                        runtime::clock::now()
-                            .saturating_duration_since(t)
-                            .as_secs_f64(),
-                    );
-                }
-                metrics::counter!("vpnd_ike_established_total").increment(1);
-                self.leave_half_open();
-                if let Some((spi_i, peer)) = self.half_open_key.take() {
-                    self.ctx.router.remove_half_open(spi_i, peer);
-                }
-                self.ctx.event(
-                    Some(&conn),
-                    "state",
-                    format!(
-                        "IKE SA #{} established with '{}' using {}",
-                        self.id,
-                        display_identity(&remote_id),
-                        proposal.describe()
-                    ),
-                );
-                let _ = self.parent.send_message(IkeReport::Up {
-                    ike: myself.get_id(),
-                    initial_contact,
-                });
-            }
-            Event::ChildReady(child) => {
-                let reqid = self.ctx.reqid(&conn, &child.name);
-                let spi_in = child.spi_in;
-                let name = child.name.clone();
-                let spec = self.spec.clone();
-                let settings = spec.child(&name);
-                let rekey = settings.map(|c| c.rekey_time).unwrap_or_default();
-                let rekey_of = child.rekey_of;
-                let updown = settings.and_then(|c| c.updown.as_ref()).map(|script| {
-                    let sa = self.sa.as_ref();
-                    let id = |i: Option<&ike::wire::Identification>| {
-                        i.map(display_identity).unwrap_or_default()
-                    };
-                    let ev = kernel::updown::UpdownEvent {
-                        up: true,
-                        connection: name.clone(),
-                        reqid,
-                        unique_id: self.id,
-                        me: child.local.ip(),
-                        my_id: id(sa.and_then(|s| s.local_id())),
-                        peer: child.remote.ip(),
-                        peer_id: id(sa.and_then(|s| s.remote_id())),
-                        udp_encap_port: child.encap.then(|| child.remote.port()),
-                        local_ts: child.local_ts.clone(),
-                        remote_ts: child.remote_ts.clone(),
-                        mark_in: None,
-                        mark_out: None,
-                        if_id_in: None,
-                        if_id_out: None,
-                    };
-                    (script.clone(), ev)
-                });
-                let mut lifetime = settings.map(|c| c.lifetime).unwrap_or_default();
-                if lifetime.hard_time.is_none() && !rekey.is_zero() {
-                    lifetime.hard_time = Some(rekey + rekey / 10);
-                }
-                let args = ChildArgs {
-                    ctx: self.ctx.clone(),
-                    conn: conn.clone(),
-                    updown: updown.clone(),
-                    sa: *child,
-                    reqid,
-                    lifetime,
-                    parent: myself.get_derived(),
-                };
-                match Actor::spawn_linked(None, ChildSaActor, args, myself.get_cell()).await {
-                    Ok((child_ref, _)) => {
-                        self.children.insert(
-                            spi_in,
-                            ChildActor {
-                                actor: child_ref,
-                                installed: runtime::clock::now(),
-                                updown,
-                            },
-                        );
-                        let what = if rekey_of.is_some() {
-                            "rekeyed"
-                        } else {
-                            "installed"
-                        };
-                        self.ctx.event(
-                            Some(&conn),
-                            "child",
-                            format!("CHILD SA '{name}' {what}: SPI in {spi_in:08x}, reqid {reqid}"),
-                        );
-                        if rekey_of.is_none() {
-                            let _ = self.parent.send_message(IkeReport::ChildUp { child: name });
-                        }
-                    }
-                    Err(e) => {
-                        let reason = format!("CHILD SA '{name}' could not be installed: {e}");
-                        self.ctx.event(Some(&conn), "error", reason.clone());
-                        let _ = self.parent.send_message(IkeReport::ChildFailed {
-                            child: name,
-                            reason,
-                        });
-                        if let Some(sa) = self.sa.as_mut() {
-                            sa.handle_command(
-                                runtime::clock::now(),
-                                Command::DeleteChild { spi_in },
-                            );
-                        }
-                    }
-                }
-            }
-            Event::ChildFailed { name, reason } => {
-                let reason = reason.to_string();
-                self.ctx.event(Some(&conn), "error", reason.clone());
-                let _ = self.parent.send_message(IkeReport::ChildFailed {
-                    child: name,
-                    reason,
-                });
-            }
-            Event::ChildDeleted {
-                name,
-                spi_in,
-                reason,
-                ..
-            } => {
-                if let Some(child) = self.children.remove(&spi_in) {
-                    let _ = self.ctx.dataplane.remove_sa(&conn, spi_in);
-                    let _ = child.actor.send_message(ChildMsg::Removed);
-                    // A rekeyed SA's successor carries on its "up".
-                    if reason != "rekeyed" {
-                        run_down(&self.ctx, child.updown);
-                    }
-                }
-                self.ctx.event(
-                    Some(&conn),
-                    "child",
-                    format!("CHILD SA '{name}' {spi_in:08x} deleted: {reason}"),
-                );
-            }
-            Event::IkeRekeyed {
-                spi_i,
-                spi_r,
-                proposal,
-                ..
-            } => {
-                self.register(myself);
-                self.ctx.event(
-                    Some(&conn),
-                    "state",
-                    format!(
-                        "IKE SA #{} rekeyed: SPIs {spi_i:016x}_i {spi_r:016x}_r, {}",
-                        self.id,
-                        proposal.describe()
-                    ),
-                );
-            }
-            Event::Retired { spi_i, spi_r } => {
-                // Whichever of the old SPIs we registered goes.
-                for spi in [spi_i, spi_r] {
-                    if let Some(i) = self.registered.iter().position(|s| *s == spi) {
-                        self.registered.remove(i);
-                        self.ctx.router.remove_spi(spi);
-                    }
-                }
-            }
-            Event::ExchangeFailed { exchange, reason } => {
-                self.ctx
-                    .event(Some(&conn), "error", format!("{exchange} failed: {reason}"));
-            }
-            Event::Alive => {}
-            Event::Closed {
-                reason,
-                was_established,
-            } => {
-                let peer = match self.sa.as_ref().and_then(|s| s.remote_id()) {
-                    Some(id) => display_identity(id),
-                    None => self
-                        .spec
-                        .peer
-                        .remote_id
-                        .as_ref()
-                        .map(display_identity)
-                        .unwrap_or_else(|| "%any".into()),
-                };
-                self.ctx.event(
-                    Some(&conn),
-                    "state",
-                    format!("IKE SA #{} with '{peer}' closed: {reason}", self.id),
-                );
-                self.finish();
-                let _ = self.parent.send_message(IkeReport::Closed {
-                    ike: myself.get_id(),
-                    reason: reason.to_string(),
-                    timeout: matches!(reason, ike::sa::Reason::Timeout { .. }),
-                    was_established,
-                    initiated: self.initiated,
-                });
-                self.done = true;
-                myself.stop(None);
-            }
-        }
         Ok(())
     }
 
