@@ -72,6 +72,28 @@ async fn daemon(net: &Arc<MemoryNet>, me: &str, conns: Vec<ConnSpec>) -> DaemonH
         .expect("daemon starts")
 }
 
+/// Daemons on A and B with connections c0.. on one address pair: B's
+/// wait (`add`), A's are `auto`.
+async fn pair(net: &Arc<MemoryNet>, n: usize, auto: Auto) -> (DaemonHandle, DaemonHandle) {
+    let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    let b = daemon(
+        net,
+        B,
+        names
+            .iter()
+            .map(|c| spec(c, B, A, false, Auto::Add))
+            .collect(),
+    )
+    .await;
+    let a = daemon(
+        net,
+        A,
+        names.iter().map(|c| spec(c, A, B, true, auto)).collect(),
+    )
+    .await;
+    (a, b)
+}
+
 async fn conn(d: &DaemonHandle, name: &str) -> ConnStatus {
     match d.api(Api::Status(Some(name.into())), T).await {
         ApiReply::Status(mut s) => s.connections.remove(0),
@@ -116,24 +138,7 @@ async fn up(d: &DaemonHandle, name: &str) -> ApiReply {
 #[tokio::test(start_paused = true)]
 async fn two_daemons_establish_and_one_kill_leaves_nothing_on_either_side() {
     let net = MemoryNet::new();
-    let b = daemon(
-        &net,
-        B,
-        vec![
-            spec("c0", B, A, false, Auto::Add),
-            spec("c1", B, A, false, Auto::Add),
-        ],
-    )
-    .await;
-    let a = daemon(
-        &net,
-        A,
-        vec![
-            spec("c0", A, B, true, Auto::Add),
-            spec("c1", A, B, true, Auto::Add),
-        ],
-    )
-    .await;
+    let (a, b) = pair(&net, 2, Auto::Add).await;
     for c in ["c0", "c1"] {
         let r = up(&a, c).await;
         assert!(matches!(&r, ApiReply::Ok(_)), "{c}: {r:?}");
@@ -190,24 +195,7 @@ async fn kill_while_retransmitting_to_a_vanished_peer_is_complete() {
 #[tokio::test(start_paused = true)]
 async fn a_half_open_responder_sa_belongs_to_no_connection_until_ike_auth() {
     let net = MemoryNet::new();
-    let b = daemon(
-        &net,
-        B,
-        vec![
-            spec("c0", B, A, false, Auto::Add),
-            spec("c1", B, A, false, Auto::Add),
-        ],
-    )
-    .await;
-    let a = daemon(
-        &net,
-        A,
-        vec![
-            spec("c0", A, B, true, Auto::Add),
-            spec("c1", A, B, true, Auto::Add),
-        ],
-    )
-    .await;
+    let (a, b) = pair(&net, 2, Auto::Add).await;
     // a's IKE_AUTH requests are lost: b holds a half-open SA for c1.
     let a_ip = ip(A);
     net.lose(Some(Box::new(move |t| {
@@ -250,22 +238,7 @@ async fn a_half_open_responder_sa_belongs_to_no_connection_until_ike_auth() {
 #[tokio::test(start_paused = true)]
 async fn a_panicking_ike_sa_actor_is_restarted_alone() {
     let net = MemoryNet::new();
-    let b = daemon(
-        &net,
-        B,
-        (0..3)
-            .map(|i| spec(&format!("c{i}"), B, A, false, Auto::Add))
-            .collect(),
-    )
-    .await;
-    let a = daemon(
-        &net,
-        A,
-        (0..3)
-            .map(|i| spec(&format!("c{i}"), A, B, true, Auto::Start))
-            .collect(),
-    )
-    .await;
+    let (a, b) = pair(&net, 3, Auto::Start).await;
     pass(Duration::from_secs(5)).await;
     let mut before = Vec::new();
     for i in 0..3 {

@@ -7,7 +7,7 @@ use crate::crypto::DhGroup;
 use crate::proposal::{self, Chosen, DhMode, ProposalSpec};
 use crate::ts;
 use crate::wire::{
-    self, Identification, KeyExchange, Notify, NotifyType, Payload, TrafficSelector,
+    self, Authentication, Identification, KeyExchange, Notify, NotifyType, Payload, TrafficSelector,
 };
 
 use super::Provider;
@@ -29,6 +29,27 @@ pub(super) fn first_error(payloads: &[Payload]) -> Option<NotifyType> {
         Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
         _ => None,
     })
+}
+
+/// The identity and authentication payloads of an IKE_AUTH message.
+#[derive(Default)]
+pub(super) struct AuthPayloads<'a> {
+    pub(super) idi: Option<&'a Identification>,
+    pub(super) idr: Option<&'a Identification>,
+    pub(super) auth: Option<&'a Authentication>,
+}
+
+pub(super) fn auth_payloads(payloads: &[Payload]) -> AuthPayloads<'_> {
+    let mut a = AuthPayloads::default();
+    for p in payloads {
+        match p {
+            Payload::IdI(i) => a.idi = a.idi.or(Some(i)),
+            Payload::IdR(i) => a.idr = a.idr.or(Some(i)),
+            Payload::Auth(x) => a.auth = a.auth.or(Some(x)),
+            _ => {}
+        }
+    }
+    a
 }
 
 /// The parts of a CREATE_CHILD_SA / IKE_AUTH message about one CHILD SA.

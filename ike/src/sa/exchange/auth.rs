@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::auth;
 use crate::proposal::DhMode;
-use crate::sa::payloads::{child_payloads, first_error, id_string, notify};
+use crate::sa::payloads::{auth_payloads, child_payloads, first_error, id_string, notify};
 use crate::sa::{Event, IkeSa, PeerMisbehaved, Pending, Phase, Reason};
 use crate::wire::{find_notify, AuthMethod, Authentication, ExchangeType, NotifyType, Payload};
 
@@ -61,15 +61,8 @@ impl IkeSa {
             self.close(Reason::PeerRejectedAuthentication);
             return;
         }
-        let idr = payloads.iter().find_map(|p| match p {
-            Payload::IdR(i) => Some(i.clone()),
-            _ => None,
-        });
-        let auth_p = payloads.iter().find_map(|p| match p {
-            Payload::Auth(a) => Some(a.clone()),
-            _ => None,
-        });
-        let (Some(idr), Some(auth_p)) = (idr, auth_p) else {
+        let a = auth_payloads(&payloads);
+        let (Some(idr), Some(auth_p)) = (a.idr.cloned(), a.auth.cloned()) else {
             let reason = match first_error(&payloads) {
                 Some(e) => Reason::PeerError(e),
                 None => Reason::Protocol(PeerMisbehaved::AuthResponseIncomplete),
@@ -131,19 +124,9 @@ impl IkeSa {
         id: u32,
         payloads: Vec<Payload>,
     ) {
-        let idi = payloads.iter().find_map(|p| match p {
-            Payload::IdI(i) => Some(i.clone()),
-            _ => None,
-        });
-        let idr = payloads.iter().find_map(|p| match p {
-            Payload::IdR(i) => Some(i.clone()),
-            _ => None,
-        });
-        let auth_p = payloads.iter().find_map(|p| match p {
-            Payload::Auth(a) => Some(a.clone()),
-            _ => None,
-        });
-        let (Some(idi), Some(auth_p)) = (idi, auth_p) else {
+        let a = auth_payloads(&payloads);
+        let idr = a.idr.cloned();
+        let (Some(idi), Some(auth_p)) = (a.idi.cloned(), a.auth.cloned()) else {
             let e = PeerMisbehaved::AuthRequestIncomplete;
             self.respond(
                 id,

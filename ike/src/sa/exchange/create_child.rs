@@ -322,15 +322,7 @@ impl IkeSa {
             initiator: true,
         };
         let mine = min_nonce(ni, nr);
-        let rekey_at = self.child_rekey_deadline(now, &sa.name);
-        self.children.push(Child {
-            sa: sa.clone(),
-            state: ChildState::Installed,
-            rekeyed: false,
-            collision: None,
-            rekey_at,
-        });
-        self.events.push_back(Event::ChildReady(Box::new(sa)));
+        self.add_child(now, sa);
         if let Some(old) = req.rekey_of {
             self.resolve_child_rekey(old, req.spi_in, mine);
         }
@@ -622,6 +614,12 @@ impl IkeSa {
             rekey_of,
             initiator: false,
         };
+        self.add_child(now, sa);
+        n.spi_in
+    }
+
+    /// Hold a new CHILD SA, arm its rekey, and report it ready.
+    fn add_child(&mut self, now: Instant, sa: ChildSa) {
         let rekey_at = self.child_rekey_deadline(now, &sa.name);
         self.children.push(Child {
             sa: sa.clone(),
@@ -631,6 +629,5 @@ impl IkeSa {
             rekey_at,
         });
         self.events.push_back(Event::ChildReady(Box::new(sa)));
-        n.spi_in
     }
 }

@@ -57,7 +57,12 @@ impl IkeSa {
             dh: DhPrivate::generate(group, self.provider.random()),
             ke_retries: 0,
         };
-        let payloads = Self::ike_rekey_payloads(&config.ike_proposals, &req);
+        self.send_ike_rekey(now, &config.ike_proposals, req);
+    }
+
+    /// Send (or send again, with another group) our IKE rekey request.
+    fn send_ike_rekey(&mut self, now: Instant, specs: &[ProposalSpec], req: IkeRekeyRequest) {
+        let payloads = Self::ike_rekey_payloads(specs, &req);
         self.send_request(
             now,
             ExchangeType::CREATE_CHILD_SA,
@@ -66,10 +71,7 @@ impl IkeSa {
         );
     }
 
-    pub(in crate::sa) fn ike_rekey_payloads(
-        specs: &[ProposalSpec],
-        req: &IkeRekeyRequest,
-    ) -> Vec<Payload> {
+    fn ike_rekey_payloads(specs: &[ProposalSpec], req: &IkeRekeyRequest) -> Vec<Payload> {
         vec![
             Payload::Sa(
                 specs
@@ -98,13 +100,7 @@ impl IkeSa {
                 if req.ke_retries < MAX_INIT_RETRIES {
                     req.ke_retries += 1;
                     req.dh = DhPrivate::generate(g, self.provider.random());
-                    let payloads = Self::ike_rekey_payloads(&config.ike_proposals, &req);
-                    self.send_request(
-                        now,
-                        ExchangeType::CREATE_CHILD_SA,
-                        &payloads,
-                        Pending::RekeyIke(req),
-                    );
+                    self.send_ike_rekey(now, &config.ike_proposals, req);
                     return;
                 }
             }

@@ -42,6 +42,46 @@ pub(in crate::sa) struct InitState {
 }
 
 impl IkeSa {
+    /// An SA with nothing negotiated yet; `initiate` and `accept` fill in
+    /// their role's state.
+    fn fresh(
+        provider: Box<dyn Provider>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        core: MessageLayer,
+    ) -> IkeSa {
+        IkeSa {
+            name: String::new(),
+            config: None,
+            candidates: Vec::new(),
+            provider,
+            local,
+            remote,
+            natt: false,
+            nat_local: false,
+            nat_remote: false,
+            phase: Phase::InitSent,
+            core,
+            retiring: Vec::new(),
+            init: None,
+            pending: None,
+            tasks: VecDeque::new(),
+            children: Vec::new(),
+            ike_collision: None,
+            proposal: None,
+            local_id: None,
+            remote_id: None,
+            half_open_deadline: None,
+            established_at: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            retransmit_override: None,
+            timers: Timers::default(),
+            dpd_at: None,
+            rekey_at: None,
+        }
+    }
+
     /// Start an IKE SA as initiator; IKE_SA_INIT is queued at once. The first
     /// of `children` is negotiated in IKE_AUTH, the others with
     /// CREATE_CHILD_SA once established.
@@ -60,45 +100,21 @@ impl IkeSa {
             .unwrap_or(DhGroup::Curve25519);
         let dh = DhPrivate::generate(group, provider.random());
         let ni = random_vec(provider.as_mut(), NONCE_LEN);
-        let mut sa = IkeSa {
-            name: config.name.clone(),
-            config: Some(config.clone()),
-            candidates: Vec::new(),
-            provider,
-            local,
-            remote,
-            natt: false,
-            nat_local: false,
-            nat_remote: false,
-            phase: Phase::InitSent,
-            core: MessageLayer::new(spi_i, 0, true),
-            retiring: Vec::new(),
-            init: Some(InitState {
-                ni,
-                nr: Vec::new(),
-                dh,
-                cookie: None,
-                msg_i: Vec::new(),
-                msg_r: Vec::new(),
-                retries: 0,
-                child: None,
-            }),
-            pending: None,
-            tasks: VecDeque::new(),
-            children: Vec::new(),
-            ike_collision: None,
-            proposal: None,
-            local_id: Some(config.local_id.clone()),
-            remote_id: None,
-            half_open_deadline: None,
-            established_at: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            retransmit_override: None,
-            timers: Timers::default(),
-            dpd_at: None,
-            rekey_at: None,
-        };
+        let mut sa = IkeSa::fresh(provider, local, remote, MessageLayer::new(spi_i, 0, true));
+        sa.name = config.name.clone();
+        sa.config = Some(config.clone());
+        sa.phase = Phase::InitSent;
+        sa.init = Some(InitState {
+            ni,
+            nr: Vec::new(),
+            dh,
+            cookie: None,
+            msg_i: Vec::new(),
+            msg_r: Vec::new(),
+            retries: 0,
+            child: None,
+        });
+        sa.local_id = Some(config.local_id.clone());
         let mut names = children.iter();
         if let Some(first) = names.next() {
             match sa.child_request(first, None) {
@@ -216,36 +232,12 @@ impl IkeSa {
         let mut core = MessageLayer::new(h.spi_i, spi_r, false);
         core.keys = Some(k);
         let encap_forced = params.candidates.iter().any(|c| c.encap);
-        let mut sa = IkeSa {
-            name: String::new(),
-            config: None,
-            candidates: params.candidates,
-            provider,
-            local: params.local,
-            remote: params.remote,
-            natt: params.local.port() != IKE_PORT,
-            nat_local: false,
-            nat_remote: false,
-            phase: Phase::AwaitAuth,
-            core,
-            retiring: Vec::new(),
-            init: None,
-            pending: None,
-            tasks: VecDeque::new(),
-            children: Vec::new(),
-            ike_collision: None,
-            proposal: Some(chosen.clone()),
-            local_id: None,
-            remote_id: None,
-            half_open_deadline: Some(now + HALF_OPEN_TIMEOUT),
-            established_at: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            retransmit_override: None,
-            timers: Timers::default(),
-            dpd_at: None,
-            rekey_at: None,
-        };
+        let mut sa = IkeSa::fresh(provider, params.local, params.remote, core);
+        sa.candidates = params.candidates;
+        sa.natt = params.local.port() != IKE_PORT;
+        sa.phase = Phase::AwaitAuth;
+        sa.proposal = Some(chosen.clone());
+        sa.half_open_deadline = Some(now + HALF_OPEN_TIMEOUT);
         sa.detect_nat(&msg, h.spi_i, 0);
         if encap_forced {
             sa.nat_local = true;
