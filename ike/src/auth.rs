@@ -1,6 +1,8 @@
-//! Pre-shared-key authentication (RFC 7296 §2.15).
+//! IKE_AUTH's proofs of identity (RFC 7296 §2.15): the signed octets, the
+//! `Authenticator` seam the exchange uses, and pre-shared keys behind it.
+//! Public-key signatures (RFC 7427) are another `Authenticator`.
 //!
-//! AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)
+//! PSK: AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>)
 //! where SignedOctets = RealMessage | Nonce(peer) | prf(SK_p, IDx').
 //! Verification compares in constant time.
 
@@ -8,7 +10,33 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::crypto::PrfAlg;
-use crate::wire::Identification;
+use crate::wire::{AuthMethod, Authentication, Identification};
+
+/// How one end proves its identity in IKE_AUTH and checks the peer's: the
+/// AUTH payload over the signed octets of §2.15.
+pub trait Authenticator {
+    /// Our AUTH payload over `octets`.
+    fn sign(&self, prf: PrfAlg, octets: &[u8]) -> Authentication;
+    /// Whether the peer's AUTH payload over `octets` proves its identity.
+    fn verify(&self, prf: PrfAlg, octets: &[u8], auth: &Authentication) -> bool;
+}
+
+/// Pre-shared key authentication (method 2, Shared Key MIC).
+pub struct PskAuthenticator<'a>(pub &'a [u8]);
+
+impl Authenticator for PskAuthenticator<'_> {
+    fn sign(&self, prf: PrfAlg, octets: &[u8]) -> Authentication {
+        Authentication {
+            method: AuthMethod::SHARED_KEY_MIC,
+            data: psk_auth(prf, self.0, octets),
+        }
+    }
+
+    fn verify(&self, prf: PrfAlg, octets: &[u8], auth: &Authentication) -> bool {
+        auth.method == AuthMethod::SHARED_KEY_MIC
+            && verify_psk_auth(prf, self.0, octets, &auth.data)
+    }
+}
 
 const KEY_PAD: &[u8] = b"Key Pad for IKEv2";
 

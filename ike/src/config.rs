@@ -93,6 +93,12 @@ pub struct PeerConfig {
 }
 
 impl PeerConfig {
+    /// How this connection authenticates, if it has the credentials for it.
+    pub fn authenticator(&self) -> Option<Box<dyn crate::auth::Authenticator + '_>> {
+        let psk = self.psk.as_ref()?;
+        Some(Box::new(crate::auth::PskAuthenticator(&psk.0)))
+    }
+
     pub fn child(&self, name: &str) -> Option<&ChildConfig> {
         self.children.iter().find(|c| c.name == name)
     }

@@ -7,7 +7,7 @@ use crate::auth;
 use crate::proposal::DhMode;
 use crate::sa::payloads::{auth_payloads, child_payloads, first_error, id_string, notify};
 use crate::sa::{Event, IkeSa, PeerMisbehaved, Pending, Phase, Reason};
-use crate::wire::{find_notify, AuthMethod, Authentication, ExchangeType, NotifyType, Payload};
+use crate::wire::{find_notify, ExchangeType, NotifyType, Payload};
 
 impl IkeSa {
     pub(in crate::sa) fn send_auth(&mut self, now: Instant) {
@@ -16,8 +16,8 @@ impl IkeSa {
         let keys = self.core.keys.as_ref().expect("keys");
         let prf = keys.prf;
         let octets = auth::signed_octets(prf, &keys.sk_pi, &init.msg_i, &init.nr, &config.local_id);
-        let auth_value = match &config.psk {
-            Some(psk) => auth::psk_auth(prf, &psk.0, &octets),
+        let auth_payload = match config.authenticator() {
+            Some(a) => a.sign(prf, &octets),
             None => {
                 let reason = Reason::NoSecret {
                     local: id_string(&config.local_id),
@@ -38,10 +38,7 @@ impl IkeSa {
         if let Some(r) = &config.remote_id {
             payloads.push(Payload::IdR(r.clone()));
         }
-        payloads.push(Payload::Auth(Authentication {
-            method: AuthMethod::SHARED_KEY_MIC,
-            data: auth_value,
-        }));
+        payloads.push(Payload::Auth(auth_payload));
         if let Some(req) = &init.child {
             payloads.extend(Self::child_sa_payloads(req, false));
             payloads.push(Payload::TsI(req.ts_i.clone()));
@@ -85,11 +82,9 @@ impl IkeSa {
         let init = self.init.as_ref().expect("init");
         let keys = self.core.keys.as_ref().expect("keys");
         let octets = auth::signed_octets(keys.prf, &keys.sk_pr, &init.msg_r, &init.ni, &idr);
-        let ok = auth_p.method == AuthMethod::SHARED_KEY_MIC
-            && config
-                .psk
-                .as_ref()
-                .is_some_and(|psk| auth::verify_psk_auth(keys.prf, &psk.0, &octets, &auth_p.data));
+        let ok = config
+            .authenticator()
+            .is_some_and(|a| a.verify(keys.prf, &octets, &auth_p));
         if !ok {
             self.fail_with_notify(
                 now,
@@ -161,7 +156,7 @@ impl IkeSa {
         let my_octets =
             auth::signed_octets(prf, &keys.sk_pr, &init.msg_r, &init.ni, &config.local_id);
         let (ni, nr) = (init.ni.clone(), init.nr.clone());
-        let Some(psk) = config.psk.clone() else {
+        let Some(authenticator) = config.authenticator() else {
             auth_failed(
                 self,
                 Reason::NoSecret {
@@ -171,22 +166,17 @@ impl IkeSa {
             );
             return;
         };
-        if auth_p.method != AuthMethod::SHARED_KEY_MIC
-            || !auth::verify_psk_auth(prf, &psk.0, &octets, &auth_p.data)
-        {
+        if !authenticator.verify(prf, &octets, &auth_p) {
             auth_failed(self, Reason::AuthenticationFailed(id_string(&idi)));
             return;
         }
-        let my_auth = auth::psk_auth(prf, &psk.0, &my_octets);
+        let my_auth = authenticator.sign(prf, &my_octets);
         self.config = Some(config.clone());
         self.local_id = Some(config.local_id.clone());
         self.remote_id = Some(idi.clone());
         let mut response = vec![
             Payload::IdR(config.local_id.clone()),
-            Payload::Auth(Authentication {
-                method: AuthMethod::SHARED_KEY_MIC,
-                data: my_auth,
-            }),
+            Payload::Auth(my_auth),
         ];
         let c = child_payloads(&payloads);
         let child = match (c.sa, c.tsi, c.tsr) {
