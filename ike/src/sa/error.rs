@@ -71,6 +71,8 @@ pub enum ChildError {
     NoNonce,
     #[error("responder did not answer our PFS key exchange")]
     NoPfsAnswer,
+    #[error("the IKE SA has no keys yet")]
+    NoKeys,
 }
 
 impl ChildError {

@@ -87,6 +87,7 @@ impl<R: Random + 'static> Provider for R {
     }
 }
 
+/// Where the SA is, without the state of each stage (see `Stage`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Initiator: IKE_SA_INIT sent.
@@ -99,6 +100,62 @@ enum Phase {
     /// Our DELETE of the IKE SA is outstanding.
     Deleting,
     Closed,
+}
+
+/// Where the SA is, with the state that exists only there: the IKE_SA_INIT
+/// exchange's nonces, DH key and messages live from IKE_SA_INIT until
+/// IKE_AUTH completes, and nowhere else.
+enum Stage {
+    InitSent(Box<InitState>),
+    AuthSent(Box<InitState>),
+    AwaitAuth(Box<InitState>),
+    Established,
+    Deleting,
+    Closed,
+}
+
+impl Stage {
+    fn phase(&self) -> Phase {
+        match self {
+            Stage::InitSent(_) => Phase::InitSent,
+            Stage::AuthSent(_) => Phase::AuthSent,
+            Stage::AwaitAuth(_) => Phase::AwaitAuth,
+            Stage::Established => Phase::Established,
+            Stage::Deleting => Phase::Deleting,
+            Stage::Closed => Phase::Closed,
+        }
+    }
+
+    /// The handshake's state, while the SA is in the handshake.
+    fn init(&self) -> Option<&InitState> {
+        match self {
+            Stage::InitSent(i) | Stage::AuthSent(i) | Stage::AwaitAuth(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    fn init_mut(&mut self) -> Option<&mut InitState> {
+        match self {
+            Stage::InitSent(i) | Stage::AuthSent(i) | Stage::AwaitAuth(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// IKE_SA_INIT answered: on to IKE_AUTH (initiator).
+    fn auth_sent(self) -> Stage {
+        match self {
+            Stage::InitSent(i) => Stage::AuthSent(i),
+            s => s,
+        }
+    }
+
+    /// Leave the handshake: its state is returned and dropped from here.
+    fn finish_handshake(&mut self, next: Stage) -> Option<Box<InitState>> {
+        match std::mem::replace(self, next) {
+            Stage::InitSent(i) | Stage::AuthSent(i) | Stage::AwaitAuth(i) => Some(i),
+            _ => None,
+        }
+    }
 }
 
 /// What our outstanding request on the current message layer is.
@@ -161,11 +218,10 @@ pub struct IkeSa {
     natt: bool,
     nat_local: bool,
     nat_remote: bool,
-    phase: Phase,
+    stage: Stage,
     core: MessageLayer,
     /// Old IKE SAs after a rekey, kept to finish their DELETE exchange.
     retiring: Vec<MessageLayer>,
-    init: Option<InitState>,
     pending: Option<Pending>,
     tasks: VecDeque<Task>,
     children: Vec<Child>,
@@ -191,12 +247,33 @@ impl fmt::Debug for IkeSa {
             .field("name", &self.name)
             .field("spi_i", &format_args!("{:016x}", self.core.spi_i))
             .field("spi_r", &format_args!("{:016x}", self.core.spi_r))
-            .field("phase", &self.phase)
+            .field("phase", &self.phase())
             .finish_non_exhaustive()
     }
 }
 
 impl IkeSa {
+    fn phase(&self) -> Phase {
+        self.stage.phase()
+    }
+
+    /// The handshake's state and the new IKE SA's keys, which IKE_AUTH
+    /// needs; a message that arrives outside the handshake has neither.
+    fn handshake(&self) -> Result<(&InitState, &crate::keys::IkeKeys), DatagramError> {
+        match (self.stage.init(), self.core.keys.as_ref()) {
+            (Some(init), Some(keys)) => Ok((init, keys)),
+            _ => Err(DatagramError::Unexpected("IKE_AUTH outside the handshake")),
+        }
+    }
+
+    /// Our connection: the initiator's from the start, the responder's once
+    /// IKE_AUTH named it.
+    fn our_config(&self) -> Result<PeerConfigRef, DatagramError> {
+        self.config
+            .clone()
+            .ok_or(DatagramError::Unexpected("no connection chosen yet"))
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -252,11 +329,11 @@ impl IkeSa {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.phase == Phase::Closed
+        self.phase() == Phase::Closed
     }
 
     pub fn state(&self) -> State {
-        match self.phase {
+        match self.phase() {
             Phase::InitSent | Phase::AuthSent | Phase::AwaitAuth => State::Connecting,
             Phase::Established => {
                 if matches!(self.pending, Some(Pending::RekeyIke(_))) {
@@ -302,7 +379,7 @@ impl IkeSa {
     /// The earliest instant at which `handle_timeout` has work to do.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.phase == Phase::Closed {
+        if self.phase() == Phase::Closed {
             return None;
         }
         let cores = std::iter::once(&self.core).chain(self.retiring.iter());
@@ -317,11 +394,11 @@ impl IkeSa {
     /// too long, start liveness checks and rekeys (see `timers`),
     /// retransmit, and fail exchanges whose tries are exhausted.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.phase == Phase::Closed {
+        if self.phase() == Phase::Closed {
             return;
         }
         if let Some(d) = self.half_open_deadline {
-            if now >= d && self.phase == Phase::AwaitAuth {
+            if now >= d && self.phase() == Phase::AwaitAuth {
                 self.close(Reason::HalfOpenTimeout(HALF_OPEN_TIMEOUT));
                 return;
             }
@@ -372,7 +449,7 @@ impl IkeSa {
             let tries = out.sent - 1;
             match self.pending {
                 Some(Pending::DeleteIke) | Some(Pending::Notify) => {
-                    let reason = if self.phase == Phase::Deleting {
+                    let reason = if self.phase() == Phase::Deleting {
                         Reason::LocalDelete
                     } else {
                         Reason::Timeout { exchange, tries }
@@ -391,7 +468,7 @@ impl IkeSa {
 
     /// Queue work. Commands that need an established SA wait until then.
     pub fn handle_command(&mut self, now: Instant, cmd: Command) {
-        if self.phase == Phase::Closed {
+        if self.phase() == Phase::Closed {
             return;
         }
         match cmd {
@@ -413,7 +490,7 @@ impl IkeSa {
                 self.tasks.push_back(Task::DeleteChildren(vec![spi_in]))
             }
             Command::Liveness => self.tasks.push_back(Task::Liveness),
-            Command::Delete => match self.phase {
+            Command::Delete => match self.phase() {
                 Phase::Established => {
                     self.tasks.clear();
                     self.tasks.push_back(Task::DeleteIke);
@@ -432,10 +509,10 @@ impl IkeSa {
     /// Tear down at once: send one DELETE (best effort, not retransmitted)
     /// when the SA is authenticated, then close.
     pub fn kill(&mut self, _now: Instant) {
-        if self.phase == Phase::Closed {
+        if self.phase() == Phase::Closed {
             return;
         }
-        if matches!(self.phase, Phase::Established | Phase::Deleting) {
+        if matches!(self.phase(), Phase::Established | Phase::Deleting) {
             let id = self.core.next_request_id();
             let payloads = [Payload::Delete(Delete::ike())];
             let data = self
@@ -455,7 +532,7 @@ impl IkeSa {
         remote: SocketAddr,
         data: &[u8],
     ) -> Result<(), DatagramError> {
-        if self.phase == Phase::Closed {
+        if self.phase() == Phase::Closed {
             return Err(DatagramError::Closed);
         }
         let msg = Message::decode(data).map_err(DatagramError::Malformed)?;
@@ -463,7 +540,7 @@ impl IkeSa {
         let current = h.spi_i == self.core.spi_i
             && (h.spi_r == self.core.spi_r
                 || (h.spi_r == 0 && h.exchange == ExchangeType::IKE_SA_INIT)
-                || (self.phase == Phase::InitSent && h.is_response()));
+                || (self.phase() == Phase::InitSent && h.is_response()));
         if current {
             if h.is_response() {
                 self.handle_response(now, local, remote, data, msg)
@@ -542,7 +619,7 @@ impl IkeSa {
     }
 
     fn run_tasks(&mut self, now: Instant) {
-        while self.core.out.is_none() && self.phase == Phase::Established {
+        while self.core.out.is_none() && self.phase() == Phase::Established {
             let Some(task) = self.tasks.pop_front() else {
                 return;
             };
@@ -563,7 +640,7 @@ impl IkeSa {
     }
 
     fn close(&mut self, reason: Reason) {
-        if self.phase == Phase::Closed {
+        if self.phase() == Phase::Closed {
             return;
         }
         let was_established = self.established_at.is_some();
@@ -575,12 +652,11 @@ impl IkeSa {
                 reason: reason.to_string(),
             });
         }
-        self.phase = Phase::Closed;
+        self.stage = Stage::Closed;
         self.core.out = None;
         self.core.keys = None;
         self.retiring.clear();
         self.ike_collision = None;
-        self.init = None;
         self.pending = None;
         self.tasks.clear();
         self.half_open_deadline = None;
@@ -643,7 +719,7 @@ impl IkeSa {
         self.core.finish_request();
         let pending = self.pending.take();
         match pending {
-            Some(Pending::Auth) => self.handle_auth_response(now, payloads),
+            Some(Pending::Auth) => self.handle_auth_response(now, payloads)?,
             Some(Pending::CreateChild(req)) => {
                 self.handle_create_child_response(now, req, payloads)
             }
@@ -698,7 +774,7 @@ impl IkeSa {
         // Authenticated: follow a peer that moved behind a NAT (§2.23).
         if self.encap()
             && (remote != self.remote || local != self.local)
-            && self.phase != Phase::AwaitAuth
+            && self.phase() != Phase::AwaitAuth
         {
             self.remote = remote;
             self.local = local;
@@ -708,12 +784,12 @@ impl IkeSa {
                 c.sa.local = local;
             }
         }
-        match (self.phase, msg.header.exchange) {
+        match (self.phase(), msg.header.exchange) {
             (Phase::AwaitAuth, ExchangeType::IKE_AUTH) => {
                 self.local = local;
                 self.remote = remote;
                 self.natt = local.port() != IKE_PORT;
-                self.handle_auth_request(now, id, payloads);
+                self.handle_auth_request(now, id, payloads)?;
             }
             (Phase::AwaitAuth, _) => {
                 return Err(DatagramError::Unexpected("request before IKE_AUTH"))

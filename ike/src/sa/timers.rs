@@ -81,7 +81,7 @@ impl IkeSa {
         let rekey_changed = timers.ike_rekey != self.timers.ike_rekey
             || timers.jitter_pct != self.timers.jitter_pct;
         self.timers = timers;
-        if self.phase == Phase::Established {
+        if self.phase() == Phase::Established {
             if dpd_changed {
                 self.arm_dpd(now);
             }
@@ -110,7 +110,7 @@ impl IkeSa {
             return Cost::Cheap;
         };
         let work = match (h.exchange, h.is_response()) {
-            (ExchangeType::IKE_SA_INIT, true) if self.phase == Phase::InitSent => {
+            (ExchangeType::IKE_SA_INIT, true) if self.phase() == Phase::InitSent => {
                 KeyWork::Establish
             }
             (ExchangeType::IKE_AUTH, _) => KeyWork::Authenticate,
@@ -124,7 +124,7 @@ impl IkeSa {
     /// What `handle_timeout(now)` costs: keys when a rekey is due.
     pub fn timeout_cost(&self, now: Instant) -> Cost {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        if self.phase == Phase::Established
+        if self.phase() == Phase::Established
             && (due(self.rekey_at) || self.children.iter().any(|c| due(c.rekey_at)))
         {
             Cost::Keys(KeyWork::OwnCreateChild)
@@ -168,7 +168,7 @@ impl IkeSa {
 
     /// The earliest of the established SA's own deadlines.
     pub(super) fn next_periodic(&self) -> Option<Instant> {
-        if self.phase != Phase::Established {
+        if self.phase() != Phase::Established {
             return None;
         }
         self.dpd_at
@@ -181,7 +181,7 @@ impl IkeSa {
     /// Queue the work of every deadline that is due: a liveness check, the
     /// IKE rekey, CHILD rekeys. `run_tasks` starts it.
     pub(super) fn fire_periodic(&mut self, now: Instant) {
-        if self.phase != Phase::Established {
+        if self.phase() != Phase::Established {
             return;
         }
         if self.dpd_at.is_some_and(|t| t <= now) {

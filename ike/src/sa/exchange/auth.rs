@@ -6,14 +6,13 @@ use std::time::Instant;
 use crate::auth;
 use crate::proposal::DhMode;
 use crate::sa::payloads::{auth_payloads, child_payloads, first_error, id_string, notify};
-use crate::sa::{Event, IkeSa, PeerMisbehaved, Pending, Phase, Reason};
+use crate::sa::{DatagramError, Event, IkeSa, PeerMisbehaved, Pending, Reason, Stage};
 use crate::wire::{find_notify, ExchangeType, NotifyType, Payload};
 
 impl IkeSa {
-    pub(in crate::sa) fn send_auth(&mut self, now: Instant) {
-        let config = self.config.clone().expect("initiator config");
-        let init = self.init.as_ref().expect("init");
-        let keys = self.core.keys.as_ref().expect("keys");
+    pub(in crate::sa) fn send_auth(&mut self, now: Instant) -> Result<(), DatagramError> {
+        let config = self.our_config()?;
+        let (init, keys) = self.handshake()?;
         let prf = keys.prf;
         let octets = auth::signed_octets(prf, &keys.sk_pi, &init.msg_i, &init.nr, &config.local_id);
         let auth_payload = match config.authenticator() {
@@ -28,7 +27,7 @@ impl IkeSa {
                         .unwrap_or_else(|| "%any".into()),
                 };
                 self.close(reason);
-                return;
+                return Ok(());
             }
         };
         let mut payloads = vec![Payload::IdI(config.local_id.clone())];
@@ -48,15 +47,20 @@ impl IkeSa {
                 Vec::new(),
             ));
         }
-        self.phase = Phase::AuthSent;
+        self.stage = std::mem::replace(&mut self.stage, Stage::Closed).auth_sent();
         self.send_request(now, ExchangeType::IKE_AUTH, &payloads, Pending::Auth);
+        Ok(())
     }
 
-    pub(in crate::sa) fn handle_auth_response(&mut self, now: Instant, payloads: Vec<Payload>) {
-        let config = self.config.clone().expect("initiator config");
+    pub(in crate::sa) fn handle_auth_response(
+        &mut self,
+        now: Instant,
+        payloads: Vec<Payload>,
+    ) -> Result<(), DatagramError> {
+        let config = self.our_config()?;
         if find_notify(&payloads, NotifyType::AUTHENTICATION_FAILED).is_some() {
             self.close(Reason::PeerRejectedAuthentication);
-            return;
+            return Ok(());
         }
         let a = auth_payloads(&payloads);
         let (Some(idr), Some(auth_p)) = (a.idr.cloned(), a.auth.cloned()) else {
@@ -65,7 +69,7 @@ impl IkeSa {
                 None => Reason::Protocol(PeerMisbehaved::AuthResponseIncomplete),
             };
             self.close(reason);
-            return;
+            return Ok(());
         };
         if !config.matches_remote(&idr) {
             let expected = config.remote_id.as_ref().map(id_string).unwrap_or_default();
@@ -77,10 +81,9 @@ impl IkeSa {
                     got: id_string(&idr),
                 },
             );
-            return;
+            return Ok(());
         }
-        let init = self.init.as_ref().expect("init");
-        let keys = self.core.keys.as_ref().expect("keys");
+        let (init, keys) = self.handshake()?;
         let octets = auth::signed_octets(keys.prf, &keys.sk_pr, &init.msg_r, &init.ni, &idr);
         let ok = config
             .authenticator()
@@ -91,26 +94,29 @@ impl IkeSa {
                 NotifyType::AUTHENTICATION_FAILED,
                 Reason::AuthenticationFailed(id_string(&idr)),
             );
-            return;
+            return Ok(());
         }
         self.remote_id = Some(idr.clone());
-        self.phase = Phase::Established;
+        let Some(proposal) = self.proposal.clone() else {
+            return Err(DatagramError::Unexpected("IKE_AUTH before a proposal"));
+        };
+        let init = self.stage.finish_handshake(Stage::Established);
         self.established_at = Some(now);
         self.arm_periodic(now);
         self.half_open_deadline = None;
         self.events.push_back(Event::Established {
             name: config.name.clone(),
-            proposal: self.proposal.clone().expect("proposal"),
+            proposal,
             local_id: config.local_id.clone(),
             remote_id: idr,
             initial_contact: find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some(),
         });
-        let mut init = self.init.take().expect("init");
-        if let Some(req) = init.child.take() {
-            let ni = std::mem::take(&mut init.ni);
-            let nr = std::mem::take(&mut init.nr);
-            self.finish_initiated_child(now, req, &payloads, &ni, &nr, None);
+        if let Some(mut init) = init {
+            if let Some(req) = init.child.take() {
+                self.finish_initiated_child(now, req, &payloads, &init.ni, &init.nr, None);
+            }
         }
+        Ok(())
     }
 
     pub(in crate::sa) fn handle_auth_request(
@@ -118,7 +124,7 @@ impl IkeSa {
         now: Instant,
         id: u32,
         payloads: Vec<Payload>,
-    ) {
+    ) -> Result<(), DatagramError> {
         let a = auth_payloads(&payloads);
         let idr = a.idr.cloned();
         let (Some(idi), Some(auth_p)) = (a.idi.cloned(), a.auth.cloned()) else {
@@ -129,7 +135,7 @@ impl IkeSa {
                 &[notify(e.notify(), Vec::new())],
             );
             self.close(Reason::Protocol(e));
-            return;
+            return Ok(());
         };
         let auth_failed = |sa: &mut IkeSa, reason: Reason| {
             sa.respond(
@@ -146,11 +152,10 @@ impl IkeSa {
             .cloned()
         else {
             auth_failed(self, Reason::NoMatchingConfig(id_string(&idi)));
-            return;
+            return Ok(());
         };
         self.name = config.name.clone();
-        let init = self.init.as_ref().expect("init");
-        let keys = self.core.keys.as_ref().expect("keys");
+        let (init, keys) = self.handshake()?;
         let prf = keys.prf;
         let octets = auth::signed_octets(prf, &keys.sk_pi, &init.msg_i, &init.nr, &idi);
         let my_octets =
@@ -164,11 +169,11 @@ impl IkeSa {
                     remote: id_string(&idi),
                 },
             );
-            return;
+            return Ok(());
         };
         if !authenticator.verify(prf, &octets, &auth_p) {
             auth_failed(self, Reason::AuthenticationFailed(id_string(&idi)));
-            return;
+            return Ok(());
         }
         let my_auth = authenticator.sign(prf, &my_octets);
         self.config = Some(config.clone());
@@ -203,15 +208,17 @@ impl IkeSa {
         if let Some(n) = &child {
             response.extend(n.response_payloads());
         }
+        let Some(proposal) = self.proposal.clone() else {
+            return Err(DatagramError::Unexpected("IKE_AUTH before a proposal"));
+        };
         self.respond(id, ExchangeType::IKE_AUTH, &response);
-        self.phase = Phase::Established;
+        self.stage.finish_handshake(Stage::Established);
         self.established_at = Some(now);
         self.arm_periodic(now);
         self.half_open_deadline = None;
-        self.init = None;
         self.events.push_back(Event::Established {
             name: config.name.clone(),
-            proposal: self.proposal.clone().expect("proposal"),
+            proposal,
             local_id: config.local_id.clone(),
             remote_id: idi,
             initial_contact: find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some(),
@@ -220,5 +227,6 @@ impl IkeSa {
             self.install_child(now, n, &ni, &nr, None, None);
         }
         self.run_tasks(now);
+        Ok(())
     }
 }

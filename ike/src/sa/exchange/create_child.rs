@@ -279,37 +279,40 @@ impl IkeSa {
         };
         let chosen = proposal::accept_response(&req.proposals, sa_p, dh_mode);
         let spi_out = chosen.as_ref().and_then(|ch| spi_from(&ch.spi));
-        let problem = match (&chosen, spi_out) {
-            (None, _) => Some(BadChild::UnofferedProposal),
-            (_, None) => Some(BadChild::InvalidSpi),
+        let checked = match (chosen, spi_out) {
+            (None, _) => Err(BadChild::UnofferedProposal),
+            (_, None) => Err(BadChild::InvalidSpi),
             _ if !ts::all_within(tsi, &req.ts_i) || !ts::all_within(tsr, &req.ts_r) => {
-                Some(BadChild::TsNotWithin)
+                Err(BadChild::TsNotWithin)
             }
             _ if c.transport != (req.mode == Mode::Transport) => {
-                Some(BadChild::ModeRefused(req.mode))
+                Err(BadChild::ModeRefused(req.mode))
             }
-            _ => None,
+            (Some(chosen), Some(spi_out)) => Ok((chosen, spi_out)),
         };
-        if let Some(p) = problem {
-            let reason = ChildError::BadResponse {
-                child: req.name.clone(),
-                problem: p,
-            };
-            fail(self, reason);
-            if spi_out.is_some() {
-                // The peer installed its half: ask it to remove it (§1.4.1).
-                self.tasks.push_front(Task::DeleteUnknown(req.spi_in));
+        let (chosen, spi_out) = match checked {
+            Ok(ok) => ok,
+            Err(problem) => {
+                let reason = ChildError::BadResponse {
+                    child: req.name.clone(),
+                    problem,
+                };
+                fail(self, reason);
+                if spi_out.is_some() {
+                    // The peer installed its half: ask it to remove it (§1.4.1).
+                    self.tasks.push_front(Task::DeleteUnknown(req.spi_in));
+                }
+                return;
             }
+        };
+        let Some(child_keys) = self.child_keys(chosen.encr, shared, ni, nr, true) else {
+            fail(self, ChildError::NoKeys);
             return;
-        }
-        let chosen = chosen.expect("checked");
-        let keys = self.core.keys.as_ref().expect("keys");
-        let child_keys =
-            keys::derive_child_keys(keys.prf, &keys.sk_d, chosen.encr, shared, ni, nr, true);
+        };
         let sa = ChildSa {
             name: req.name.clone(),
             spi_in: req.spi_in,
-            spi_out: spi_out.expect("checked"),
+            spi_out,
             mode: req.mode,
             local_ts: tsi.to_vec(),
             remote_ts: tsr.to_vec(),
@@ -377,7 +380,7 @@ impl IkeSa {
         id: u32,
         payloads: Vec<Payload>,
     ) {
-        if self.phase == Phase::Deleting {
+        if self.phase() == Phase::Deleting {
             self.respond(
                 id,
                 ExchangeType::CREATE_CHILD_SA,
@@ -497,8 +500,11 @@ impl IkeSa {
         response.push(Payload::TsR(n.tsr.clone()));
         self.respond(id, ExchangeType::CREATE_CHILD_SA, &response);
         let rekey_of = rekey.as_ref().map(|r| r.0);
-        let new_spi =
-            self.install_child(now, n, ni, &nr, shared.as_ref().map(|s| &s[..]), rekey_of);
+        let Some(new_spi) =
+            self.install_child(now, n, ni, &nr, shared.as_ref().map(|s| &s[..]), rekey_of)
+        else {
+            return;
+        };
         if let Some((old, _, colliding)) = rekey {
             let peer_min = min_nonce(ni, &nr);
             if let Some(o) = self.children.iter_mut().find(|c| c.sa.spi_in == old) {
@@ -527,7 +533,7 @@ impl IkeSa {
         dh_mode: DhMode,
         only: Option<&str>,
     ) -> Result<Negotiated, ChildError> {
-        let config = self.config.clone().expect("config");
+        let config = self.config.clone().ok_or(ChildError::NoConfig)?;
         let mut error = ChildError::TsUnacceptable {
             tsi: fmt_ts(tsi),
             tsr: fmt_ts(tsr),
@@ -594,10 +600,8 @@ impl IkeSa {
         nr: &[u8],
         shared: Option<&[u8]>,
         rekey_of: Option<u32>,
-    ) -> u32 {
-        let keys = self.core.keys.as_ref().expect("keys");
-        let child_keys =
-            keys::derive_child_keys(keys.prf, &keys.sk_d, n.chosen.encr, shared, ni, nr, false);
+    ) -> Option<u32> {
+        let child_keys = self.child_keys(n.chosen.encr, shared, ni, nr, false)?;
         let sa = ChildSa {
             name: n.name,
             spi_in: n.spi_in,
@@ -615,7 +619,22 @@ impl IkeSa {
             initiator: false,
         };
         self.add_child(now, sa);
-        n.spi_in
+        Some(n.spi_in)
+    }
+
+    /// KEYMAT for a CHILD SA of this IKE SA (§2.17); `None` before keys.
+    fn child_keys(
+        &self,
+        encr: crate::crypto::AeadAlg,
+        shared: Option<&[u8]>,
+        ni: &[u8],
+        nr: &[u8],
+        initiator: bool,
+    ) -> Option<keys::ChildKeys> {
+        let k = self.core.keys.as_ref()?;
+        Some(keys::derive_child_keys(
+            k.prf, &k.sk_d, encr, shared, ni, nr, initiator,
+        ))
     }
 
     /// Hold a new CHILD SA, arm its rekey, and report it ready.

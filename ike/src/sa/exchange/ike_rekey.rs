@@ -94,7 +94,9 @@ impl IkeSa {
         mut req: IkeRekeyRequest,
         payloads: Vec<Payload>,
     ) {
-        let config = self.config.clone().expect("config");
+        let Some(config) = self.config.clone() else {
+            return;
+        };
         if let Some(n) = find_notify(&payloads, NotifyType::INVALID_KE_PAYLOAD) {
             if let Some(g) = requested_group(n, &config.ike_proposals) {
                 if req.ke_retries < MAX_INIT_RETRIES {
@@ -167,9 +169,12 @@ impl IkeSa {
         ni: &[u8],
         ke: Option<&KeyExchange>,
     ) {
-        let config = self.config.clone().expect("config");
         let reply_err = |s: &mut IkeSa, t: NotifyType, data: Vec<u8>| {
             s.respond(id, ExchangeType::CREATE_CHILD_SA, &[notify(t, data)]);
+        };
+        let Some(config) = self.config.clone() else {
+            reply_err(self, NotifyType::TEMPORARY_FAILURE, Vec::new());
+            return;
         };
         if self
             .children
@@ -189,7 +194,10 @@ impl IkeSa {
             reply_err(self, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
             return;
         };
-        let g = chosen.dh.expect("IKE DH");
+        let Some(g) = chosen.dh else {
+            reply_err(self, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
+            return;
+        };
         let Some(ke) = ke.filter(|k| k.group == g.id()) else {
             reply_err(
                 self,

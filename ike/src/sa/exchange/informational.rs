@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::sa::payloads::{first_error, spi_from};
-use crate::sa::{ChildState, IkeSa, Pending, Phase, Reason};
+use crate::sa::{ChildState, IkeSa, Pending, Reason, Stage};
 use crate::wire::{Delete, ExchangeType, NotifyType, Payload, ProtocolId};
 
 impl IkeSa {
@@ -51,7 +51,7 @@ impl IkeSa {
 
     /// Initiator: delete the IKE SA and with it every CHILD SA (§1.4.1).
     pub(in crate::sa) fn start_delete_ike(&mut self, now: Instant) {
-        self.phase = Phase::Deleting;
+        self.stage = Stage::Deleting;
         let payloads = [Payload::Delete(Delete::ike())];
         self.send_request(
             now,

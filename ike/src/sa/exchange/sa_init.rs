@@ -19,8 +19,8 @@ use crate::sa::payloads::{
     select_preferring_ke,
 };
 use crate::sa::{
-    Accept, DatagramError, Event, IkeSa, PeerMisbehaved, Pending, Phase, Provider, Reason,
-    Responder, Task, Timers, Transmit, HALF_OPEN_TIMEOUT, IKE_PORT, MAX_INIT_RETRIES, NATT_PORT,
+    Accept, DatagramError, Event, IkeSa, PeerMisbehaved, Pending, Provider, Reason, Responder,
+    Stage, Task, Timers, Transmit, HALF_OPEN_TIMEOUT, IKE_PORT, MAX_INIT_RETRIES, NATT_PORT,
     NONCE_LEN,
 };
 use crate::wire::{self, find_notify, ExchangeType, KeyExchange, Message, NotifyType, Payload};
@@ -49,6 +49,7 @@ impl IkeSa {
         local: SocketAddr,
         remote: SocketAddr,
         core: MessageLayer,
+        stage: Stage,
     ) -> IkeSa {
         IkeSa {
             name: String::new(),
@@ -60,10 +61,9 @@ impl IkeSa {
             natt: false,
             nat_local: false,
             nat_remote: false,
-            phase: Phase::InitSent,
+            stage,
             core,
             retiring: Vec::new(),
-            init: None,
             pending: None,
             tasks: VecDeque::new(),
             children: Vec::new(),
@@ -100,11 +100,7 @@ impl IkeSa {
             .unwrap_or(DhGroup::Curve25519);
         let dh = DhPrivate::generate(group, provider.random());
         let ni = random_vec(provider.as_mut(), NONCE_LEN);
-        let mut sa = IkeSa::fresh(provider, local, remote, MessageLayer::new(spi_i, 0, true));
-        sa.name = config.name.clone();
-        sa.config = Some(config.clone());
-        sa.phase = Phase::InitSent;
-        sa.init = Some(InitState {
+        let init = InitState {
             ni,
             nr: Vec::new(),
             dh,
@@ -113,12 +109,21 @@ impl IkeSa {
             msg_r: Vec::new(),
             retries: 0,
             child: None,
-        });
+        };
+        let core = MessageLayer::new(spi_i, 0, true);
+        let stage = Stage::InitSent(Box::new(init));
+        let mut sa = IkeSa::fresh(provider, local, remote, core, stage);
+        sa.name = config.name.clone();
+        sa.config = Some(config.clone());
         sa.local_id = Some(config.local_id.clone());
         let mut names = children.iter();
         if let Some(first) = names.next() {
             match sa.child_request(first, None) {
-                Ok(req) => sa.init.as_mut().expect("init").child = Some(req),
+                Ok(req) => {
+                    if let Some(init) = sa.stage.init_mut() {
+                        init.child = Some(req);
+                    }
+                }
                 Err(reason) => sa.events.push_back(Event::ChildFailed {
                     name: first.to_string(),
                     reason,
@@ -208,7 +213,9 @@ impl IkeSa {
                 "NO_PROPOSAL_CHOSEN: none of the peer's proposals is acceptable",
             );
         };
-        let group = chosen.dh.expect("IKE proposal has a DH group");
+        let (Some(group), Some(prf)) = (chosen.dh, chosen.prf) else {
+            return Accept::Ignore("chosen IKE proposal lacks a DH group or PRF".into());
+        };
         if ke.group != group.id() {
             return stateless(
                 vec![notify(
@@ -224,7 +231,6 @@ impl IkeSa {
         };
         let spi_r = random_spi(provider.as_mut());
         let nr = random_vec(provider.as_mut(), NONCE_LEN);
-        let prf = chosen.prf.expect("IKE proposal has a PRF");
         let seed = keys::skeyseed(prf, &shared, ni, &nr, None);
         let Ok(k) = keys::derive_ike_keys(prf, chosen.encr, &seed, ni, &nr, h.spi_i, spi_r) else {
             return Accept::Ignore("key derivation failed".into());
@@ -232,10 +238,21 @@ impl IkeSa {
         let mut core = MessageLayer::new(h.spi_i, spi_r, false);
         core.keys = Some(k);
         let encap_forced = params.candidates.iter().any(|c| c.encap);
-        let mut sa = IkeSa::fresh(provider, params.local, params.remote, core);
+        let ke_data = dh.public_key().to_vec();
+        let init = InitState {
+            ni: ni.to_vec(),
+            nr: nr.clone(),
+            dh,
+            cookie: None,
+            msg_i: data.to_vec(),
+            msg_r: Vec::new(),
+            retries: 0,
+            child: None,
+        };
+        let stage = Stage::AwaitAuth(Box::new(init));
+        let mut sa = IkeSa::fresh(provider, params.local, params.remote, core, stage);
         sa.candidates = params.candidates;
         sa.natt = params.local.port() != IKE_PORT;
-        sa.phase = Phase::AwaitAuth;
         sa.proposal = Some(chosen.clone());
         sa.half_open_deadline = Some(now + HALF_OPEN_TIMEOUT);
         sa.detect_nat(&msg, h.spi_i, 0);
@@ -246,30 +263,26 @@ impl IkeSa {
             Payload::Sa(vec![chosen.to_wire(chosen.number, &[])]),
             Payload::Ke(KeyExchange {
                 group: group.id(),
-                data: dh.public_key().to_vec(),
+                data: ke_data,
             }),
-            Payload::Nonce(nr.clone()),
+            Payload::Nonce(nr),
         ];
         payloads.extend(sa.natd_payloads(encap_forced));
         let response = sa.core.plain(ExchangeType::IKE_SA_INIT, true, 0, payloads);
         sa.core.answered(0, response.clone());
-        sa.init = Some(InitState {
-            ni: ni.to_vec(),
-            nr,
-            dh,
-            cookie: None,
-            msg_i: data.to_vec(),
-            msg_r: response.clone(),
-            retries: 0,
-            child: None,
-        });
+        if let Some(init) = sa.stage.init_mut() {
+            init.msg_r = response.clone();
+        }
         sa.transmit(response);
         Accept::Created(Box::new(sa))
     }
 
+    /// Send (or send again, after COOKIE or INVALID_KE_PAYLOAD) our
+    /// IKE_SA_INIT request. Only an initiator in the handshake has one.
     pub(in crate::sa) fn send_sa_init(&mut self, now: Instant) {
-        let config = self.config.clone().expect("initiator has a config");
-        let init = self.init.as_ref().expect("init state");
+        let (Some(config), Some(init)) = (self.config.clone(), self.stage.init()) else {
+            return;
+        };
         let mut payloads = Vec::new();
         if let Some(c) = &init.cookie {
             payloads.push(notify(NotifyType::COOKIE, c.clone()));
@@ -296,7 +309,9 @@ impl IkeSa {
             .as_ref()
             .map(|o| o.data.clone())
             .unwrap_or_default();
-        self.init.as_mut().expect("init").msg_i = sent;
+        if let Some(init) = self.stage.init_mut() {
+            init.msg_i = sent;
+        }
     }
 
     pub(in crate::sa) fn handle_sa_init_response(
@@ -304,10 +319,14 @@ impl IkeSa {
         now: Instant,
         msg: Message,
     ) -> Result<(), DatagramError> {
-        let config = self.config.clone().expect("initiator config");
+        let config = self.our_config()?;
         let p = &msg.payloads;
+        let Some(init) = self.stage.init_mut() else {
+            return Err(DatagramError::Unexpected(
+                "IKE_SA_INIT response outside the handshake",
+            ));
+        };
         if let Some(n) = find_notify(p, NotifyType::COOKIE) {
-            let init = self.init.as_mut().expect("init");
             if init.retries >= MAX_INIT_RETRIES {
                 self.close(Reason::Protocol(PeerMisbehaved::TooManyCookies));
                 return Ok(());
@@ -320,7 +339,6 @@ impl IkeSa {
         }
         if let Some(n) = find_notify(p, NotifyType::INVALID_KE_PAYLOAD) {
             let group = requested_group(n, &config.ike_proposals);
-            let init = self.init.as_mut().expect("init");
             match group {
                 Some(g) if init.retries < MAX_INIT_RETRIES && g != init.dh.group() => {
                     init.retries += 1;
@@ -357,7 +375,11 @@ impl IkeSa {
             self.close(Reason::Protocol(PeerMisbehaved::UnofferedProposal));
             return Ok(());
         };
-        let init = self.init.as_mut().expect("init");
+        let Some(init) = self.stage.init_mut() else {
+            return Err(DatagramError::Unexpected(
+                "IKE_SA_INIT response outside the handshake",
+            ));
+        };
         if chosen.dh != Some(init.dh.group()) || ke.group != init.dh.group().id() {
             self.close(Reason::Protocol(PeerMisbehaved::KeGroupMismatch));
             return Ok(());
@@ -371,7 +393,9 @@ impl IkeSa {
             .map_err(|e| DatagramError::Invalid(PeerMisbehaved::ResponderKe(e)))?;
         init.nr = nr.to_vec();
         let spi_r = msg.header.spi_r;
-        let prf = chosen.prf.expect("IKE PRF");
+        let Some(prf) = chosen.prf else {
+            return Err(DatagramError::Invalid(PeerMisbehaved::UnofferedProposal));
+        };
         let seed = keys::skeyseed(prf, &shared, &init.ni, nr, None);
         let k = keys::derive_ike_keys(
             prf,
@@ -394,8 +418,7 @@ impl IkeSa {
             self.nat_local = true;
         }
         self.float_to_natt();
-        self.send_auth(now);
-        Ok(())
+        self.send_auth(now)
     }
 
     pub(in crate::sa) fn natd_payloads(&mut self, fake_source: bool) -> Vec<Payload> {
