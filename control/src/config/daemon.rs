@@ -89,10 +89,12 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
+        // The scheduler's own defaults, and 10% rekey jitter.
+        let runtime = runtime::scheduler::SchedulerConfig::default();
         SchedulerConfig {
-            key_computations_per_sec: 1000,
-            max_concurrent: 4,
-            max_half_open_per_peer: 4,
+            key_computations_per_sec: runtime.key_computations_per_sec,
+            max_concurrent: runtime.max_concurrent,
+            max_half_open_per_peer: runtime.max_half_open_per_peer,
             rekey_jitter_pct: 10,
         }
     }

@@ -4,12 +4,37 @@
 use std::time::Instant;
 
 use crate::auth;
-use crate::proposal::DhMode;
+use crate::config::PeerConfig;
+use crate::proposal::{Chosen, DhMode};
 use crate::sa::payloads::{auth_payloads, child_payloads, first_error, id_string, notify};
-use crate::sa::{DatagramError, Event, IkeSa, PeerMisbehaved, Pending, Reason, Stage};
-use crate::wire::{find_notify, ExchangeType, NotifyType, Payload};
+use crate::sa::{DatagramError, Event, IkeSa, InitState, PeerMisbehaved, Pending, Reason, Stage};
+use crate::wire::{find_notify, ExchangeType, Identification, NotifyType, Payload};
 
 impl IkeSa {
+    /// IKE_AUTH completed, in either role: leave the handshake (its state
+    /// is returned), arm the established SA's timers, report it.
+    fn enter_established(
+        &mut self,
+        now: Instant,
+        config: &PeerConfig,
+        proposal: Chosen,
+        remote_id: Identification,
+        initial_contact: bool,
+    ) -> Option<Box<InitState>> {
+        let init = self.stage.finish_handshake(Stage::Established);
+        self.established_at = Some(now);
+        self.arm_periodic(now);
+        self.half_open_deadline = None;
+        self.events.push_back(Event::Established {
+            name: config.name.clone(),
+            proposal,
+            local_id: config.local_id.clone(),
+            remote_id,
+            initial_contact,
+        });
+        init
+    }
+
     pub(in crate::sa) fn send_auth(&mut self, now: Instant) -> Result<(), DatagramError> {
         let config = self.our_config()?;
         let (init, keys) = self.handshake()?;
@@ -100,17 +125,8 @@ impl IkeSa {
         let Some(proposal) = self.proposal.clone() else {
             return Err(DatagramError::Unexpected("IKE_AUTH before a proposal"));
         };
-        let init = self.stage.finish_handshake(Stage::Established);
-        self.established_at = Some(now);
-        self.arm_periodic(now);
-        self.half_open_deadline = None;
-        self.events.push_back(Event::Established {
-            name: config.name.clone(),
-            proposal,
-            local_id: config.local_id.clone(),
-            remote_id: idr,
-            initial_contact: find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some(),
-        });
+        let initial_contact = find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some();
+        let init = self.enter_established(now, &config, proposal, idr, initial_contact);
         if let Some(mut init) = init {
             if let Some(req) = init.child.take() {
                 self.finish_initiated_child(now, req, &payloads, &init.ni, &init.nr, None);
@@ -212,17 +228,8 @@ impl IkeSa {
             return Err(DatagramError::Unexpected("IKE_AUTH before a proposal"));
         };
         self.respond(id, ExchangeType::IKE_AUTH, &response);
-        self.stage.finish_handshake(Stage::Established);
-        self.established_at = Some(now);
-        self.arm_periodic(now);
-        self.half_open_deadline = None;
-        self.events.push_back(Event::Established {
-            name: config.name.clone(),
-            proposal,
-            local_id: config.local_id.clone(),
-            remote_id: idi,
-            initial_contact: find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some(),
-        });
+        let initial_contact = find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some();
+        self.enter_established(now, &config, proposal, idi, initial_contact);
         if let Some(n) = child {
             self.install_child(now, n, &ni, &nr, None, None);
         }
