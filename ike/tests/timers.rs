@@ -144,6 +144,46 @@ fn child_sa_rekeys_at_its_interval_and_the_old_one_goes() {
 }
 
 #[test]
+fn a_changed_child_rekey_interval_rearms_installed_child_sas() {
+    // As after a hand-over: the CHILD SA was installed under settings
+    // without a rekey, then the owning connection's settings arrive.
+    let mut p = up_with(9, Timers::default(), Timers::default());
+    let spi = *p.b.children.keys().next().expect("child");
+    assert!(p.b.sa().child_rekey_at(spi).is_none());
+    let now = p.now;
+    p.b.sa_mut().set_timers(
+        now,
+        Timers {
+            child_rekey: vec![("net".into(), 10 * MIN)],
+            ..Timers::default()
+        },
+    );
+    let at =
+        p.b.sa()
+            .child_rekey_at(spi)
+            .expect("armed by the new settings");
+    assert_eq!(at.duration_since(now), 10 * MIN);
+    // The same settings again change nothing.
+    p.advance(MIN);
+    let now = p.now;
+    p.b.sa_mut().set_timers(
+        now,
+        Timers {
+            child_rekey: vec![("net".into(), 10 * MIN)],
+            ..Timers::default()
+        },
+    );
+    assert_eq!(p.b.sa().child_rekey_at(spi), Some(at));
+    p.advance(10 * MIN);
+    let rekeyed = count(
+        &p.b.events,
+        |e| matches!(e, Event::ChildReady(c) if c.rekey_of == Some(spi)),
+    );
+    assert_eq!(rekeyed, 1, "the responder rekeyed its CHILD SA");
+    assert!(p.children_mirror());
+}
+
+#[test]
 fn both_sides_rekeying_at_once_converge() {
     // Identical intervals and no jitter: both initiate the same rekeys at
     // the same instant, the collisions of RFC 7296 §2.8.1.

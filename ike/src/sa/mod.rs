@@ -205,6 +205,8 @@ struct Child {
     collision: Option<(u32, Vec<u8>)>,
     /// When we rekey it (cleared once the rekey starts).
     rekey_at: Option<Instant>,
+    /// The interval `rekey_at` was armed with (`Timers::child_rekey`).
+    rekey_interval: Duration,
 }
 
 /// One IKE SA, either role.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::wire::{ExchangeType, Header};
 
-use super::{Command, IkeSa, Phase, Task};
+use super::{ChildState, Command, IkeSa, Phase, Task};
 
 /// The timer settings of one connection. All zero (the default) means no
 /// DPD and no rekeys.
@@ -74,8 +74,11 @@ fn jitter(d: Duration, pct: u32, r: f64) -> Duration {
 
 impl IkeSa {
     /// Use these timer settings. Settings that changed take effect at once
-    /// on an established SA (the changed timer is re-armed from `now`); a
-    /// CHILD SA's rekey interval applies to CHILD SAs installed after this.
+    /// (the changed timer is re-armed from `now`): DPD and the IKE rekey of
+    /// an established SA, and the rekey of each installed CHILD SA whose
+    /// interval changed. So an SA handed to another connection, whose first
+    /// CHILD SA was installed under the accepting side's settings, rekeys on
+    /// its own connection's schedule.
     pub fn set_timers(&mut self, now: Instant, timers: Timers) {
         let dpd_changed = timers.dpd_delay != self.timers.dpd_delay;
         let rekey_changed = timers.ike_rekey != self.timers.ike_rekey
@@ -88,6 +91,18 @@ impl IkeSa {
             if rekey_changed {
                 self.arm_ike_rekey(now);
             }
+        }
+        for i in 0..self.children.len() {
+            let c = &self.children[i];
+            if c.state != ChildState::Installed
+                || c.rekey_interval == self.timers.child_rekey(&c.sa.name)
+            {
+                continue;
+            }
+            let name = c.sa.name.clone();
+            let (at, interval) = self.child_rekey_deadline(now, &name);
+            self.children[i].rekey_at = at;
+            self.children[i].rekey_interval = interval;
         }
     }
 
@@ -150,10 +165,15 @@ impl IkeSa {
         self.rekey_at = (!d.is_zero()).then(|| now + self.jittered(d));
     }
 
-    /// The rekey deadline of a CHILD SA of config `name` installed `now`.
-    pub(super) fn child_rekey_deadline(&mut self, now: Instant, name: &str) -> Option<Instant> {
+    /// The rekey deadline of a CHILD SA of config `name` installed `now`,
+    /// and the interval it comes from.
+    pub(super) fn child_rekey_deadline(
+        &mut self,
+        now: Instant,
+        name: &str,
+    ) -> (Option<Instant>, Duration) {
         let d = self.timers.child_rekey(name);
-        (!d.is_zero()).then(|| now + self.jittered(d))
+        ((!d.is_zero()).then(|| now + self.jittered(d)), d)
     }
 
     fn jittered(&mut self, d: Duration) -> Duration {

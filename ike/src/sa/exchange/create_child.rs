@@ -639,13 +639,14 @@ impl IkeSa {
 
     /// Hold a new CHILD SA, arm its rekey, and report it ready.
     fn add_child(&mut self, now: Instant, sa: ChildSa) {
-        let rekey_at = self.child_rekey_deadline(now, &sa.name);
+        let (rekey_at, rekey_interval) = self.child_rekey_deadline(now, &sa.name);
         self.children.push(Child {
             sa: sa.clone(),
             state: ChildState::Installed,
             rekeyed: false,
             collision: None,
             rekey_at,
+            rekey_interval,
         });
         self.events.push_back(Event::ChildReady(Box::new(sa)));
     }
