@@ -2,14 +2,21 @@
 //! `[daemon] socket_group`), one task per client, one JSON request per line.
 //! It keeps the configuration the daemon was last given, so `load` can tell
 //! new and changed connections from unchanged ones.
+//!
+//! What a client can make the daemon hold is bounded (`Limits`): request
+//! lines have a maximum length, a client that sends nothing is disconnected
+//! after a while (monitor streams excepted), and only so many clients are
+//! served at once; one more is told so and closed, never left waiting. The
+//! socket has its mode and group before it becomes reachable.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actors::{Api, ApiReply, DaemonHandle};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 
@@ -23,6 +30,77 @@ pub struct Server {
     daemon: Arc<DaemonHandle>,
     /// What the daemon was last given, plus `set` overrides per connection.
     state: Mutex<Loaded>,
+    limits: Limits,
+    clients: AtomicUsize,
+}
+
+/// Bounds on what control clients can make the daemon hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest request line, in bytes; a longer one is refused and the
+    /// client disconnected.
+    pub max_line: usize,
+    /// A client that sends no request for this long is disconnected
+    /// (a `monitor` stream is not idle).
+    pub idle: Duration,
+    /// Clients served at once; one more is answered with an error.
+    pub max_clients: usize,
+}
+
+impl Default for Limits {
+    /// 64 KiB lines, 60 s idle, 64 clients: far below a default fd limit
+    /// of 1,024, so there is always room for one more `vpnctl`.
+    fn default() -> Self {
+        Limits {
+            max_line: 64 * 1024,
+            idle: Duration::from_secs(60),
+            max_clients: 64,
+        }
+    }
+}
+
+/// One request line, or why there is none.
+enum Line {
+    Text(Vec<u8>),
+    Eof,
+    TooLong,
+}
+
+/// Read one line (without its newline) of at most `max` bytes, holding no
+/// more than that in memory whatever the client sends.
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<Line> {
+    let mut line = Vec::new();
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() {
+                Line::Eof
+            } else {
+                Line::Text(line)
+            });
+        }
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        if line.len() + take > max {
+            return Ok(Line::TooLong);
+        }
+        line.extend_from_slice(&buf[..take]);
+        r.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(Line::Text(line));
+        }
+    }
+}
+
+/// Counts a served client while it lives.
+struct ClientSlot<'a>(&'a AtomicUsize);
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Loaded {
@@ -76,31 +154,54 @@ pub fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, String> {
         }
         let _ = std::fs::remove_file(path);
     }
-    let listener =
-        UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
-    let mode = match group {
-        Some(g) => {
-            let gid = group_id(g)
-                .ok_or_else(|| format!("[daemon] socket_group: no group named '{g}'"))?;
-            std::os::unix::fs::chown(path, None, Some(gid))
-                .map_err(|e| format!("chown {}: {e}", path.display()))?;
-            0o660
-        }
-        None => 0o600,
-    };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-    Ok(listener)
+    // Bind inside a private directory, give the socket its group and mode,
+    // and only then move it into place: it is never reachable with the
+    // permissions the umask would give it.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let private = dir.join(format!(".vpnd-socket-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(|e| format!("cannot create {}: {e}", private.display()))?;
+    let staged = private.join("socket");
+    let placed = (|| {
+        let listener = UnixListener::bind(&staged)
+            .map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+        let mode = match group {
+            Some(g) => {
+                let gid = group_id(g)
+                    .ok_or_else(|| format!("[daemon] socket_group: no group named '{g}'"))?;
+                std::os::unix::fs::chown(&staged, None, Some(gid))
+                    .map_err(|e| format!("chown {}: {e}", path.display()))?;
+                0o660
+            }
+            None => 0o600,
+        };
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        std::fs::rename(&staged, path)
+            .map_err(|e| format!("cannot move the socket to {}: {e}", path.display()))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    placed
 }
 
 impl Server {
     pub fn new(daemon: Arc<DaemonHandle>, config: Config) -> Arc<Server> {
+        Self::with_limits(daemon, config, Limits::default())
+    }
+
+    pub fn with_limits(daemon: Arc<DaemonHandle>, config: Config, limits: Limits) -> Arc<Server> {
         Arc::new(Server {
             daemon,
             state: Mutex::new(Loaded {
                 config,
                 overrides: HashMap::new(),
             }),
+            limits,
+            clients: AtomicUsize::new(0),
         })
     }
 
@@ -110,7 +211,20 @@ impl Server {
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let me = self.clone();
+                    if me.clients.fetch_add(1, Ordering::Relaxed) >= me.limits.max_clients {
+                        me.clients.fetch_sub(1, Ordering::Relaxed);
+                        tokio::spawn(async move {
+                            let (_r, mut w) = stream.into_split();
+                            let message = format!(
+                                "too many control clients ({}); try again",
+                                me.limits.max_clients
+                            );
+                            let _ = write(&mut w, &Response::Error { message }).await;
+                        });
+                        continue;
+                    }
                     tokio::spawn(async move {
+                        let _slot = ClientSlot(&me.clients);
                         if let Err(e) = me.client(stream).await {
                             tracing::debug!("control client: {e}");
                         }
@@ -126,9 +240,28 @@ impl Server {
 
     async fn client(&self, stream: UnixStream) -> std::io::Result<()> {
         let (r, mut w) = stream.into_split();
-        let mut lines = BufReader::new(r).lines();
-        while let Some(line) = lines.next_line().await? {
-            let req: Request = match serde_json::from_str(&line) {
+        let mut r = BufReader::new(r);
+        let limits = self.limits;
+        loop {
+            let line =
+                match tokio::time::timeout(limits.idle, read_line(&mut r, limits.max_line)).await {
+                    Err(_) => {
+                        let message = format!("no request for {:?}; closing", limits.idle);
+                        write(&mut w, &Response::Error { message }).await?;
+                        return Ok(());
+                    }
+                    Ok(line) => line?,
+                };
+            let line = match line {
+                Line::Eof => return Ok(()),
+                Line::TooLong => {
+                    let message = format!("request longer than {} bytes; closing", limits.max_line);
+                    write(&mut w, &Response::Error { message }).await?;
+                    return Ok(());
+                }
+                Line::Text(t) => t,
+            };
+            let req: Request = match serde_json::from_slice(&line) {
                 Ok(r) => r,
                 Err(e) => {
                     write(
@@ -156,7 +289,6 @@ impl Server {
             let resp = self.handle(req).await;
             write(&mut w, &resp).await?;
         }
-        Ok(())
     }
 
     async fn api(&self, api: Api) -> Response {
