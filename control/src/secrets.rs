@@ -12,7 +12,6 @@
 //! zeroized when dropped and never appear in errors or `Debug` output.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ike::config::{parse_identity, Psk};
@@ -218,8 +217,7 @@ impl PskEntry {
 /// Reads a secrets file into zeroized memory (sized up front so the buffer
 /// is not reallocated), warning when group or others may read it.
 fn read_secret_file(path: &Path, warnings: &mut Vec<String>) -> std::io::Result<Zeroizing<String>> {
-    let mut f = std::fs::File::open(path)?;
-    let meta = f.metadata()?;
+    let (f, meta) = crate::config::file::open_regular(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -240,7 +238,7 @@ fn read_secret_file(path: &Path, warnings: &mut Vec<String>) -> std::io::Result<
     }
     let len = usize::try_from(meta.len()).unwrap_or(0);
     let mut text = Zeroizing::new(String::with_capacity(len + 1));
-    f.read_to_string(&mut text)?;
+    crate::config::file::read_bounded(f, &mut text)?;
     Ok(text)
 }
 

@@ -385,7 +385,8 @@ impl Server {
     /// from a fresh read of the configuration.
     async fn add_or_replace(&self, name: &str, replace: bool) -> Response {
         let mut st = self.state.lock().await;
-        let fresh = match config::load(&st.config.main_file) {
+        let main = st.config.main_file.clone();
+        let fresh = match off_runtime(move || config::load(&main)).await {
             Ok(c) => c,
             Err(e) => {
                 return Response::Error {
@@ -487,7 +488,9 @@ impl Server {
     /// New secrets for the next authentications; running SAs are untouched.
     async fn reread_secrets(&self) -> Response {
         let mut st = self.state.lock().await;
-        let (secrets, warnings) = match crate::secrets::Secrets::load(&st.config.daemon.secrets) {
+        let files = st.config.daemon.secrets.clone();
+        let read = off_runtime(move || crate::secrets::Secrets::load(&files)).await;
+        let (secrets, warnings) = match read {
             Ok(x) => x,
             Err(e) => {
                 return Response::Error {
@@ -531,7 +534,8 @@ impl Server {
     /// Re-read the main configuration, diff, apply only the changes.
     async fn reload(&self, dry_run: bool) -> Response {
         let mut st = self.state.lock().await;
-        let fresh = match config::load(&st.config.main_file) {
+        let main = st.config.main_file.clone();
+        let fresh = match off_runtime(move || config::load(&main)).await {
             Ok(c) => c,
             Err(e) => {
                 return Response::Error {
@@ -649,7 +653,12 @@ impl Server {
         let mut guard = self.state.lock().await;
         let current = &mut guard.config;
         let (incoming, whole) = match &file {
-            None => match config::load(&current.main_file) {
+            None => match off_runtime({
+                let main = current.main_file.clone();
+                move || config::load(&main)
+            })
+            .await
+            {
                 Ok(c) => (c.connections.clone(), Some(c)),
                 Err(e) => {
                     return Response::Error {
@@ -657,7 +666,12 @@ impl Server {
                     }
                 }
             },
-            Some(f) => match config::load_extra(current, f) {
+            Some(f) => match off_runtime({
+                let (current, f) = (current.clone(), f.clone());
+                move || config::load_extra(&current, &f)
+            })
+            .await
+            {
                 Ok(conns) => (conns, None),
                 Err(e) => {
                     return Response::Error {
@@ -719,6 +733,16 @@ impl Server {
         } else {
             Response::Ok { message }
         }
+    }
+}
+
+/// Reading configuration touches the filesystem, so it runs on the blocking
+/// pool, never on the async runtime that serves IKE and the control socket.
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("configuration reader did not complete: {e}"),
     }
 }
 

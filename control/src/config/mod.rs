@@ -17,6 +17,7 @@ mod connection;
 mod daemon;
 mod duration;
 pub(crate) mod error;
+pub mod file;
 mod keys;
 pub(crate) mod reader;
 
@@ -255,8 +256,11 @@ pub fn load_extra(main: &Config, file: &Path) -> Result<Vec<ConnectionConfig>, C
 const MAIN_KEYS: &[&str] = &["daemon", "scheduler", "defaults", "connections"];
 
 fn read_file(path: &Path) -> Result<String, ConfigErrors> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::whole_file(path, format!("cannot read: {e}")).into())
+    let mut text = String::new();
+    file::open_regular(path)
+        .and_then(|(f, _)| file::read_bounded(f, &mut text))
+        .map_err(|e| ConfigError::whole_file(path, format!("cannot read: {e}")))?;
+    Ok(text)
 }
 
 fn base_dir(main: &Path) -> &Path {
