@@ -3,8 +3,10 @@
 //! (RFC 7296 §2.1, §2.2, §3.14; RFC 5282 §5; RFC 7634 §3).
 //!
 //! Invariants: at most one request of ours is outstanding; `peer_next_id` is
-//! the only request ID we answer afresh, `peer_next_id - 1` gets the cached
-//! response again, anything else is dropped.
+//! the only request ID we answer afresh; the cached response goes out again
+//! only for a byte-identical copy of the request it answered (RFC 7296 §2.1:
+//! retransmissions are identical), so a tampered or different message with
+//! that ID gets nothing; anything else is dropped.
 
 use std::time::Instant;
 
@@ -50,8 +52,11 @@ pub(crate) struct MessageLayer {
     pub keys: Option<IkeKeys>,
     pub next_id: u32,
     pub peer_next_id: u32,
-    /// The last response we sent: its request ID and datagram.
-    pub cached: Option<(u32, Vec<u8>)>,
+    /// The last response we sent: its request ID, datagram, and the digest
+    /// of the request it answered.
+    pub cached: Option<(u32, Vec<u8>, RequestDigest)>,
+    /// The digest of the request being answered (set by `classify_request`).
+    answering: RequestDigest,
     pub out: Option<Outstanding>,
     iv: u64,
 }
@@ -66,6 +71,7 @@ impl MessageLayer {
             next_id: 0,
             peer_next_id: 0,
             cached: None,
+            answering: [0; 32],
             out: None,
             iv: 0,
         }
@@ -210,19 +216,69 @@ pub(crate) enum RequestId {
     Drop,
 }
 
+/// SHA-256 of a request datagram, to recognise its retransmissions.
+pub(crate) type RequestDigest = [u8; 32];
+
+pub(crate) fn digest(request: &[u8]) -> RequestDigest {
+    let d = ring::digest::digest(&ring::digest::SHA256, request);
+    let mut out = [0; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 impl MessageLayer {
-    pub fn classify_request(&self, id: u32) -> RequestId {
+    /// What a received request (the whole datagram, `request`) with message
+    /// ID `id` is: new, a retransmission of the one we answered last (only
+    /// if byte-identical), or something to drop.
+    pub fn classify_request(&mut self, id: u32, request: &[u8]) -> RequestId {
+        let d = digest(request);
         if id == self.peer_next_id {
+            self.answering = d;
             return RequestId::New;
         }
         match &self.cached {
-            Some((cid, data)) if *cid == id => RequestId::Retransmit(data.clone()),
+            Some((cid, data, cd)) if *cid == id && *cd == d => RequestId::Retransmit(data.clone()),
             _ => RequestId::Drop,
         }
     }
 
+    /// The request being answered is `request` (for requests that skip
+    /// `classify_request`: the first IKE_SA_INIT).
+    pub fn answering(&mut self, request: &[u8]) {
+        self.answering = digest(request);
+    }
+
     pub fn answered(&mut self, id: u32, response: Vec<u8>) {
-        self.cached = Some((id, response));
+        self.cached = Some((id, response, self.answering));
         self.peer_next_id = id.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod retransmit_tests {
+    use super::*;
+
+    #[test]
+    fn only_an_identical_copy_of_the_answered_request_gets_the_cached_response() {
+        let mut m = MessageLayer::new(1, 2, false);
+        let request = b"request one".to_vec();
+        assert!(matches!(m.classify_request(0, &request), RequestId::New));
+        m.answered(0, b"response one".to_vec());
+        match m.classify_request(0, &request) {
+            RequestId::Retransmit(r) => assert_eq!(r, b"response one"),
+            _ => panic!("an identical retransmission gets the cached response"),
+        }
+        // Same message ID, other bytes (tampered, or a different request).
+        assert!(matches!(
+            m.classify_request(0, b"request 0ne"),
+            RequestId::Drop
+        ));
+        // The next ID is new; an older one is dropped.
+        assert!(matches!(
+            m.classify_request(1, b"request two"),
+            RequestId::New
+        ));
+        m.answered(1, b"response two".to_vec());
+        assert!(matches!(m.classify_request(0, &request), RequestId::Drop));
     }
 }

@@ -749,7 +749,7 @@ impl IkeSa {
             ));
         }
         let id = msg.header.message_id;
-        match self.core.classify_request(id) {
+        match self.core.classify_request(id, data) {
             RequestId::Retransmit(resp) => {
                 self.transmit(resp);
                 return Ok(());

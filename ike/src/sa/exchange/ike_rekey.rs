@@ -331,7 +331,7 @@ impl IkeSa {
             }
             return Ok(());
         }
-        match core.classify_request(id) {
+        match core.classify_request(id, data) {
             RequestId::Retransmit(r) => {
                 self.transmit(r);
                 return Ok(());

@@ -269,6 +269,7 @@ impl IkeSa {
         ];
         payloads.extend(sa.natd_payloads(encap_forced));
         let response = sa.core.plain(ExchangeType::IKE_SA_INIT, true, 0, payloads);
+        sa.core.answering(data);
         sa.core.answered(0, response.clone());
         if let Some(init) = sa.stage.init_mut() {
             init.msg_r = response.clone();
