@@ -48,13 +48,15 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 64 KiB lines, 60 s idle, 64 clients: far below a default fd limit
-    /// of 1,024, so there is always room for one more `vpnctl`.
+    /// 64 KiB lines, 60 s idle, 256 clients: well below a default fd limit
+    /// of 1,024, so there is always room for one more `vpnctl`. (A busy
+    /// script's `vpnctl` runs overlap: a finished client holds its slot
+    /// until the daemon sees it go, so the cap is not the client count.)
     fn default() -> Self {
         Limits {
             max_line: 64 * 1024,
             idle: Duration::from_secs(60),
-            max_clients: 64,
+            max_clients: 256,
         }
     }
 }
