@@ -134,7 +134,19 @@ impl DaemonState {
         self.conns.iter().find(|c| c.spec.name == name)
     }
 
+    /// Start a connection and make it visible to the responder path.
     async fn start_conn(
+        &mut self,
+        myself: &ActorRef<DaemonMsg>,
+        spec: Arc<ConnSpec>,
+    ) -> Result<(), String> {
+        self.spawn_conn(myself, spec).await?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Start a connection's actor; `publish` makes it visible.
+    async fn spawn_conn(
         &mut self,
         myself: &ActorRef<DaemonMsg>,
         spec: Arc<ConnSpec>,
@@ -158,7 +170,6 @@ impl DaemonState {
             .await
             .map_err(|e| format!("cannot start connection '{}': {e}", spec.name))?;
         self.conns.push(Conn { spec, actor });
-        self.publish();
         Ok(())
     }
 
@@ -237,9 +248,11 @@ impl Actor for DaemonActor {
             conns: Vec::new(),
             trackers: std::collections::HashMap::new(),
         };
+        // The directory is written once, not once per connection.
         for spec in a.conns {
-            st.start_conn(&myself, Arc::new(spec)).await?;
+            st.spawn_conn(&myself, Arc::new(spec)).await?;
         }
+        st.publish();
         // Trap hits start their connection.
         let mut events = st.ctx.dataplane.subscribe();
         let me = myself.clone();

@@ -19,7 +19,6 @@ pub struct MemoryNet {
     hosts: Mutex<HashMap<IpAddr, Weak<ActorRouter>>>,
     unplugged: Mutex<HashSet<IpAddr>>,
     lose: Mutex<Option<LossRule>>,
-    delivered: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryNet {
@@ -49,11 +48,6 @@ impl MemoryNet {
         *self.lose.lock().expect("net lock") = rule;
     }
 
-    /// Datagrams that reached a router.
-    pub fn delivered(&self) -> u64 {
-        self.delivered.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     pub(crate) fn deliver(&self, t: &Transmit) {
         {
             let off = self.unplugged.lock().expect("net lock");
@@ -77,8 +71,6 @@ impl MemoryNet {
             .get(&t.remote.ip())
             .and_then(Weak::upgrade);
         let Some(router) = router else { return };
-        self.delivered
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if t.non_esp_marker {
             let data = [&[0u8; 4][..], &t.data].concat();
             router.route(t.remote, t.local, &data, true);

@@ -107,10 +107,6 @@ impl<T: Deliver> Router<T> {
         self.half_open.remove(&(spi_i, peer));
     }
 
-    pub fn spi_count(&self) -> usize {
-        self.spis.len()
-    }
-
     /// Count one malformed datagram (also for callers past the router).
     pub fn count_malformed(&self) {
         self.malformed.fetch_add(1, Ordering::Relaxed);

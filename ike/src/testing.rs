@@ -268,7 +268,7 @@ impl Pair {
         );
         self.a.sa = Some(sa);
         let timers = self.a.timers.clone();
-        self.a.sa_mut().set_timers(self.now, timers);
+        self.a.sa_mut().set_timers(self.now, &timers);
         self.collect();
     }
 
@@ -427,7 +427,7 @@ impl Pair {
                 ));
                 match IkeSa::accept(now, params, provider, &f.t.data) {
                     Accept::Created(mut sa) => {
-                        sa.set_timers(now, self.b.timers.clone());
+                        sa.set_timers(now, &self.b.timers);
                         self.b.sa = Some(*sa);
                     }
                     Accept::Reply(t, why) => {

@@ -31,17 +31,21 @@ fn up_with(seed: u64, a: Timers, b: Timers) -> Pair {
     p
 }
 
+/// Timers with only DPD, every `secs` seconds.
+fn dpd(secs: u64) -> Timers {
+    Timers {
+        dpd_delay: Duration::from_secs(secs),
+        ..Timers::default()
+    }
+}
+
 fn liveness_requests_from_a(p: &Pair) -> usize {
     count(&p.a.events, |e| matches!(e, Event::Alive))
 }
 
 #[test]
 fn dpd_checks_liveness_every_interval_and_only_once_established() {
-    let dpd = Timers {
-        dpd_delay: Duration::from_secs(30),
-        ..Timers::default()
-    };
-    let mut p = up_with(1, dpd, Timers::default());
+    let mut p = up_with(1, dpd(30), Timers::default());
     assert_eq!(liveness_requests_from_a(&p), 0);
     p.advance(Duration::from_secs(31));
     assert_eq!(liveness_requests_from_a(&p), 1, "one check after 30 s");
@@ -53,11 +57,7 @@ fn dpd_checks_liveness_every_interval_and_only_once_established() {
 
 #[test]
 fn dpd_against_a_dead_peer_closes_the_sa_by_timeout() {
-    let dpd = Timers {
-        dpd_delay: Duration::from_secs(10),
-        ..Timers::default()
-    };
-    let mut p = up_with(2, dpd, Timers::default());
+    let mut p = up_with(2, dpd(10), Timers::default());
     p.b.sa = None; // the peer vanishes
     p.advance(10 * MIN);
     let reason = p.a.closed_reason().expect("closed");
@@ -73,13 +73,7 @@ fn set_timers_turns_dpd_on_for_an_established_sa() {
     p.advance(2 * MIN);
     assert_eq!(liveness_requests_from_a(&p), 0, "DPD is off");
     let now = p.now;
-    p.a.sa_mut().set_timers(
-        now,
-        Timers {
-            dpd_delay: Duration::from_secs(20),
-            ..Timers::default()
-        },
-    );
+    p.a.sa_mut().set_timers(now, &dpd(20));
     p.advance(Duration::from_secs(21));
     assert_eq!(liveness_requests_from_a(&p), 1);
 }
@@ -153,7 +147,7 @@ fn a_changed_child_rekey_interval_rearms_installed_child_sas() {
     let now = p.now;
     p.b.sa_mut().set_timers(
         now,
-        Timers {
+        &Timers {
             child_rekey: vec![("net".into(), 10 * MIN)],
             ..Timers::default()
         },
@@ -168,7 +162,7 @@ fn a_changed_child_rekey_interval_rearms_installed_child_sas() {
     let now = p.now;
     p.b.sa_mut().set_timers(
         now,
-        Timers {
+        &Timers {
             child_rekey: vec![("net".into(), 10 * MIN)],
             ..Timers::default()
         },

@@ -103,6 +103,9 @@ pub struct IkeState {
     _alive: runtime::counters::AliveGuard,
     ctx: CtxRef,
     spec: Arc<ConnSpec>,
+    /// The core's timer settings from `spec`, kept so each step compares
+    /// rather than rebuilds them.
+    timers: Timers,
     parent: DerivedActorRef<IkeReport>,
     start: Option<IkeStart>,
     /// A responder SA accepted on the neutral path: at IKE_AUTH it moves
@@ -389,6 +392,7 @@ impl Actor for IkeSaActor {
         Ok(IkeState {
             _alive: runtime::counters::AliveGuard::new(),
             ctx: args.ctx,
+            timers: timers(&args.spec),
             spec: args.spec,
             parent: args.parent,
             start: Some(args.start),
@@ -535,7 +539,7 @@ impl Actor for IkeSaActor {
                         ..
                     }) => {
                         // The accepting actor's timers are not ours.
-                        sa.set_timers(runtime::clock::now(), timers(&st.spec));
+                        sa.set_timers(runtime::clock::now(), &st.timers);
                         st.sa = Some(sa);
                         st.busy = false;
                         st.handle_event(&myself, established).await?;
@@ -556,7 +560,7 @@ impl Actor for IkeSaActor {
                         if std::mem::take(&mut st.spec_pending) {
                             sa.set_retransmit(st.spec.peer.retransmit);
                         }
-                        sa.set_timers(runtime::clock::now(), timers(&st.spec));
+                        sa.set_timers(runtime::clock::now(), &st.timers);
                         st.sa = Some(sa)
                     }
                     None => {
@@ -606,10 +610,11 @@ impl Actor for IkeSaActor {
             }
             IkeMsg::Impair(i) => st.impair = i,
             IkeMsg::UpdateSpec(spec) => {
+                st.timers = timers(&spec);
                 st.spec = spec;
                 if let Some(sa) = st.sa.as_mut() {
                     sa.set_retransmit(st.spec.peer.retransmit);
-                    sa.set_timers(runtime::clock::now(), timers(&st.spec));
+                    sa.set_timers(runtime::clock::now(), &st.timers);
                     // A re-armed timer may be due sooner.
                     st.arm_timer(&myself);
                 } else {

@@ -79,7 +79,11 @@ impl IkeSa {
     /// interval changed. So an SA handed to another connection, whose first
     /// CHILD SA was installed under the accepting side's settings, rekeys on
     /// its own connection's schedule.
-    pub fn set_timers(&mut self, now: Instant, timers: Timers) {
+    pub fn set_timers(&mut self, now: Instant, timers: &Timers) {
+        if *timers == self.timers {
+            return;
+        }
+        let timers = timers.clone();
         let dpd_changed = timers.dpd_delay != self.timers.dpd_delay;
         let rekey_changed = timers.ike_rekey != self.timers.ike_rekey
             || timers.jitter_pct != self.timers.jitter_pct;
