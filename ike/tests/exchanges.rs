@@ -1008,3 +1008,52 @@ fn responder_accepts_the_initiators_ke_group_without_a_round_trip() {
     assert!(p.b.stateless_replies.is_empty());
     assert_eq!(p.a.sa().proposal().unwrap().dh, Some(DhGroup::Curve25519));
 }
+
+#[test]
+fn check_cookie_challenges_then_passes_the_initiators_retry() {
+    let p = Pair::default_with_seed(21);
+    let jar = CookieJar::new(&mut SeededRandom::new(8));
+    let mut a = IkeSa::initiate(
+        p.now,
+        p.a.config.clone(),
+        p.a.addr,
+        p.b.addr,
+        Box::new(SeededRandom::new(2)),
+        &["net"],
+    );
+    let first = a.poll_transmit().unwrap();
+    let (local, remote) = (first.remote, first.local);
+    let ike::sa::CookieCheck::Challenge { reply, invalid } =
+        IkeSa::check_cookie(local, remote, &first.data, &jar)
+    else {
+        panic!("no cookie yet: expected a challenge")
+    };
+    assert!(!invalid, "none was presented");
+    // The initiator follows the COOKIE and retries with it first.
+    a.handle_datagram(p.now, reply.remote, reply.local, &reply.data)
+        .unwrap();
+    let retry = a.poll_transmit().unwrap();
+    assert!(matches!(
+        IkeSa::check_cookie(local, remote, &retry.data, &jar),
+        ike::sa::CookieCheck::Valid
+    ));
+    // From another address the same cookie is worthless.
+    let elsewhere: std::net::SocketAddr = "198.18.7.7:500".parse().unwrap();
+    assert!(matches!(
+        IkeSa::check_cookie(local, elsewhere, &retry.data, &jar),
+        ike::sa::CookieCheck::Challenge { invalid: true, .. }
+    ));
+    // A flipped cookie byte is a challenge again, marked invalid.
+    let mut m = Message::decode(&retry.data).unwrap();
+    if let Some(Payload::Notify(n)) = m.payloads.first_mut() {
+        n.data[3] ^= 1;
+    }
+    assert!(matches!(
+        IkeSa::check_cookie(local, remote, &m.encode(), &jar),
+        ike::sa::CookieCheck::Challenge { invalid: true, .. }
+    ));
+    assert!(matches!(
+        IkeSa::check_cookie(local, remote, &[0u8; 40], &jar),
+        ike::sa::CookieCheck::Malformed(_)
+    ));
+}

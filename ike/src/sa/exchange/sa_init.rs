@@ -13,7 +13,7 @@ use crate::crypto::{DhGroup, DhPrivate};
 use crate::keys;
 use crate::proposal::{self, DhMode, ProposalSpec};
 use crate::sa::message::MessageLayer;
-use crate::sa::natd::natd_hash;
+use crate::sa::natd::{natd_hash, CookieJar};
 use crate::sa::payloads::{
     child_payloads, first_error, notify, random_spi, random_vec, requested_group,
     select_preferring_ke,
@@ -148,29 +148,14 @@ impl IkeSa {
         mut provider: Box<dyn Provider>,
         data: &[u8],
     ) -> Accept {
-        let msg = match Message::decode(data) {
+        let msg = match decode_request(data) {
             Ok(m) => m,
-            Err(e) => return Accept::Ignore(format!("malformed IKE_SA_INIT: {e}")),
+            Err(why) => return Accept::Ignore(why),
         };
         let h = &msg.header;
-        if h.exchange != ExchangeType::IKE_SA_INIT
-            || h.is_response()
-            || !h.is_initiator()
-            || h.message_id != 0
-            || h.spi_r != 0
-            || h.spi_i == 0
-        {
-            return Accept::Ignore("not an IKE_SA_INIT request".into());
-        }
         let stateless = |payloads: Vec<Payload>, why: &'static str| {
-            let core = MessageLayer::new(msg.header.spi_i, 0, false);
             Accept::Reply(
-                Transmit {
-                    local: params.local,
-                    remote: params.remote,
-                    non_esp_marker: params.local.port() != IKE_PORT,
-                    data: core.plain(ExchangeType::IKE_SA_INIT, true, 0, payloads),
-                },
+                stateless_reply(params.local, params.remote, h.spi_i, payloads),
                 why,
             )
         };
@@ -188,18 +173,8 @@ impl IkeSa {
             return Accept::Ignore("IKE_SA_INIT nonce length out of range".into());
         }
         if let Some(jar) = params.require_cookie {
-            let ok = match msg.payloads.first() {
-                Some(Payload::Notify(n)) if n.notify_type == NotifyType::COOKIE => {
-                    jar.verify(&n.data, ni, params.remote.ip(), h.spi_i)
-                }
-                _ => false,
-            };
-            if !ok {
-                let cookie = jar.make(ni, params.remote.ip(), h.spi_i);
-                return stateless(
-                    vec![notify(NotifyType::COOKIE, cookie)],
-                    "COOKIE: a cookie is required",
-                );
+            if let Some(t) = cookie_challenge(&msg, ni, params.local, params.remote, jar) {
+                return Accept::Reply(t, "COOKIE: a cookie is required");
             }
         }
         let ours: Vec<ProposalSpec> = params
@@ -473,4 +448,109 @@ impl IkeSa {
             }
         }
     }
+}
+
+/// What the stateless cookie check (§2.6) makes of a new IKE_SA_INIT
+/// request, before any state or key computation.
+#[derive(Debug)]
+pub enum CookieCheck {
+    /// It carries a valid cookie of ours.
+    Valid,
+    /// It carries none, or a stale or forged one: answer with this COOKIE.
+    Challenge {
+        reply: Transmit,
+        /// A cookie was present but did not verify.
+        invalid: bool,
+    },
+    /// Not an IKE_SA_INIT request that could start an SA.
+    Malformed(String),
+}
+
+impl IkeSa {
+    /// The cookie check alone, for a daemon that decides per request whether
+    /// cookies are required (half-open counts): cheap (one decode and one
+    /// HMAC), no state kept.
+    pub fn check_cookie(
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        jar: &CookieJar,
+    ) -> CookieCheck {
+        let msg = match decode_request(data) {
+            Ok(m) => m,
+            Err(why) => return CookieCheck::Malformed(why),
+        };
+        let Some(ni) = child_payloads(&msg.payloads).nonce else {
+            return CookieCheck::Malformed("IKE_SA_INIT without Nonce".into());
+        };
+        let presented = matches!(msg.payloads.first(),
+            Some(Payload::Notify(n)) if n.notify_type == NotifyType::COOKIE);
+        match cookie_challenge(&msg, ni, local, remote, jar) {
+            None => CookieCheck::Valid,
+            Some(reply) => CookieCheck::Challenge {
+                reply,
+                invalid: presented,
+            },
+        }
+    }
+}
+
+/// Decode a datagram that should be a new IKE_SA_INIT request.
+fn decode_request(data: &[u8]) -> Result<Message, String> {
+    let msg = Message::decode(data).map_err(|e| format!("malformed IKE_SA_INIT: {e}"))?;
+    let h = &msg.header;
+    if h.exchange != ExchangeType::IKE_SA_INIT
+        || h.is_response()
+        || !h.is_initiator()
+        || h.message_id != 0
+        || h.spi_r != 0
+        || h.spi_i == 0
+    {
+        return Err("not an IKE_SA_INIT request".into());
+    }
+    Ok(msg)
+}
+
+/// An unencrypted IKE_SA_INIT response that keeps no state.
+fn stateless_reply(
+    local: SocketAddr,
+    remote: SocketAddr,
+    spi_i: u64,
+    payloads: Vec<Payload>,
+) -> Transmit {
+    let core = MessageLayer::new(spi_i, 0, false);
+    Transmit {
+        local,
+        remote,
+        non_esp_marker: local.port() != IKE_PORT,
+        data: core.plain(ExchangeType::IKE_SA_INIT, true, 0, payloads),
+    }
+}
+
+/// `None` when the request's first payload is a valid cookie of `jar`;
+/// otherwise the COOKIE answer to send (§2.6: the cookie notify comes first).
+fn cookie_challenge(
+    msg: &Message,
+    ni: &[u8],
+    local: SocketAddr,
+    remote: SocketAddr,
+    jar: &CookieJar,
+) -> Option<Transmit> {
+    let spi_i = msg.header.spi_i;
+    let ok = match msg.payloads.first() {
+        Some(Payload::Notify(n)) if n.notify_type == NotifyType::COOKIE => {
+            jar.verify(&n.data, ni, remote.ip(), spi_i)
+        }
+        _ => false,
+    };
+    if ok {
+        return None;
+    }
+    let cookie = jar.make(ni, remote.ip(), spi_i);
+    Some(stateless_reply(
+        local,
+        remote,
+        spi_i,
+        vec![notify(NotifyType::COOKIE, cookie)],
+    ))
 }
