@@ -55,7 +55,15 @@ pub enum Priority {
     Normal,
     /// Rekeys.
     Low,
+    /// Responder work for a peer no connection names by address (matched
+    /// only by `%any` or a range). Served last, from a queue of at most
+    /// [`STRANGER_QUEUE`] waiters that sheds its oldest when full, so a
+    /// flood of strangers never delays a configured peer or a rekey.
+    Stranger,
 }
+
+/// Waiters kept at [`Priority::Stranger`]; one more sheds the oldest.
+pub const STRANGER_QUEUE: usize = 256;
 
 impl Priority {
     fn index(self) -> usize {
@@ -63,6 +71,7 @@ impl Priority {
             Priority::High => 0,
             Priority::Normal => 1,
             Priority::Low => 2,
+            Priority::Stranger => 3,
         }
     }
 }
@@ -80,13 +89,15 @@ pub struct SchedulerStats {
     pub rate_limit_per_sec: u64,
     /// Half-open slots held, all peers.
     pub half_open: u64,
+    /// Stranger waiters shed because their queue was full.
+    pub shed_total: u64,
 }
 
 /// Messages of the scheduler actor. Use [`SchedulerHandle`] instead of
 /// sending these yourself.
 #[doc(hidden)]
 pub enum SchedulerMsg {
-    Acquire(Priority, oneshot::Sender<Permit>),
+    Acquire(Priority, oneshot::Sender<Grant>),
     Release,
     HalfOpen(IpAddr, oneshot::Sender<HalfOpenGuard>),
     HalfOpenRelease(IpAddr),
@@ -96,6 +107,14 @@ pub enum SchedulerMsg {
     Tick,
     Stats(oneshot::Sender<SchedulerStats>),
     SetConfig(SchedulerConfig, oneshot::Sender<()>),
+}
+
+/// The answer to an `Acquire`: a permit, or shed (strangers only).
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Grant {
+    Permit(Permit),
+    Shed,
 }
 
 /// A key-computation permit. Dropping it (from any thread, including a
@@ -289,6 +308,14 @@ impl SchedulerHandle {
     /// before Normal before Low; FIFO within). Cancel-safe. If the scheduler
     /// actor is gone, returns a [`Permit::detached`] at once (fail open).
     pub async fn permit(&self, priority: Priority) -> Permit {
+        self.permit_or_shed(priority)
+            .await
+            .unwrap_or_else(Permit::detached)
+    }
+
+    /// As [`SchedulerHandle::permit`], but `None` when the waiter was shed
+    /// (only [`Priority::Stranger`] waiters are).
+    pub async fn permit_or_shed(&self, priority: Priority) -> Option<Permit> {
         let actor = self.actor_ref();
         let (tx, rx) = oneshot::channel();
         if actor
@@ -296,7 +323,7 @@ impl SchedulerHandle {
             .is_err()
         {
             tracing::warn!("key-computation scheduler is not running; proceeding without a permit");
-            return Permit::detached();
+            return Some(Permit::detached());
         }
         match (Waiting {
             rx: Some(rx),
@@ -305,10 +332,11 @@ impl SchedulerHandle {
         .wait()
         .await
         {
-            Some(p) => p,
+            Some(Grant::Permit(p)) => Some(p),
+            Some(Grant::Shed) => None,
             None => {
                 tracing::warn!("key-computation scheduler stopped; proceeding without a permit");
-                Permit::detached()
+                Some(Permit::detached())
             }
         }
     }
@@ -323,6 +351,25 @@ impl SchedulerHandle {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> T {
         let permit = self.permit(priority).await;
+        self.run(permit, f).await
+    }
+
+    /// As [`SchedulerHandle::compute`], but `None` (and `f` never runs) when
+    /// the waiter was shed; see [`Priority::Stranger`].
+    pub async fn compute_or_shed<T: Send + 'static>(
+        &self,
+        priority: Priority,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let permit = self.permit_or_shed(priority).await?;
+        Some(self.run(permit, f).await)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        permit: Permit,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
         if self
             .shared
             .inline
@@ -442,7 +489,7 @@ struct Peer {
 pub struct SchedulerState {
     cfg: SchedulerConfig,
     pressure: broadcast::Sender<SchedulerStats>,
-    queues: [VecDeque<oneshot::Sender<Permit>>; 3],
+    queues: [VecDeque<oneshot::Sender<Grant>>; 4],
     in_flight: u32,
     units: u128,
     last_refill: Instant,
@@ -450,6 +497,7 @@ pub struct SchedulerState {
     peers: HashMap<IpAddr, Peer>,
     half_open: u64,
     total: u64,
+    shed: u64,
     under_pressure: bool,
 }
 
@@ -466,6 +514,7 @@ impl SchedulerState {
             peers: HashMap::new(),
             half_open: 0,
             total: 0,
+            shed: 0,
             under_pressure: false,
         }
     }
@@ -498,6 +547,7 @@ impl SchedulerState {
             in_flight: self.in_flight as u64,
             rate_limit_per_sec: self.cfg.key_computations_per_sec as u64,
             half_open: self.half_open,
+            shed_total: self.shed,
         }
     }
 
@@ -550,14 +600,15 @@ impl SchedulerState {
                 self.units -= UNIT;
             }
             self.in_flight += 1;
-            match tx.send(Permit {
+            match tx.send(Grant::Permit(Permit {
                 actor: Some(myself.clone()),
-            }) {
+            })) {
                 Ok(()) => {
                     self.total += 1;
                     metrics::counter!("vpnd_key_computations_total").increment(1);
                 }
-                Err(mut p) => {
+                Err(Grant::Shed) => {}
+                Err(Grant::Permit(mut p)) => {
                     // The waiter went away between our check and the send:
                     // give back the slot and the token.
                     p.disarm();
@@ -665,6 +716,17 @@ impl Actor for Scheduler {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SchedulerMsg::Acquire(prio, tx) => {
+                let q = &mut state.queues[prio.index()];
+                if prio == Priority::Stranger {
+                    q.retain(|w| !w.is_closed());
+                    if q.len() >= STRANGER_QUEUE {
+                        if let Some(oldest) = q.pop_front() {
+                            let _ = oldest.send(Grant::Shed);
+                            state.shed += 1;
+                            metrics::counter!("vpnd_scheduler_shed_total").increment(1);
+                        }
+                    }
+                }
                 state.queues[prio.index()].push_back(tx);
                 state.pump(&myself);
             }

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use runtime::scheduler::{Priority, SchedulerConfig, SchedulerHandle, SchedulerStats};
+use runtime::scheduler::{
+    Priority, SchedulerConfig, SchedulerHandle, SchedulerStats, STRANGER_QUEUE,
+};
 use tokio::time::{sleep, timeout, Instant};
 
 fn cfg(rate: u32, conc: u32, half: u32) -> SchedulerConfig {
@@ -330,7 +332,7 @@ async fn pressure_notifications_and_stats_json() {
         json,
         serde_json::json!({
             "key_computations_total": 2, "queued": 0, "in_flight": 0,
-            "rate_limit_per_sec": 0, "half_open": 0
+            "rate_limit_per_sec": 0, "half_open": 0, "shed_total": 0
         })
     );
 }
@@ -353,7 +355,8 @@ async fn set_config_raises_concurrency() {
             queued: 0,
             in_flight: 2,
             rate_limit_per_sec: 50,
-            half_open: 0
+            half_open: 0,
+            shed_total: 0
         }
     );
 }
@@ -379,4 +382,51 @@ async fn dead_scheduler_fails_open_and_can_be_respawned() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn strangers_are_served_last_and_shed_oldest_first() {
+    let s = spawn(cfg(0, 1, 0)).await;
+    let hold = s.permit(Priority::Normal).await;
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let mut strangers = Vec::new();
+    // One more stranger than the queue holds: the first one is shed.
+    for i in 0..=STRANGER_QUEUE {
+        let (s, served) = (s.clone(), served.clone());
+        strangers.push(tokio::spawn(async move {
+            let r = s.compute_or_shed(Priority::Stranger, move || i).await;
+            if let Some(i) = r {
+                served.lock().unwrap().push(format!("stranger{i}"));
+            }
+            r.is_some()
+        }));
+        settle().await;
+    }
+    // A configured peer's and a rekey's work arrive after the flood.
+    let mut ours = Vec::new();
+    for (prio, tag) in [(Priority::High, "peer"), (Priority::Low, "rekey")] {
+        let (s, served) = (s.clone(), served.clone());
+        ours.push(tokio::spawn(async move {
+            let p = s.permit(prio).await;
+            served.lock().unwrap().push(tag.to_string());
+            drop(p);
+        }));
+        settle().await;
+    }
+    assert_eq!(s.stats().await.queued, STRANGER_QUEUE as u64 + 2);
+    assert_eq!(s.stats().await.shed_total, 1);
+    drop(hold);
+    let mut outcomes = Vec::new();
+    for t in strangers {
+        outcomes.push(t.await.unwrap());
+    }
+    for t in ours {
+        t.await.unwrap();
+    }
+    assert!(!outcomes[0], "the oldest stranger is shed");
+    assert!(outcomes[1..].iter().all(|&ok| ok));
+    let served = served.lock().unwrap();
+    assert_eq!(served[..2], ["peer".to_string(), "rekey".to_string()]);
+    assert_eq!(served[2], "stranger1");
+    assert_eq!(served.len(), 2 + STRANGER_QUEUE);
 }
