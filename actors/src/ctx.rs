@@ -16,8 +16,9 @@ use ractor::DerivedActorRef;
 use runtime::scheduler::SchedulerHandle;
 use tokio::sync::broadcast;
 
+use crate::admission::{Admission, AdmissionConfig, Gate, Refusal};
 use crate::report::Expired;
-use crate::router::{ActorRouter, Router};
+use crate::router::{ActorRouter, Admit, Router, MAX_PENDING_NEW};
 use crate::socket::Sockets;
 use crate::spec::ConnSpec;
 use crate::status::MonitorEvent;
@@ -37,6 +38,8 @@ pub struct Ctx {
     pub monitor: broadcast::Sender<MonitorEvent>,
     pub ike_sas: AtomicU64,
     pub half_open_sas: AtomicU64,
+    /// Cookies and half-open caps for new IKE_SA_INIT requests.
+    pub admission: Arc<Admission>,
     /// `vpnd --impair`: fault injection allowed.
     pub impair: bool,
     reqids: Mutex<HashMap<(String, String), u32>>,
@@ -51,6 +54,7 @@ impl Ctx {
         scheduler: SchedulerHandle,
         sockets: Sockets,
         impair: bool,
+        admission: AdmissionConfig,
     ) -> Ctx {
         Ctx {
             started: runtime::clock::now(),
@@ -63,6 +67,7 @@ impl Ctx {
             monitor: broadcast::channel(1024).0,
             ike_sas: AtomicU64::new(0),
             half_open_sas: AtomicU64::new(0),
+            admission: Admission::new(admission),
             impair,
             reqids: Mutex::new(HashMap::new()),
             next_reqid: AtomicU32::new(1),
@@ -94,6 +99,21 @@ impl Ctx {
         self.router.count_malformed();
     }
 
+    /// Put the admission gate in front of the responder path.
+    pub fn guard_responders(self: &Arc<Self>) {
+        self.router
+            .set_gate(Arc::new(CtxGate(Arc::downgrade(self))));
+    }
+
+    /// Whether any loaded connection accepts `remote` → `local`.
+    pub fn accepts(&self, local: std::net::IpAddr, remote: std::net::IpAddr) -> bool {
+        self.directory
+            .read()
+            .expect("directory lock")
+            .iter()
+            .any(|c| c.matches_addrs(local, remote))
+    }
+
     /// The loaded connections whose addresses admit a datagram from
     /// `remote` to `local`, in load order.
     pub fn candidates(
@@ -112,3 +132,50 @@ impl Ctx {
 }
 
 pub type CtxRef = Arc<Ctx>;
+
+/// The admission gate on the sockets' receive path: refusals cost no actor
+/// message, and COOKIE answers are sent from right here.
+struct CtxGate(std::sync::Weak<Ctx>);
+
+impl Admit for CtxGate {
+    fn admit(
+        &self,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let Some(ctx) = self.0.upgrade() else {
+            return false;
+        };
+        let adm = &ctx.admission;
+        if ctx.router.pending_new() >= MAX_PENDING_NEW {
+            adm.refuse(Refusal::Backlog);
+            return false;
+        }
+        if !ctx.accepts(local.ip(), remote.ip()) {
+            adm.refuse(Refusal::Unmatched);
+            if adm.may_log() {
+                tracing::info!(%remote, %local, "IKE_SA_INIT from a peer no connection accepts");
+            }
+            return false;
+        }
+        match adm.gate(local, remote, data) {
+            Gate::Pass => true,
+            Gate::Challenge(t) => {
+                ctx.sockets.try_send(&t);
+                false
+            }
+            Gate::Drop(Refusal::Malformed) => {
+                ctx.malformed();
+                false
+            }
+            Gate::Drop(_) => false,
+        }
+    }
+
+    fn undo(&self, remote: std::net::SocketAddr) {
+        if let Some(ctx) = self.0.upgrade() {
+            ctx.admission.release(remote.ip());
+        }
+    }
+}

@@ -204,6 +204,8 @@ impl DaemonState {
             rss_bytes: rss_bytes(),
             scheduler: SchedulerReport::default(),
             malformed_datagrams_total: self.ctx.router.malformed(),
+            admission: self.ctx.admission.stats(),
+            unknown_spi_total: self.ctx.router.unknown_spi(),
             connections: self.conns.len() as u64,
             dataplane: self.ctx.dataplane.name().to_string(),
             traps: self.ctx.dataplane.traps().len() as u64,
@@ -505,6 +507,7 @@ impl DaemonActor {
                         queued: s.queued,
                         in_flight: s.in_flight,
                         rate_limit_per_sec: s.rate_limit_per_sec,
+                        shed_total: s.shed_total,
                     };
                     let _ = reply.send(ApiReply::Stats(Box::new(stats)));
                 });

@@ -4,6 +4,7 @@
 //!
 //! `DaemonHandle` is the API the control layer drives.
 
+pub mod admission;
 pub mod child_sa;
 pub mod connection;
 pub mod ctx;
@@ -41,6 +42,8 @@ pub struct DaemonSettings {
     pub scheduler: SchedulerConfig,
     /// `vpnd --impair`.
     pub impair: bool,
+    /// Cookies and half-open caps (`[daemon]` flood settings).
+    pub admission: admission::AdmissionConfig,
 }
 
 /// A running daemon.
@@ -81,7 +84,10 @@ impl DaemonHandle {
             scheduler.clone(),
             sockets,
             settings.impair,
+            settings.admission,
         ));
+        ctx.guard_responders();
+        tokio::spawn(admission::watch(Arc::downgrade(&ctx)));
         let (actor, join) = Actor::spawn(
             // Registered by name once per process; daemons on an in-memory
             // network share one process.
@@ -137,6 +143,11 @@ impl DaemonHandle {
     /// The monitor stream (state changes, retries, kills, scheduler pressure).
     pub fn monitor(&self) -> broadcast::Receiver<MonitorEvent> {
         self.ctx.monitor.subscribe()
+    }
+
+    /// New flood settings (reload); admitted half-open SAs stay.
+    pub fn set_admission(&self, cfg: admission::AdmissionConfig) {
+        self.ctx.admission.set_config(cfg);
     }
 
     pub fn dataplane(&self) -> &Arc<dyn Dataplane> {

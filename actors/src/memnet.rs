@@ -48,6 +48,12 @@ impl MemoryNet {
         *self.lose.lock().expect("net lock") = rule;
     }
 
+    /// Put a datagram on the wire as if `t.local` sent it (a test's
+    /// spoofed or crafted traffic).
+    pub fn inject(&self, t: &Transmit) {
+        self.deliver(t);
+    }
+
     pub(crate) fn deliver(&self, t: &Transmit) {
         {
             let off = self.unplugged.lock().expect("net lock");

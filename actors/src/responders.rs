@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, SupervisionEvent};
 
+use runtime::scheduler::Priority;
+
+use crate::admission::Refusal;
 use crate::ctx::CtxRef;
 use crate::derive_report;
 use crate::ike_sa::{IkeArgs, IkeSaActor, IkeStart};
@@ -72,12 +75,18 @@ impl Actor for Responders {
                 remote,
                 data,
             }) => {
+                st.ctx.router.new_taken();
+                // The gate counted it as half-open when it let it through.
+                let slot = st.ctx.admission.claim(remote.ip());
                 let candidates = st.ctx.candidates(local.ip(), remote.ip());
                 let Some(first) = candidates.first().map(Arc::clone) else {
-                    tracing::info!(%remote, %local, "IKE_SA_INIT from a peer no connection accepts");
-                    st.ctx.malformed();
+                    // Unloaded since the gate let it through.
+                    st.ctx.admission.refuse(Refusal::Unmatched);
                     return Ok(());
                 };
+                let named = candidates
+                    .iter()
+                    .any(|c| c.remote_addrs.contains(&Some(remote.ip())));
                 let args = IkeArgs {
                     ctx: st.ctx.clone(),
                     // Retransmission settings until IKE_AUTH picks the
@@ -89,6 +98,12 @@ impl Actor for Responders {
                         remote,
                         data,
                         candidates: candidates.iter().map(|c| c.peer.clone()).collect(),
+                        slot: Some(slot),
+                        priority: if named {
+                            Priority::High
+                        } else {
+                            Priority::Stranger
+                        },
                     },
                 };
                 if let Err(e) = Actor::spawn_linked(None, IkeSaActor, args, myself.get_cell()).await

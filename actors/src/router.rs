@@ -8,8 +8,8 @@
 //! tested without actors; the daemon fills it with `DerivedActorRef`s.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
 use ike::sa::local_spi_of;
@@ -38,6 +38,18 @@ impl Deliver for DerivedActorRef<Datagram> {
     }
 }
 
+/// Decides whether a new IKE_SA_INIT request may reach the responder path
+/// (cookies, half-open caps); it answers or counts what it refuses.
+pub trait Admit: Send + Sync {
+    fn admit(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) -> bool;
+    /// A request `admit` passed could not be delivered after all.
+    fn undo(&self, remote: SocketAddr);
+}
+
+/// New requests handed to the responder path and not yet taken: past this
+/// many, new ones are refused until it catches up.
+pub const MAX_PENDING_NEW: usize = 1024;
+
 /// Where `route` sent a datagram, or why it did not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Routed {
@@ -47,6 +59,8 @@ pub enum Routed {
     HalfOpen,
     /// A new IKE_SA_INIT request, to the responder path.
     New,
+    /// A new request the admission gate answered (COOKIE) or dropped.
+    Refused,
     /// A NAT keepalive (RFC 3948 §2.3).
     Keepalive,
     /// ESP on port 4500: not ours (a dataplane reads it first).
@@ -70,6 +84,9 @@ pub struct Router<T: Deliver> {
     /// The responder path for new IKE_SA_INIT requests (replaced if it is
     /// restarted).
     responders: RwLock<Option<T>>,
+    gate: RwLock<Option<Arc<dyn Admit>>>,
+    /// New requests delivered to the responder path and not yet taken.
+    pending_new: AtomicUsize,
     malformed: AtomicU64,
     unknown_spi: AtomicU64,
 }
@@ -80,6 +97,8 @@ impl<T: Deliver> Default for Router<T> {
             spis: DashMap::new(),
             half_open: DashMap::new(),
             responders: RwLock::new(None),
+            gate: RwLock::new(None),
+            pending_new: AtomicUsize::new(0),
             malformed: AtomicU64::new(0),
             unknown_spi: AtomicU64::new(0),
         }
@@ -89,6 +108,23 @@ impl<T: Deliver> Default for Router<T> {
 impl<T: Deliver> Router<T> {
     pub fn set_responders(&self, t: T) {
         *self.responders.write().expect("router lock") = Some(t);
+    }
+
+    /// The admission gate for new requests (none: all pass).
+    pub fn set_gate(&self, gate: Arc<dyn Admit>) {
+        *self.gate.write().expect("router lock") = Some(gate);
+    }
+
+    /// New requests waiting on the responder path.
+    pub fn pending_new(&self) -> usize {
+        self.pending_new.load(Ordering::Relaxed)
+    }
+
+    /// The responder path took one new request.
+    pub fn new_taken(&self) {
+        let _ = self
+            .pending_new
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     pub fn insert_spi(&self, spi: u64, t: T) {
@@ -163,6 +199,8 @@ impl<T: Deliver> Router<T> {
         if let Some(spi) = local_spi_of(&header) {
             let target = self.spis.get(&spi).map(|t| t.clone());
             if target.is_none() {
+                // Also malformed from where we stand: nothing can open it.
+                self.count_malformed();
                 self.unknown_spi.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(spi = format_args!("{spi:016x}"), %remote, "datagram for unknown IKE SA");
                 return Routed::UnknownSpi;
@@ -180,8 +218,24 @@ impl<T: Deliver> Router<T> {
         {
             return sent(Some(t), Routed::HalfOpen);
         }
+        let gate = self.gate.read().expect("router lock").clone();
+        if let Some(gate) = &gate {
+            if !gate.admit(local, remote, data) {
+                return Routed::Refused;
+            }
+        }
         let responders = self.responders.read().expect("router lock").clone();
-        sent(responders, Routed::New)
+        self.pending_new.fetch_add(1, Ordering::Relaxed);
+        match sent(responders, Routed::New) {
+            Routed::New => Routed::New,
+            other => {
+                self.new_taken();
+                if let Some(gate) = &gate {
+                    gate.undo(remote);
+                }
+                other
+            }
+        }
     }
 }
 
@@ -253,9 +307,14 @@ mod tests {
         r.remove_spi(99);
         assert_eq!(r.route(local, peer, &auth, false), Routed::UnknownSpi);
         assert_eq!(r.unknown_spi(), 1);
+        assert_eq!(r.malformed(), 1, "unknown SPIs count as malformed too");
         let got: Vec<&str> = log.lock().unwrap().iter().map(|(n, _)| *n).collect();
         assert_eq!(got, ["responders", "half-open", "responders", "sa", "sa"]);
-        assert_eq!(r.malformed(), 0);
+        assert_eq!(r.pending_new(), 2, "two new requests not yet taken");
+        r.new_taken();
+        r.new_taken();
+        r.new_taken();
+        assert_eq!(r.pending_new(), 0);
     }
 
     #[test]

@@ -160,6 +160,32 @@ impl Sockets {
         }
     }
 
+    /// Send one IKE datagram now or not at all (a full socket buffer drops
+    /// it): for stateless answers sent from the receive path.
+    pub fn try_send(&self, t: &Transmit) {
+        if let Some((net, _)) = &self.memory {
+            net.deliver(t);
+            return;
+        }
+        let Some(b) = self.pick(t.local.ip()) else {
+            return;
+        };
+        let r = if t.non_esp_marker {
+            let mut d = Vec::with_capacity(4 + t.data.len());
+            d.extend_from_slice(&[0, 0, 0, 0]);
+            d.extend_from_slice(&t.data);
+            match &b.natt {
+                Natt::Tokio(s) => s.try_send_to(&d, t.remote).map(|_| ()),
+                Natt::Dataplane(s) => s.send_to(&d, t.remote).map(|_| ()),
+            }
+        } else {
+            b.ike.try_send_to(&t.data, t.remote).map(|_| ())
+        };
+        if let Err(e) = r {
+            tracing::trace!(remote = %t.remote, "stateless answer not sent: {e}");
+        }
+    }
+
     /// Start the receive tasks for the sockets the daemon reads itself. They
     /// end when the runtime shuts down.
     pub fn spawn_readers(&self, router: Arc<ActorRouter>) -> Vec<tokio::task::JoinHandle<()>> {

@@ -80,6 +80,9 @@ pub struct SchedulerReport {
     pub queued: u64,
     pub in_flight: u64,
     pub rate_limit_per_sec: u64,
+    /// Strangers' key computations shed (queue full).
+    #[serde(default)]
+    pub shed_total: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -101,6 +104,13 @@ pub struct StatsReport {
     /// Backend counters of the dataplane (packets, drops by cause, traps).
     #[serde(default)]
     pub dataplane_counters: std::collections::BTreeMap<String, u64>,
+    /// New IKE_SA_INIT requests: cookies, caps and refusals.
+    #[serde(default)]
+    pub admission: crate::admission::AdmissionStats,
+    /// IKE datagrams for IKE SPIs we do not have (also in
+    /// `malformed_datagrams_total`).
+    #[serde(default)]
+    pub unknown_spi_total: u64,
 }
 
 /// One line of `vpnctl monitor`.

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actors::admission::AdmissionConfig;
 use actors::memnet::MemoryNet;
 use actors::socket::Sockets;
 use actors::spec::ChildSpec;
@@ -61,11 +62,21 @@ fn spec(name: &str, me: &str, peer: &str, initiator: bool, auto: Auto) -> ConnSp
 }
 
 async fn daemon(net: &Arc<MemoryNet>, me: &str, conns: Vec<ConnSpec>) -> DaemonHandle {
+    daemon_with(net, me, conns, AdmissionConfig::default()).await
+}
+
+async fn daemon_with(
+    net: &Arc<MemoryNet>,
+    me: &str,
+    conns: Vec<ConnSpec>,
+    admission: AdmissionConfig,
+) -> DaemonHandle {
     let settings = DaemonSettings {
         listen: vec![ip(me)],
         dataplane: Arc::new(NoneDataplane::new()),
         scheduler: SchedulerConfig::default(),
         impair: true,
+        admission,
     };
     DaemonHandle::start_on(settings, conns, Sockets::memory(net.clone(), vec![ip(me)]))
         .await
@@ -324,4 +335,75 @@ async fn retries_back_off_and_give_up_after_keyingtries() {
     let r = up(&a, "c0").await;
     assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
     assert_eq!(installed(&b, "c0").await, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_from_spoofed_addresses_meets_cookies_and_the_configured_peer_still_comes_up() {
+    let net = MemoryNet::new();
+    // B answers c0 from A, and anyone at all through a %any connection.
+    let mut anyone = spec("roadwarrior", B, A, false, Auto::Add);
+    anyone.remote_addrs = vec![None];
+    let b = daemon_with(
+        &net,
+        B,
+        vec![spec("c0", B, A, false, Auto::Add), anyone],
+        AdmissionConfig {
+            cookie_threshold: 5,
+            cookie_threshold_ip: 2,
+            block_threshold: 3,
+            half_open_max: 40,
+        },
+    )
+    .await;
+    let a = daemon(&net, A, vec![spec("c0", A, B, true, Auto::Add)]).await;
+    // A valid IKE_SA_INIT request, sent again and again with a fresh SPI
+    // from 500 addresses nobody answers for.
+    let cfg = Arc::new(ike::testing::test_config(
+        "x", "x.test", "y.test", "p", true,
+    ));
+    let (from, to): (std::net::SocketAddr, std::net::SocketAddr) = (
+        "198.18.100.1:500".parse().unwrap(),
+        format!("{B}:500").parse().unwrap(),
+    );
+    let mut probe = ike::sa::IkeSa::initiate(
+        tokio::time::Instant::now().into_std(),
+        cfg,
+        from,
+        to,
+        Box::new(ike::crypto::SystemRandom::new()),
+        &["net"],
+    );
+    let template = probe.poll_transmit().expect("an IKE_SA_INIT request").data;
+    let flood = |round: u64| {
+        for i in 0..1000u64 {
+            let mut data = template.clone();
+            data[..8].copy_from_slice(&(round * 1000 + i + 1).to_be_bytes());
+            let spoofed =
+                std::net::Ipv4Addr::new(198, 18, 100 + (i % 2) as u8, (i / 2 % 250) as u8 + 1);
+            net.inject(&ike::sa::Transmit {
+                local: std::net::SocketAddr::new(spoofed.into(), 500),
+                remote: to,
+                non_esp_marker: false,
+                data,
+            });
+        }
+    };
+    flood(0);
+    pass(Duration::from_millis(10)).await;
+    let during = stats(&b).await.admission;
+    assert!(during.half_open <= 5, "{during:?}");
+    assert!(during.cookies_sent_total >= 990, "{during:?}");
+    // The configured peer gets a COOKIE too, returns it, and is in.
+    flood(1);
+    assert!(matches!(up(&a, "c0").await, ApiReply::Ok(_)));
+    assert_eq!(installed(&b, "c0").await, 1);
+    let after = stats(&b).await.admission;
+    assert!(after.cookies_valid_total >= 1, "{after:?}");
+    assert_eq!(after.requests_total, 2001 + after.cookies_valid_total);
+    // The strangers' half-open SAs time out and every count comes back.
+    pass(Duration::from_secs(40)).await;
+    let end = stats(&b).await;
+    assert_eq!(end.admission.half_open, 0, "{:?}", end.admission);
+    assert_eq!(end.half_open, 0);
+    assert_eq!(installed(&b, "c0").await, 1, "the tunnel is untouched");
 }

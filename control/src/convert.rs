@@ -95,3 +95,13 @@ pub fn specs(cfg: &Config) -> Result<Vec<ConnSpec>, String> {
     }
     Ok(out)
 }
+
+/// The responder's flood settings of `[daemon]`.
+pub fn admission(d: &crate::config::DaemonConfig) -> actors::admission::AdmissionConfig {
+    actors::admission::AdmissionConfig {
+        cookie_threshold: d.cookie_threshold,
+        cookie_threshold_ip: d.cookie_threshold_ip,
+        block_threshold: d.block_threshold,
+        half_open_max: d.half_open_max,
+    }
+}

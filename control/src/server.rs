@@ -609,6 +609,16 @@ impl Server {
         if fresh.daemon.listen != st.config.daemon.listen {
             lines.push("note: daemon.listen changed; restart vpnd to apply".into());
         }
+        let admission = crate::convert::admission(&fresh.daemon);
+        if admission != crate::convert::admission(&st.config.daemon) {
+            lines.push(format!(
+                "daemon: cookie_threshold {}, cookie_threshold_ip {}, block_threshold {}, half_open_max {}",
+                admission.cookie_threshold,
+                admission.cookie_threshold_ip,
+                admission.block_threshold,
+                admission.half_open_max
+            ));
+        }
         lines.push(format!("{unchanged} connection(s) unchanged"));
         if dry_run {
             return Response::Ok {
@@ -618,6 +628,7 @@ impl Server {
                 ),
             };
         }
+        self.daemon.set_admission(admission);
         let mut failed = Vec::new();
         for (name, step) in plan {
             let r = match step {

@@ -27,6 +27,7 @@ use runtime::scheduler::{HalfOpenGuard, Priority};
 use runtime::timer::Timer;
 use tokio::task::JoinHandle;
 
+use crate::admission::{HalfOpenSlot, Refusal};
 use crate::child_sa::ChildMsg;
 use crate::ctx::CtxRef;
 use crate::derive_report;
@@ -60,6 +61,10 @@ pub enum IkeStart {
         remote: SocketAddr,
         data: Vec<u8>,
         candidates: Vec<Arc<PeerConfig>>,
+        /// Its place under the half-open caps, held until authenticated.
+        slot: Option<HalfOpenSlot>,
+        /// `Stranger` when no connection names the peer's address.
+        priority: Priority,
     },
     /// A responder SA whose peer authenticated as this connection, handed
     /// over by the actor that accepted it on the neutral path.
@@ -123,6 +128,8 @@ pub struct IkeState {
     /// The core's next deadline; dropping it cancels it.
     timer: Timer,
     guard: Option<HalfOpenGuard>,
+    /// A responder SA's place under the half-open caps.
+    slot: Option<HalfOpenSlot>,
     half_open_counted: bool,
     established: bool,
     /// When this SA started negotiating (for the establishment histogram).
@@ -187,6 +194,7 @@ impl IkeState {
 
     fn leave_half_open(&mut self) {
         self.guard = None;
+        self.slot = None;
         if self.half_open_counted {
             self.half_open_counted = false;
             self.ctx.half_open_sas.fetch_sub(1, Ordering::Relaxed);
@@ -362,8 +370,12 @@ impl Actor for IkeSaActor {
     async fn pre_start(
         &self,
         myself: ActorRef<IkeMsg>,
-        args: IkeArgs,
+        mut args: IkeArgs,
     ) -> Result<IkeState, ActorProcessingErr> {
+        let slot = match &mut args.start {
+            IkeStart::Accept { slot, .. } => slot.take(),
+            _ => None,
+        };
         args.ctx.ike_sas.fetch_add(1, Ordering::Relaxed);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         // A half-open responder SA belongs to no connection yet.
@@ -408,6 +420,7 @@ impl Actor for IkeSaActor {
             timer_at: None,
             timer: Timer::none(),
             guard: None,
+            slot,
             half_open_counted,
             established: false,
             spec_pending: false,
@@ -495,13 +508,15 @@ impl Actor for IkeSaActor {
                         remote,
                         data,
                         candidates,
+                        priority,
+                        ..
                     } => {
                         let sched = st.ctx.scheduler.clone();
                         let me = myself.clone();
                         let ctx = st.ctx.clone();
                         st.work = Some(tokio::spawn(async move {
                             let outcome = sched
-                                .compute(Priority::High, move || {
+                                .compute_or_shed(priority, move || {
                                     let params = Responder {
                                         local,
                                         remote,
@@ -516,17 +531,26 @@ impl Actor for IkeSaActor {
                                     )
                                 })
                                 .await;
+                            let log = ctx.admission.may_log();
                             match outcome {
-                                Accept::Created(sa) => {
+                                None => {
+                                    ctx.admission.refuse(Refusal::Shed);
+                                    let _ = me.send_message(IkeMsg::Computed(None));
+                                }
+                                Some(Accept::Created(sa)) => {
                                     let _ = me.send_message(IkeMsg::Computed(Some(sa)));
                                 }
-                                Accept::Reply(t, why) => {
-                                    tracing::info!(%remote, "IKE_SA_INIT from {remote} answered without state: {why}");
+                                Some(Accept::Reply(t, why)) => {
+                                    if log {
+                                        tracing::info!(%remote, "IKE_SA_INIT from {remote} answered without state: {why}");
+                                    }
                                     ctx.sockets.send(&t).await;
                                     let _ = me.send_message(IkeMsg::Computed(None));
                                 }
-                                Accept::Ignore(why) => {
-                                    tracing::info!(%remote, "IKE_SA_INIT ignored: {why}");
+                                Some(Accept::Ignore(why)) => {
+                                    if log {
+                                        tracing::info!(%remote, "IKE_SA_INIT ignored: {why}");
+                                    }
                                     ctx.malformed();
                                     let _ = me.send_message(IkeMsg::Computed(None));
                                 }

@@ -398,7 +398,27 @@ fn print_stats(s: &StatsReport) {
         s.scheduler.in_flight,
         s.scheduler.rate_limit_per_sec
     );
-    println!("malformed datagrams: {}", s.malformed_datagrams_total);
+    println!(
+        "malformed datagrams: {} ({} for unknown IKE SPIs)",
+        s.malformed_datagrams_total, s.unknown_spi_total
+    );
+    let a = &s.admission;
+    println!(
+        "IKE_SA_INIT:         {} new requests, {} half-open responders",
+        a.requests_total, a.half_open
+    );
+    println!(
+        "  cookies:           {} sent, {} valid, {} invalid",
+        a.cookies_sent_total, a.cookies_valid_total, a.cookies_invalid_total
+    );
+    println!(
+        "  dropped:           {} half_open_max, {} block_threshold, {} backlog, {} shed, {} unmatched",
+        a.dropped_half_open_max_total,
+        a.dropped_block_threshold_total,
+        a.dropped_backlog_total,
+        a.shed_total,
+        a.unmatched_total
+    );
     println!("traps:               {}", s.traps);
     println!(
         "updown scripts:      {} runs, {} failed",

@@ -36,6 +36,16 @@ pub struct DaemonConfig {
     /// Userspace dataplane: firewall mark of the daemon's own IKE and
     /// ESP-in-UDP packets, which bypass `route_table`.
     pub fwmark: u32,
+    /// Half-open responder SAs before COOKIEs are required (0 = never).
+    pub cookie_threshold: u32,
+    /// ... from one source address (0 = never).
+    pub cookie_threshold_ip: u32,
+    /// Half-open SAs from one source address before its new requests are
+    /// dropped (0 = no limit).
+    pub block_threshold: u32,
+    /// Half-open responder SAs in all before new requests are dropped
+    /// (0 = no limit).
+    pub half_open_max: u32,
 }
 
 impl Default for DaemonConfig {
@@ -52,6 +62,10 @@ impl Default for DaemonConfig {
             socket_group: None,
             route_table: 220,
             fwmark: 0x220,
+            cookie_threshold: 30,
+            cookie_threshold_ip: 3,
+            block_threshold: 5,
+            half_open_max: 10_000,
         }
     }
 }
@@ -112,6 +126,10 @@ const DAEMON_KEYS: &[&str] = &[
     "keep_alive",
     "route_table",
     "fwmark",
+    "cookie_threshold",
+    "cookie_threshold_ip",
+    "block_threshold",
+    "half_open_max",
 ];
 
 const SCHEDULER_KEYS: &[&str] = &[
@@ -261,6 +279,22 @@ pub(super) fn parse_daemon(
                     }
                 }
             }
+            "cookie_threshold" => ctx
+                .uint(v, &key)
+                .into_iter()
+                .for_each(|n| out.cookie_threshold = n),
+            "cookie_threshold_ip" => ctx
+                .uint(v, &key)
+                .into_iter()
+                .for_each(|n| out.cookie_threshold_ip = n),
+            "block_threshold" => ctx
+                .uint(v, &key)
+                .into_iter()
+                .for_each(|n| out.block_threshold = n),
+            "half_open_max" => ctx
+                .uint(v, &key)
+                .into_iter()
+                .for_each(|n| out.half_open_max = n),
             _ => ctx.unknown_key(k, &key, DAEMON_KEYS),
         }
     }

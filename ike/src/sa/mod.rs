@@ -48,10 +48,10 @@ use crate::proposal::Chosen;
 use crate::wire::{Delete, ExchangeType, Identification, Message, NotifyType, Payload};
 
 pub use self::error::{BadChild, ChildError, PeerMisbehaved, RekeyError};
-pub use self::message::OpenError;
-pub use self::timers::{Cost, KeyWork, Timers};
 pub use self::exchange::sa_init::CookieCheck;
+pub use self::message::OpenError;
 pub use self::natd::CookieJar;
+pub use self::timers::{Cost, KeyWork, Timers};
 pub use self::types::{
     local_spi_of, Accept, ChildSa, Command, DatagramError, Event, Reason, Responder, State,
     Transmit,
