@@ -310,19 +310,19 @@ impl IkeState {
                     return Ok(());
                 };
                 match sa.datagram_cost(&data) {
-                    Cost::Keys(work) => self.offload(myself, priority(work), move |sa| {
-                        if let Err(e) =
-                            sa.handle_datagram(runtime::clock::now(), local, remote, &data)
-                        {
-                            tracing::debug!("datagram rejected: {e}");
-                        }
-                    }),
+                    Cost::Keys(work) => {
+                        let ctx = self.ctx.clone();
+                        self.offload(myself, priority(work), move |sa| {
+                            if let Err(e) =
+                                sa.handle_datagram(runtime::clock::now(), local, remote, &data)
+                            {
+                                rejected(&ctx, &e);
+                            }
+                        })
+                    }
                     Cost::Cheap => {
                         if let Err(e) = sa.handle_datagram(now, local, remote, &data) {
-                            tracing::debug!("datagram rejected: {e}");
-                            if matches!(e, ike::sa::DatagramError::Malformed(_)) {
-                                self.ctx.malformed();
-                            }
+                            rejected(&self.ctx, &e);
                         }
                     }
                 }
@@ -359,6 +359,17 @@ impl IkeState {
             self.after_step(myself).await?;
         }
         Ok(())
+    }
+}
+
+/// A datagram for this SA that it refused: garbage (undecodable, an SK
+/// payload that does not open, a protocol violation) counts as malformed;
+/// late or duplicate ones do not.
+fn rejected(ctx: &CtxRef, e: &ike::sa::DatagramError) {
+    use ike::sa::DatagramError as E;
+    tracing::debug!("datagram rejected: {e}");
+    if matches!(e, E::Malformed(_) | E::Open(_) | E::Invalid(_)) {
+        ctx.malformed();
     }
 }
 
