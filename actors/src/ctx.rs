@@ -17,6 +17,7 @@ use runtime::scheduler::SchedulerHandle;
 use tokio::sync::broadcast;
 
 use crate::report::Expired;
+use crate::revival::Revival;
 use crate::router::{ActorRouter, Router};
 use crate::socket::Sockets;
 use crate::spec::ConnSpec;
@@ -43,6 +44,8 @@ pub struct Ctx {
     next_reqid: AtomicU32,
     /// Runs updown scripts off the actors' path.
     pub updown: Arc<kernel::updown::UpdownRunner>,
+    /// Which connections are up, for a restarted daemon (`state_dir`).
+    pub revival: Option<Arc<Revival>>,
 }
 
 impl Ctx {
@@ -51,6 +54,7 @@ impl Ctx {
         scheduler: SchedulerHandle,
         sockets: Sockets,
         impair: bool,
+        revival: Option<Arc<Revival>>,
     ) -> Ctx {
         Ctx {
             started: runtime::clock::now(),
@@ -67,6 +71,7 @@ impl Ctx {
             reqids: Mutex::new(HashMap::new()),
             next_reqid: AtomicU32::new(1),
             updown: kernel::updown::UpdownRunner::new(kernel::updown::DEFAULT_TIMEOUT),
+            revival,
         }
     }
 

@@ -66,6 +66,7 @@ async fn daemon(net: &Arc<MemoryNet>, me: &str, conns: Vec<ConnSpec>) -> DaemonH
         dataplane: Arc::new(NoneDataplane::new()),
         scheduler: SchedulerConfig::default(),
         impair: true,
+        state_dir: None,
     };
     DaemonHandle::start_on(settings, conns, Sockets::memory(net.clone(), vec![ip(me)]))
         .await

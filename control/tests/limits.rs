@@ -40,6 +40,7 @@ async fn serve(dir: &Path) -> PathBuf {
         dataplane: Arc::new(NoneDataplane::new()),
         scheduler: Default::default(),
         impair: false,
+        state_dir: None,
     };
     let sockets = Sockets::memory(MemoryNet::new(), vec![ip]);
     let daemon = DaemonHandle::start_on(settings, Vec::new(), sockets)

@@ -106,6 +106,7 @@ async fn run(args: Args) -> Result<(), String> {
             max_half_open_per_peer: cfg.scheduler.max_half_open_per_peer,
         },
         impair: args.impair,
+        state_dir: cfg.daemon.state_dir.clone(),
     };
     if let Some(addr) = cfg.daemon.metrics {
         metrics_exporter_prometheus::PrometheusBuilder::new()

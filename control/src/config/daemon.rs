@@ -36,7 +36,14 @@ pub struct DaemonConfig {
     /// Userspace dataplane: firewall mark of the daemon's own IKE and
     /// ESP-in-UDP packets, which bypass `route_table`.
     pub fwmark: u32,
+    /// Where the daemon keeps state across restarts (which connections
+    /// were up, for revival); absolute, or relative to the main file's
+    /// directory. `None` (`state_dir = ""`) turns revival off.
+    pub state_dir: Option<PathBuf>,
 }
+
+/// The default `state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/vpnd";
 
 impl Default for DaemonConfig {
     fn default() -> Self {
@@ -52,6 +59,7 @@ impl Default for DaemonConfig {
             socket_group: None,
             route_table: 220,
             fwmark: 0x220,
+            state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
         }
     }
 }
@@ -112,6 +120,7 @@ const DAEMON_KEYS: &[&str] = &[
     "keep_alive",
     "route_table",
     "fwmark",
+    "state_dir",
 ];
 
 const SCHEDULER_KEYS: &[&str] = &[
@@ -258,6 +267,26 @@ pub(super) fn parse_daemon(
                             ),
                         ),
                         Ok(m) => out.fwmark = m,
+                    }
+                }
+            }
+            "state_dir" => {
+                if let Some(s) = ctx.string(v, &key) {
+                    if s.is_empty() {
+                        out.state_dir = None;
+                    } else if s.contains('\0') {
+                        ctx.err(v.span(), &key, "must not contain a NUL character");
+                    } else if Path::new(s)
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+                    {
+                        ctx.err(
+                            v.span(),
+                            &key,
+                            format!("invalid directory '{s}': '..' is not allowed"),
+                        );
+                    } else {
+                        out.state_dir = Some(base.join(s));
                     }
                 }
             }
