@@ -243,8 +243,9 @@ fn operator_down_is_not_revived_and_an_unconfigured_name_is_skipped() {
     va.launch(&mut lab, &a, &[]);
     assert!(
         Lab::wait_until(Duration::from_secs(10), || va
-            .installed_child("c0")
-            .is_some()),
+            .ctl(&["stats", "--json"])
+            .ok()
+            && va.installed_child("c0").is_some()),
         "{}",
         lab.log("vpnd-a")
     );
@@ -270,4 +271,104 @@ fn operator_down_is_not_revived_and_an_unconfigured_name_is_skipped() {
         "{:?}",
         state_file(&va)
     );
+}
+
+/// `swanctl --list-sas` lines that say ESTABLISHED (IKE SAs) and INSTALLED
+/// (CHILD SAs).
+fn charon_counts(c: &chaos_tests::Charon) -> (usize, usize) {
+    let sas = c.list_sas();
+    (
+        sas.lines().filter(|l| l.contains("ESTABLISHED")).count(),
+        sas.lines().filter(|l| l.contains("INSTALLED")).count(),
+    )
+}
+
+/// vpnd (A, `auto = "add"`) against charon (B, `start_action = start`),
+/// 20 connections; vpnd is SIGKILLed and revives them. charon, which
+/// survived, must drop its stale SAs on the INITIAL_CONTACT.
+#[test]
+fn responder_sigkill_against_charon_revives_and_charon_drops_stale_sas() {
+    let (mut lab, a, b) = Lab::gateways("rvch");
+    // kernel-libipsec routes each CHILD SA from an address in its local
+    // selector: charon's side needs one per tunnel.
+    let lan: Vec<String> = (0..N).map(|i| format!("198.19.{i}.129/25")).collect();
+    lab.lan(&b, &lan.iter().map(String::as_str).collect::<Vec<_>>());
+    let va = Vpnd::start(
+        &mut lab,
+        &a,
+        "vpnd-a",
+        &chaos_tests::configs::many("a", N, "add", "encap = true"),
+        &secrets(),
+        &[],
+    );
+    let conns: Vec<chaos_tests::CharonConn> = (0..N)
+        .map(|i| {
+            let mut c = chaos_tests::CharonConn::psk(
+                &format!("c{i}"),
+                "198.18.0.2",
+                "198.18.0.1",
+                &format!("b{i}.test"),
+                &format!("a{i}.test"),
+                PSK,
+            );
+            c.local_ts = format!("198.19.{i}.128/25");
+            c.remote_ts = format!("198.19.{i}.0/25");
+            c.start_action = "start".into();
+            c
+        })
+        .collect();
+    let charon = chaos_tests::Charon::start(&mut lab, &b, "charon-b", &conns);
+    assert!(
+        Lab::wait_until(Duration::from_secs(30), || one_each(&va)
+            && charon_counts(&charon) == (N, N)),
+        "vpnd {} charon {:?}\n{}",
+        va.installed_children(),
+        charon_counts(&charon),
+        charon.list_sas()
+    );
+    assert!(
+        Lab::wait_until(Duration::from_secs(3), || state_file(&va).len() == N),
+        "{:?}",
+        state_file(&va)
+    );
+    let before = sas(&va);
+    lab.kill("vpnd-a");
+    let t = Instant::now();
+    va.launch(&mut lab, &a, &[]);
+    let fresh = |v: &Vpnd| {
+        let s = sas(v);
+        s.len() == N
+            && s.iter().all(|(name, ikes)| {
+                ikes.len() == 1 && ikes[0].2.len() == 1 && ikes[0].0 != before[name][0].0
+            })
+    };
+    let back = Lab::wait_until(LIMIT + Duration::from_secs(20), || {
+        va.ctl(&["stats", "--json"]).ok() && fresh(&va) && charon_counts(&charon) == (N, N)
+    });
+    let took = t.elapsed().as_secs_f64();
+    assert!(
+        back,
+        "not back after {took:.1}s: vpnd {} charon {:?}\n{}\n{}",
+        va.installed_children(),
+        charon_counts(&charon),
+        charon.list_sas(),
+        lab.log("vpnd-a")
+    );
+    println!(
+        "MEASURE recovery after SIGKILL of vpnd (responder, auto=add, revival) against charon, {N} tunnels: all back in {took:.2}s (from restart)"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(charon_counts(&charon), (N, N), "{}", charon.list_sas());
+    let log = lab.log("charon-b");
+    let dropped = log
+        .lines()
+        .filter(|l| l.contains("received INITIAL_CONTACT"))
+        .count();
+    assert_eq!(dropped, N, "charon dropped stale SAs:\n{log}");
+    // charon's SPIs are vpnd's: every vpnd SA is one charon has.
+    let list = charon.list_sas();
+    for (name, ikes) in sas(&va) {
+        assert!(list.contains(&ikes[0].0), "{name}: {ikes:?} not in\n{list}");
+    }
+    assert!(took <= LIMIT.as_secs_f64(), "recovery took {took:.2}s");
 }
