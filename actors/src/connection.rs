@@ -112,7 +112,7 @@ impl ConnState {
     /// (INITIAL_CONTACT) or that duplicate it (`uniqueness`).
     async fn on_established(&mut self, up: crate::report::Up) {
         let new = Established {
-            key: up.ike.clone(),
+            key: up.ike,
             ids: up.ids,
             started: up.started,
             established_at: runtime::clock::now(),

@@ -7,11 +7,12 @@
 //! `old` of the same connection with the same identities (local, remote);
 //! SAs of other identities (other road warriors of a `%any` connection)
 //! are never touched:
-//! - `old` came up while `new` was being negotiated (`old.established_at
-//!   >= new.started`): the two are duplicates of one simultaneous
-//!   initiation. Both ends hold the same two SAs with the same SPIs, so
-//!   both keep the same one: the SA with the lower smaller SPI goes, as
-//!   RFC 7296 §2.8.1 lets the lowest nonce decide a rekey collision.
+//! - `old` came up while `new` was being negotiated (it was established
+//!   at or after `new.started`): the two are duplicates of one
+//!   simultaneous initiation. Both ends hold the same two SAs with the
+//!   same SPIs, so both keep the same one: the SA whose smaller SPI is
+//!   lower goes, as RFC 7296 §2.8.1 lets the lowest nonce decide a rekey
+//!   collision.
 //! - Otherwise `old` is older than `new`'s whole negotiation; with
 //!   INITIAL_CONTACT (§2.4: "the only IKE SA currently active between the
 //!   authenticated identities") it is stale and goes. Without, it stays.
@@ -92,7 +93,10 @@ mod tests {
     fn initial_contact_removes_older_sa_of_same_identities() {
         let old = sa(1, 0, 1, (10, 11));
         let new = sa(2, 100, 101, (5, 6));
-        assert_eq!(resolve(&new, true, &[old.clone()]), vec![Verdict::Stale(1)]);
+        assert_eq!(
+            resolve(&new, true, std::slice::from_ref(&old)),
+            vec![Verdict::Stale(1)]
+        );
         // Without INITIAL_CONTACT the older one stays.
         assert!(resolve(&new, false, &[old]).is_empty());
     }
@@ -113,7 +117,7 @@ mod tests {
         let y = sa(2, 10, 11, (0x3000, 0x0500));
         // At A, y came up second (started before x was up).
         let y_late = sa(2, 10, 13, (0x3000, 0x0500));
-        let at_a = resolve(&y_late, true, &[x.clone()]);
+        let at_a = resolve(&y_late, true, std::slice::from_ref(&x));
         // At B, x came up second.
         let x_late = sa(1, 10, 13, (0x1000, 0x2000));
         let at_b = resolve(&x_late, true, &[y]);

@@ -20,8 +20,11 @@ fn secrets() -> String {
     chaos_tests::configs::psk_any(PSK)
 }
 
-/// Per connection: the (spi_i, spi_r, child spi_in) of each IKE SA.
-fn sas(v: &Vpnd) -> BTreeMap<String, Vec<(String, String, Vec<String>)>> {
+/// Per connection: the (spi_i, spi_r, installed children's spi_in) of
+/// each IKE SA.
+type Sas = BTreeMap<String, Vec<(String, String, Vec<String>)>>;
+
+fn sas(v: &Vpnd) -> Sas {
     let s = v.status();
     let mut out = BTreeMap::new();
     for c in s["connections"].as_array().unwrap() {
@@ -99,11 +102,7 @@ fn state_file(v: &Vpnd) -> Vec<String> {
 
 /// After a restart: both sides hold the same single IKE SA and CHILD SA per
 /// connection, none of them one from before the crash.
-fn assert_clean(
-    va: &Vpnd,
-    vb: &Vpnd,
-    before: &BTreeMap<String, Vec<(String, String, Vec<String>)>>,
-) {
+fn assert_clean(va: &Vpnd, vb: &Vpnd, before: &Sas) {
     let (sa, sb) = (sas(va), sas(vb));
     for (name, ikes_b) in &sb {
         assert_eq!(ikes_b.len(), 1, "b {name}: {ikes_b:?}");
@@ -131,13 +130,7 @@ fn assert_clean(
 
 /// SIGKILL `name` and start it again with the same config and socket;
 /// the seconds until both sides have 20 fresh tunnels.
-fn crash_and_measure(
-    lab: &mut Lab,
-    ns: &Ns,
-    victim: &Vpnd,
-    other: &Vpnd,
-    before: &BTreeMap<String, Vec<(String, String, Vec<String>)>>,
-) -> f64 {
+fn crash_and_measure(lab: &mut Lab, ns: &Ns, victim: &Vpnd, other: &Vpnd, before: &Sas) -> f64 {
     lab.kill(&victim.name);
     let t = Instant::now();
     victim.launch(lab, ns, &[]);
