@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ike::sa::Command;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use runtime::supervise::{Decision, RestartPolicy, RestartTracker};
 use runtime::timer::Timer;
 
@@ -23,6 +23,7 @@ use crate::report::{HandOver, IkeReport};
 use crate::socket::IKE_PORT;
 use crate::spec::{Auto, ConnSpec, DpdAction};
 use crate::status::ConnStatus;
+use crate::uniqueness::{self, Established, Verdict};
 
 pub type Reply = RpcReplyPort<Result<String, String>>;
 
@@ -63,6 +64,8 @@ struct Ike {
     actor: ActorRef<IkeMsg>,
     ours: bool,
     established: bool,
+    /// Set when its `Up` arrived: what finds stale and duplicate siblings.
+    up: Option<Established<ActorId>>,
 }
 
 pub struct ConnState {
@@ -81,10 +84,64 @@ pub struct ConnState {
     last_error: Option<String>,
     impair: Impair,
     routed: bool,
+    /// The operator took it down (`down`, `kill`) and nothing brought it
+    /// up since: not to be revived.
+    taken_down: bool,
+    /// What the revival state says of this connection.
+    recorded_up: bool,
     span: tracing::Span,
 }
 
 impl ConnState {
+    /// Tell the revival state whether this connection is up: an
+    /// established IKE SA, or an attempt of ours running or scheduled, and
+    /// not taken down by the operator.
+    fn record_revival(&mut self) {
+        let Some(r) = self.ctx.revival.clone() else {
+            return;
+        };
+        let up = !self.taken_down
+            && (self.retry.is_some() || self.ikes.iter().any(|i| i.established || i.ours));
+        if up != self.recorded_up {
+            self.recorded_up = up;
+            r.set(&self.spec.name, up);
+        }
+    }
+
+    /// An IKE SA is established: remove the siblings it makes stale
+    /// (INITIAL_CONTACT) or that duplicate it (`uniqueness`).
+    async fn on_established(&mut self, up: crate::report::Up) {
+        let new = Established {
+            key: up.ike,
+            ids: up.ids,
+            started: up.started,
+            established_at: runtime::clock::now(),
+            spis: up.spis,
+        };
+        if let Some(i) = self.ikes.iter_mut().find(|i| i.actor.get_id() == up.ike) {
+            i.established = true;
+            i.up = Some(new.clone());
+        }
+        let others: Vec<Established<ActorId>> =
+            self.ikes.iter().filter_map(|i| i.up.clone()).collect();
+        for v in uniqueness::resolve(&new, up.initial_contact, &others) {
+            let (key, why) = match v {
+                Verdict::Stale(k) => (k, "INITIAL_CONTACT: removing a stale IKE SA"),
+                Verdict::Duplicate(k) => (
+                    k,
+                    "removing a duplicate IKE SA (both ends initiated at once; the lower SPI goes)",
+                ),
+            };
+            let Some(pos) = self.ikes.iter().position(|i| i.actor.get_id() == key) else {
+                continue;
+            };
+            let i = self.ikes.remove(pos);
+            self.ctx.event(Some(&self.spec.name), "state", why.into());
+            let _ = ractor::call_t!(i.actor, IkeMsg::Kill, 500);
+            i.actor.stop(None);
+        }
+    }
+
     fn name(&self) -> &str {
         &self.spec.name
     }
@@ -194,6 +251,7 @@ impl ConnState {
             actor,
             ours: true,
             established: false,
+            up: None,
         });
         Ok(())
     }
@@ -352,8 +410,15 @@ impl Actor for ConnectionActor {
             last_error: None,
             impair: Impair::default(),
             routed: false,
+            taken_down: false,
+            recorded_up: false,
             span,
         };
+        st.recorded_up = st
+            .ctx
+            .revival
+            .as_ref()
+            .is_some_and(|r| r.contains(&st.spec.name));
         match st.spec.auto {
             Auto::Start => {
                 let _ = myself.send_message(ConnMsg::Up {
@@ -376,9 +441,46 @@ impl Actor for ConnectionActor {
     ) -> Result<(), ActorProcessingErr> {
         let span = st.span.clone();
         let _enter = span.enter();
+        let r = self.dispatch(myself, msg, st).await;
+        st.record_revival();
+        r
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<ConnMsg>,
+        evt: SupervisionEvent,
+        st: &mut ConnState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = st.span.clone();
+        let _enter = span.enter();
+        let r = self.supervise(myself, evt, st).await;
+        st.record_revival();
+        r
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ConnMsg>,
+        st: &mut ConnState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.cancel_retry();
+        st.ctx.dataplane.remove_owner(&st.spec.name);
+        Ok(())
+    }
+}
+
+impl ConnectionActor {
+    async fn dispatch(
+        &self,
+        myself: ActorRef<ConnMsg>,
+        msg: ConnMsg,
+        st: &mut ConnState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             ConnMsg::Up { child, reply } => {
                 st.want_up = true;
+                st.taken_down = false;
                 st.failed = 0;
                 st.cancel_retry();
                 match st.initiate(&myself, child.clone()).await {
@@ -398,6 +500,7 @@ impl Actor for ConnectionActor {
             }
             ConnMsg::Down(reply) => {
                 st.want_up = false;
+                st.taken_down = true;
                 st.cancel_retry();
                 st.answer_up(
                     None,
@@ -422,6 +525,7 @@ impl Actor for ConnectionActor {
                 }
             }
             ConnMsg::Kill(reply) => {
+                st.taken_down = true;
                 st.kill_all().await;
                 st.answer_up(None, Err(format!("connection '{}' was killed", st.name())));
                 for r in st.down_waiters.drain(..) {
@@ -451,36 +555,14 @@ impl Actor for ConnectionActor {
                         actor,
                         ours: false,
                         established: true,
+                        up: None,
                     });
+                    st.taken_down = false;
                     st.failed = 0;
                 }
             }
-            ConnMsg::Ike(IkeReport::Up {
-                ike,
-                initial_contact,
-            }) => {
-                if let Some(i) = st.ikes.iter_mut().find(|i| i.actor.get_id() == ike) {
-                    i.established = true;
-                }
-                if initial_contact {
-                    // The peer restarted: our other established IKE SAs with
-                    // it are stale. Half-open responder SAs are not touched:
-                    // until IKE_AUTH they may belong to another connection.
-                    let (stale, keep): (Vec<Ike>, Vec<Ike>) = st
-                        .ikes
-                        .drain(..)
-                        .partition(|i| i.actor.get_id() != ike && i.established);
-                    st.ikes = keep;
-                    for i in stale {
-                        st.ctx.event(
-                            Some(&st.spec.name),
-                            "state",
-                            "INITIAL_CONTACT: removing a stale IKE SA".into(),
-                        );
-                        let _ = ractor::call_t!(i.actor, IkeMsg::Kill, 500);
-                        i.actor.stop(None);
-                    }
-                }
+            ConnMsg::Ike(IkeReport::Up(up)) => {
+                st.on_established(up).await;
                 st.failed = 0;
                 st.last_error = None;
             }
@@ -683,14 +765,12 @@ impl Actor for ConnectionActor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(
+    async fn supervise(
         &self,
         myself: ActorRef<ConnMsg>,
         evt: SupervisionEvent,
         st: &mut ConnState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = st.span.clone();
-        let _enter = span.enter();
         match evt {
             SupervisionEvent::ActorFailed(cell, err) => {
                 let Some(pos) = st
@@ -748,16 +828,6 @@ impl Actor for ConnectionActor {
             }
             _ => {}
         }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<ConnMsg>,
-        st: &mut ConnState,
-    ) -> Result<(), ActorProcessingErr> {
-        st.cancel_retry();
-        st.ctx.dataplane.remove_owner(&st.spec.name);
         Ok(())
     }
 }

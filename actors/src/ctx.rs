@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 
 use crate::admission::{Admission, AdmissionConfig, Gate, Refusal};
 use crate::report::Expired;
+use crate::revival::Revival;
 use crate::router::{ActorRouter, Admit, Router, MAX_PENDING_NEW};
 use crate::socket::Sockets;
 use crate::spec::ConnSpec;
@@ -46,6 +47,8 @@ pub struct Ctx {
     next_reqid: AtomicU32,
     /// Runs updown scripts off the actors' path.
     pub updown: Arc<kernel::updown::UpdownRunner>,
+    /// Which connections are up, for a restarted daemon (`state_dir`).
+    pub revival: Option<Arc<Revival>>,
 }
 
 impl Ctx {
@@ -55,6 +58,7 @@ impl Ctx {
         sockets: Sockets,
         impair: bool,
         admission: AdmissionConfig,
+        revival: Option<Arc<Revival>>,
     ) -> Ctx {
         Ctx {
             started: runtime::clock::now(),
@@ -72,6 +76,7 @@ impl Ctx {
             reqids: Mutex::new(HashMap::new()),
             next_reqid: AtomicU32::new(1),
             updown: kernel::updown::UpdownRunner::new(kernel::updown::DEFAULT_TIMEOUT),
+            revival,
         }
     }
 

@@ -89,6 +89,8 @@ pub struct DaemonState {
 pub struct DaemonArgs {
     pub ctx: CtxRef,
     pub conns: Vec<ConnSpec>,
+    /// Connections that were up when the daemon last ran (revival).
+    pub revive: Vec<String>,
 }
 
 /// Ask a Connection actor from a task and answer the API caller with its
@@ -185,6 +187,9 @@ impl DaemonState {
         };
         let c = self.conns.remove(pos);
         self.publish();
+        if let Some(r) = &self.ctx.revival {
+            r.set(name, false);
+        }
         let _ = ractor::call_t!(c.actor, ConnMsg::Kill, 2000);
         let _ = c
             .actor
@@ -192,6 +197,41 @@ impl DaemonState {
             .await;
         self.ctx.dataplane.remove_owner(name);
         true
+    }
+
+    /// Initiate the connections that were up when the daemon last ran,
+    /// whatever their `auto` (a responder's too: the peer's stale SAs go
+    /// on our INITIAL_CONTACT). `start` ones initiate anyway; a name no
+    /// longer configured is dropped from the state.
+    fn revive(&self, names: Vec<String>) {
+        let Some(r) = &self.ctx.revival else { return };
+        let mut revived = 0usize;
+        for name in names {
+            match self.find(&name) {
+                None => {
+                    tracing::info!(
+                        conn = name,
+                        "revival: connection '{name}' was up but is no longer configured; skipped"
+                    );
+                    r.set(&name, false);
+                }
+                Some(c) if c.spec.auto == crate::spec::Auto::Start => {}
+                Some(c) => {
+                    revived += 1;
+                    let _ = c.actor.send_message(ConnMsg::Up {
+                        child: None,
+                        reply: None,
+                    });
+                }
+            }
+        }
+        if revived > 0 {
+            self.ctx.event(
+                None,
+                "revival",
+                format!("initiating {revived} connection(s) that were up before the restart"),
+            );
+        }
     }
 
     fn stats(&self) -> StatsReport {
@@ -255,6 +295,7 @@ impl Actor for DaemonActor {
             st.spawn_conn(&myself, Arc::new(spec)).await?;
         }
         st.publish();
+        st.revive(a.revive);
         // Trap hits start their connection.
         let mut events = st.ctx.dataplane.subscribe();
         let me = myself.clone();

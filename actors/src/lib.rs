@@ -13,10 +13,12 @@ pub mod ike_sa;
 pub mod memnet;
 pub mod report;
 pub mod responders;
+pub mod revival;
 pub mod router;
 pub mod socket;
 pub mod spec;
 pub mod status;
+pub mod uniqueness;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ pub use spec::{Auto, ChildSpec, ConnSpec, DpdAction};
 
 use crate::ctx::{Ctx, CtxRef};
 use crate::daemon::{DaemonActor, DaemonArgs, DaemonMsg};
+use crate::revival::Revival;
 use crate::socket::Sockets;
 use crate::status::MonitorEvent;
 
@@ -44,6 +47,9 @@ pub struct DaemonSettings {
     pub impair: bool,
     /// Cookies and half-open caps (`[daemon]` flood settings).
     pub admission: admission::AdmissionConfig,
+    /// `[daemon] state_dir`: where the revival state lives; `None` turns
+    /// revival off.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// A running daemon.
@@ -52,6 +58,7 @@ pub struct DaemonHandle {
     ctx: CtxRef,
     join: tokio::task::JoinHandle<()>,
     readers: Vec<tokio::task::JoinHandle<()>>,
+    revival_writer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl DaemonHandle {
@@ -79,12 +86,30 @@ impl DaemonHandle {
             .await
             .map_err(|e| format!("scheduler: {e}"))?;
         scheduler.set_inline(in_memory);
+        let (revival, revive) = match settings.state_dir {
+            Some(dir) => {
+                let shown = dir.display().to_string();
+                let (r, names) = tokio::task::spawn_blocking(move || Revival::open(&dir))
+                    .await
+                    .map_err(|e| format!("revival state: {e}"))?;
+                match r {
+                    Ok(r) => (Some(r), names),
+                    Err(e) => {
+                        tracing::warn!("revival is off: state_dir {shown} cannot be used: {e}");
+                        (None, Vec::new())
+                    }
+                }
+            }
+            None => (None, Vec::new()),
+        };
+        let revival_writer = revival.as_ref().map(Revival::spawn_writer);
         let ctx = Arc::new(Ctx::new(
             settings.dataplane,
             scheduler.clone(),
             sockets,
             settings.impair,
             settings.admission,
+            revival,
         ));
         ctx.guard_responders();
         tokio::spawn(admission::watch(Arc::downgrade(&ctx)));
@@ -96,6 +121,7 @@ impl DaemonHandle {
             DaemonArgs {
                 ctx: ctx.clone(),
                 conns,
+                revive,
             },
         )
         .await
@@ -120,6 +146,7 @@ impl DaemonHandle {
             ctx,
             join,
             readers,
+            revival_writer,
         })
     }
 
@@ -154,8 +181,17 @@ impl DaemonHandle {
         &self.ctx.dataplane
     }
 
-    /// Stop everything: connections are killed (best-effort DELETEs).
+    /// Stop everything: connections are killed (best-effort DELETEs). The
+    /// revival state keeps what was up before: a restarted daemon brings it
+    /// back.
     pub async fn shutdown(self) {
+        if let Some(r) = &self.ctx.revival {
+            r.freeze();
+            r.flush().await;
+        }
+        if let Some(w) = &self.revival_writer {
+            w.abort();
+        }
         if let ApiReply::Names(names) = self.api(Api::Names, Duration::from_secs(2)).await {
             for n in names {
                 let _ = self.api(Api::Kill(n), Duration::from_secs(2)).await;

@@ -10,10 +10,7 @@ use ractor::ActorId;
 /// What an IKE SA actor tells its owner.
 pub enum IkeReport {
     /// IKE_AUTH completed for the owner's connection.
-    Up {
-        ike: ActorId,
-        initial_contact: bool,
-    },
+    Up(Up),
     /// A CHILD SA (not a rekey) is installed.
     ChildUp {
         child: String,
@@ -36,6 +33,21 @@ pub enum IkeReport {
     HandOver(HandOver),
 }
 
+/// An IKE SA of the owner's connection is established: what the owner
+/// needs to find its stale or duplicate siblings.
+pub struct Up {
+    pub ike: ActorId,
+    /// The peer sent INITIAL_CONTACT (RFC 7296 §2.4).
+    pub initial_contact: bool,
+    /// When the SA began negotiating (our IKE_SA_INIT request, or the
+    /// peer's arriving).
+    pub started: std::time::Instant,
+    /// (local, remote) identities as displayed.
+    pub ids: (String, String),
+    /// (SPIi, SPIr): the same two numbers on both ends.
+    pub spis: (u64, u64),
+}
+
 /// A responder IKE SA whose peer authenticated as connection `conn`, with
 /// the `Event::Established` that says so: the connection that adopts it
 /// acts on that event as if its own actor had seen it (INITIAL_CONTACT,
@@ -44,6 +56,8 @@ pub struct HandOver {
     pub conn: String,
     pub sa: Box<IkeSa>,
     pub established: Event,
+    /// When the peer's IKE_SA_INIT arrived.
+    pub started: std::time::Instant,
 }
 
 /// What a CHILD SA actor asks of its IKE SA: rekey or delete it.

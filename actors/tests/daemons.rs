@@ -77,6 +77,7 @@ async fn daemon_with(
         scheduler: SchedulerConfig::default(),
         impair: true,
         admission,
+        state_dir: None,
     };
     DaemonHandle::start_on(settings, conns, Sockets::memory(net.clone(), vec![ip(me)]))
         .await
@@ -406,4 +407,63 @@ async fn a_flood_from_spoofed_addresses_meets_cookies_and_the_configured_peer_st
     assert_eq!(end.admission.half_open, 0, "{:?}", end.admission);
     assert_eq!(end.half_open, 0);
     assert_eq!(installed(&b, "c0").await, 1, "the tunnel is untouched");
+}
+
+/// Both ends initiate every connection at the same moment (a restarted
+/// gateway reviving while its peer's DPD restarts): each pair of
+/// duplicates is resolved the same way on both ends, one IKE SA and one
+/// CHILD SA per connection remain, the same on both.
+#[tokio::test(start_paused = true)]
+async fn simultaneous_initiation_from_both_ends_leaves_one_sa_pair() {
+    let net = MemoryNet::new();
+    let (a, b) = pair(&net, 5, Auto::Add).await;
+    let (mut ma, mut mb) = (a.monitor(), b.monitor());
+    // Both requests go out while nothing gets through; their
+    // retransmissions cross once the link is back.
+    net.unplug(ip(A));
+    for i in 0..5 {
+        let c = format!("c{i}");
+        for d in [&a, &b] {
+            let r = d
+                .api(
+                    Api::Up {
+                        conn: c.clone(),
+                        child: None,
+                        wait: false,
+                    },
+                    T,
+                )
+                .await;
+            assert!(matches!(r, ApiReply::Ok(_)), "{r:?}");
+        }
+    }
+    pass(Duration::from_millis(500)).await;
+    net.plug(ip(A));
+    pass(Duration::from_secs(20)).await;
+    // Each end removed one duplicate per connection, and said so.
+    for m in [&mut ma, &mut mb] {
+        let mut removed = 0;
+        while let Ok(e) = m.try_recv() {
+            removed += usize::from(e.message.starts_with("removing a duplicate IKE SA"));
+        }
+        assert_eq!(removed, 5);
+    }
+    let mut same_role = 0;
+    for i in 0..5 {
+        let name = format!("c{i}");
+        let (ca, cb) = (conn(&a, &name).await, conn(&b, &name).await);
+        assert_eq!(ca.ike_sas.len(), 1, "{ca:?}");
+        assert_eq!(cb.ike_sas.len(), 1, "{cb:?}");
+        assert_eq!(ca.ike_sas[0].spi_i, cb.ike_sas[0].spi_i, "{name}");
+        assert_eq!(ca.ike_sas[0].spi_r, cb.ike_sas[0].spi_r, "{name}");
+        assert_eq!(installed(&a, &name).await, 1, "{name}");
+        assert_eq!(installed(&b, &name).await, 1, "{name}");
+        same_role += usize::from(ca.ike_sas[0].initiator == cb.ike_sas[0].initiator);
+    }
+    assert_eq!(
+        same_role, 0,
+        "one end initiated the SA that remains, the other answered"
+    );
+    assert_eq!(stats(&a).await.ike_sas, 5);
+    assert_eq!(stats(&b).await.ike_sas, 5);
 }

@@ -209,6 +209,22 @@ impl Lab {
         }
     }
 
+    /// SIGKILL a process started with `spawn` and wait for it to be gone
+    /// (a crash: it cleans nothing up). Its log stays, under `name~N`, so
+    /// the same name can be spawned again.
+    pub fn kill(&mut self, name: &str) {
+        let n = self.procs.len();
+        let Some(p) = self.procs.iter_mut().find(|p| p.name == name) else {
+            panic!("no process named '{name}'");
+        };
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+        let old = self.dir.join(format!("{name}~{n}.log"));
+        let _ = std::fs::rename(&p.log, &old);
+        p.log = old;
+        p.name = format!("{name}~{n}");
+    }
+
     /// Poll `cond` every 50 ms until it holds or `timeout` passes.
     pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         let end = Instant::now() + timeout;

@@ -107,17 +107,26 @@ impl Vpnd {
         v
     }
 
-    /// Write the files without starting.
+    /// Write the files without starting. Unless `config` sets its own,
+    /// the daemon's `state_dir` is `state/` in its instance directory, so
+    /// no two lab daemons share (and revive) each other's state.
     pub fn prepare(lab: &Lab, name: &str, config: &str, secrets: &str) -> Vpnd {
         use std::os::unix::fs::PermissionsExt;
         let dir = lab.dir().join(name);
         std::fs::create_dir_all(&dir).expect("vpnd dir");
         let config_path = dir.join("vpnd.toml");
-        std::fs::write(
-            &config_path,
-            config.replace("@DIR@", dir.to_str().expect("utf-8")),
-        )
-        .expect("config");
+        let mut config = config.replace("@DIR@", dir.to_str().expect("utf-8"));
+        if !config.contains("state_dir") {
+            let line = format!("state_dir = \"{}/state\"\n", dir.display());
+            config = match config.find("[daemon]\n") {
+                Some(at) => {
+                    let at = at + "[daemon]\n".len();
+                    format!("{}{line}{}", &config[..at], &config[at..])
+                }
+                None => format!("[daemon]\n{line}\n{config}"),
+            };
+        }
+        std::fs::write(&config_path, config).expect("config");
         let secrets_path = dir.join("secrets.toml");
         std::fs::write(&secrets_path, secrets).expect("secrets");
         std::fs::set_permissions(&secrets_path, std::fs::Permissions::from_mode(0o600))

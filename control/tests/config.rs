@@ -1205,3 +1205,45 @@ fn userspace_dataplane_keys_and_lifetimes() {
         "{e}"
     );
 }
+
+#[test]
+fn state_dir_defaults_resolves_relative_and_can_be_turned_off() {
+    let dir = Dir::new("statedir");
+    let c = ok(config::load(&dir.write("vpnd.toml", &conn("a"))));
+    assert_eq!(
+        c.daemon.state_dir.as_deref(),
+        Some(std::path::Path::new("/var/lib/vpnd"))
+    );
+    let main = dir.write(
+        "rel.toml",
+        &format!("[daemon]\nstate_dir = \"state\"\n\n{}", conn("a")),
+    );
+    let c = ok(config::load(&main));
+    assert_eq!(
+        c.daemon.state_dir,
+        Some(main.parent().unwrap().join("state"))
+    );
+    let c = ok(config::load(&dir.write(
+        "off.toml",
+        &format!("[daemon]\nstate_dir = \"\"\n\n{}", conn("a")),
+    )));
+    assert_eq!(c.daemon.state_dir, None);
+    let e = errors(config::load(&dir.write(
+        "bad.toml",
+        &format!(
+            "[daemon]\nstate_dir = \"/var/lib/../../etc\"\n\n{}",
+            conn("a")
+        ),
+    )))
+    .join("\n");
+    assert!(
+        e.contains("daemon.state_dir: invalid directory '/var/lib/../../etc': '..' is not allowed"),
+        "{e}"
+    );
+    let e = errors(config::load(&dir.write(
+        "typo.toml",
+        &format!("[daemon]\nstate_dri = \"/x\"\n\n{}", conn("a")),
+    )))
+    .join("\n");
+    assert!(e.contains("did you mean 'state_dir'"), "{e}");
+}

@@ -41,6 +41,7 @@ async fn serve(dir: &Path) -> PathBuf {
         scheduler: Default::default(),
         impair: false,
         admission: Default::default(),
+        state_dir: None,
     };
     let sockets = Sockets::memory(MemoryNet::new(), vec![ip]);
     let daemon = DaemonHandle::start_on(settings, Vec::new(), sockets)

@@ -11,7 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use super::{IkeMsg, IkeState};
 use crate::child_sa::{ChildArgs, ChildMsg, ChildSaActor};
 use crate::ctx::CtxRef;
-use crate::report::{HandOver, IkeReport};
+use crate::report::{HandOver, IkeReport, Up};
 
 /// A CHILD SA's updown script and event, if it has one.
 pub(super) type Updown = Option<(std::path::PathBuf, kernel::updown::UpdownEvent)>;
@@ -65,19 +65,17 @@ impl IkeState {
                         conn: name,
                         sa,
                         established,
+                        started: self.started_at.unwrap_or_else(runtime::clock::now),
                     }));
                     self.done = true;
                     myself.stop(Some("handed over".into()));
                     return Ok(());
                 }
                 self.established = true;
-                if let Some(t) = self.started_at.take() {
-                    metrics::histogram!("vpnd_ike_establish_seconds").record(
-                        runtime::clock::now()
-                            .saturating_duration_since(t)
-                            .as_secs_f64(),
-                    );
-                }
+                let now = runtime::clock::now();
+                let started = self.started_at.take().unwrap_or(now);
+                metrics::histogram!("vpnd_ike_establish_seconds")
+                    .record(now.saturating_duration_since(started).as_secs_f64());
                 metrics::counter!("vpnd_ike_established_total").increment(1);
                 self.leave_half_open();
                 if let Some((spi_i, peer)) = self.half_open_key.take() {
@@ -93,10 +91,18 @@ impl IkeState {
                         proposal.describe()
                     ),
                 );
-                let _ = self.parent.send_message(IkeReport::Up {
+                let spis = self
+                    .sa
+                    .as_ref()
+                    .map(|s| (s.spi_i(), s.spi_r()))
+                    .unwrap_or_default();
+                let _ = self.parent.send_message(IkeReport::Up(Up {
                     ike: myself.get_id(),
                     initial_contact,
-                });
+                    started,
+                    ids: (display_identity(&local_id), display_identity(&remote_id)),
+                    spis,
+                }));
             }
             Event::ChildReady(child) => {
                 let reqid = self.ctx.reqid(&conn, &child.name);

@@ -571,8 +571,10 @@ impl Actor for IkeSaActor {
                     IkeStart::Adopt(HandOver {
                         mut sa,
                         established,
+                        started,
                         ..
                     }) => {
+                        st.started_at = Some(started);
                         // The accepting actor's timers are not ours.
                         sa.set_timers(runtime::clock::now(), &st.timers);
                         st.sa = Some(sa);

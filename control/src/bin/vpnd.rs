@@ -107,6 +107,7 @@ async fn run(args: Args) -> Result<(), String> {
         },
         impair: args.impair,
         admission: control::convert::admission(&cfg.daemon),
+        state_dir: cfg.daemon.state_dir.clone(),
     };
     if let Some(addr) = cfg.daemon.metrics {
         metrics_exporter_prometheus::PrometheusBuilder::new()

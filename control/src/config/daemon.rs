@@ -46,7 +46,14 @@ pub struct DaemonConfig {
     /// Half-open responder SAs in all before new requests are dropped
     /// (0 = no limit).
     pub half_open_max: u32,
+    /// Where the daemon keeps state across restarts (which connections
+    /// were up, for revival); absolute, or relative to the main file's
+    /// directory. `None` (`state_dir = ""`) turns revival off.
+    pub state_dir: Option<PathBuf>,
 }
+
+/// The default `state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/vpnd";
 
 impl Default for DaemonConfig {
     fn default() -> Self {
@@ -66,6 +73,7 @@ impl Default for DaemonConfig {
             cookie_threshold_ip: 3,
             block_threshold: 5,
             half_open_max: 10_000,
+            state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
         }
     }
 }
@@ -130,6 +138,7 @@ const DAEMON_KEYS: &[&str] = &[
     "cookie_threshold_ip",
     "block_threshold",
     "half_open_max",
+    "state_dir",
 ];
 
 const SCHEDULER_KEYS: &[&str] = &[
@@ -295,6 +304,26 @@ pub(super) fn parse_daemon(
                 .uint(v, &key)
                 .into_iter()
                 .for_each(|n| out.half_open_max = n),
+            "state_dir" => {
+                if let Some(s) = ctx.string(v, &key) {
+                    if s.is_empty() {
+                        out.state_dir = None;
+                    } else if s.contains('\0') {
+                        ctx.err(v.span(), &key, "must not contain a NUL character");
+                    } else if Path::new(s)
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+                    {
+                        ctx.err(
+                            v.span(),
+                            &key,
+                            format!("invalid directory '{s}': '..' is not allowed"),
+                        );
+                    } else {
+                        out.state_dir = Some(base.join(s));
+                    }
+                }
+            }
             _ => ctx.unknown_key(k, &key, DAEMON_KEYS),
         }
     }
