@@ -119,9 +119,6 @@ fn apply_overrides(c: &mut ConnectionConfig, pairs: &[(String, String)]) -> Resu
     for (k, v) in pairs {
         c.set(k, v)?;
     }
-    if c.retransmit_timeout.is_zero() {
-        return Err("retransmit_timeout must be greater than 0".into());
-    }
     if c.retry_base > c.retry_max {
         return Err(format!(
             "retry_base ({}) is greater than retry_max ({})",
