@@ -218,8 +218,18 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
 /// re-read).
 pub fn load_extra(main: &Config, file: &Path) -> Result<Vec<ConnectionConfig>, ConfigErrors> {
     let text = read_file(file)?;
-    let src = Source::new(file, &text);
-    let doc = parse_document(&src, &text)?;
+    load_extra_text(main, file, &text)
+}
+
+/// [`load_extra`] of `file`'s text, already read (by a caller that checked
+/// the file as it opened it).
+pub fn load_extra_text(
+    main: &Config,
+    file: &Path,
+    text: &str,
+) -> Result<Vec<ConnectionConfig>, ConfigErrors> {
+    let src = Source::new(file, text);
+    let doc = parse_document(&src, text)?;
     let mut errors = Vec::new();
     let me = canonical(file);
     let mut names: HashMap<String, (PathBuf, usize)> = main
@@ -229,7 +239,7 @@ pub fn load_extra(main: &Config, file: &Path) -> Result<Vec<ConnectionConfig>, C
         .map(|c| (c.name.clone(), (c.file.clone(), c.line)))
         .collect();
     let mut out = Vec::new();
-    let mut ctx = ParseCtx::new(&src, &text, &mut errors);
+    let mut ctx = ParseCtx::new(&src, text, &mut errors);
     let (file_defaults, conns) = parse_connection_file(&mut ctx, &doc, true, &main.main_file);
     if let Some(v) = conns {
         let layers: Vec<&ConnFields> = file_defaults
