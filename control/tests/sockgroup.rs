@@ -212,6 +212,22 @@ async fn a_member_may_run_status_and_up() {
     let ike = &v["connections"][0]["ike_sas"][0];
     assert_eq!(ike["state"], "established", "{}", s.text);
     assert_eq!(ike["child_sas"][0]["state"], "installed", "{}", s.text);
+    // `set` keeps the floors the file has.
+    let r = vpnctl(&sock, AS_MEMBER, &["set", "home", "dpd_delay=1ms"]).await;
+    assert!(!r.ok, "{}", r.text);
+    assert!(
+        r.text.contains(
+            "connection 'home': dpd_delay: 1ms is below the minimum of 1s \
+             (0 turns dead peer detection off)"
+        ),
+        "{}",
+        r.text
+    );
+    let r = vpnctl(&sock, AS_MEMBER, &["set", "home", "dpd_delay=2s"]).await;
+    assert!(r.ok, "{}", r.text);
+    let s = vpnctl(&sock, AS_MEMBER, &["status", "home", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&s.text).expect("json");
+    assert_eq!(v["connections"][0]["dpd_delay_ms"], 2000, "{}", s.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
