@@ -78,6 +78,9 @@ pub struct ConnState {
     up_waiters: Vec<(Option<String>, Reply)>,
     down_waiters: Vec<Reply>,
     tracker: RestartTracker,
+    /// Set when the restarts ran out: the connection stays down until
+    /// `up` (or `down`) and says so in `status`.
+    gave_up: Option<String>,
     last_error: Option<String>,
     impair: Impair,
     routed: bool,
@@ -230,6 +233,7 @@ impl ConnState {
                     .as_secs_f64()
             }),
             last_error: self.last_error.clone(),
+            gave_up: self.gave_up.clone(),
             ike_sas,
         }
     }
@@ -349,6 +353,7 @@ impl Actor for ConnectionActor {
             up_waiters: Vec::new(),
             down_waiters: Vec::new(),
             tracker: RestartTracker::new(RestartPolicy::default()),
+            gave_up: None,
             last_error: None,
             impair: Impair::default(),
             routed: false,
@@ -378,6 +383,10 @@ impl Actor for ConnectionActor {
         let _enter = span.enter();
         match msg {
             ConnMsg::Up { child, reply } => {
+                // The operator asks again: a fresh window of restarts.
+                if st.gave_up.take().is_some() {
+                    st.tracker.reset();
+                }
                 st.want_up = true;
                 st.failed = 0;
                 st.cancel_retry();
@@ -398,6 +407,7 @@ impl Actor for ConnectionActor {
             }
             ConnMsg::Down(reply) => {
                 st.want_up = false;
+                st.gave_up = None;
                 st.cancel_retry();
                 st.answer_up(
                     None,
@@ -730,6 +740,20 @@ impl Actor for ConnectionActor {
                         st.schedule_retry(&myself, after);
                     }
                     Decision::Restart { .. } => {}
+                    Decision::GiveUp { restarts_in_window }
+                        if restart && (st.want_up || failed.established) =>
+                    {
+                        st.want_up = false;
+                        let why = format!(
+                            "gave up after {restarts_in_window} restarts in the window; \
+                             run 'vpnctl up {}' to retry",
+                            st.spec.name
+                        );
+                        tracing::warn!("{why}");
+                        st.last_error = Some(why.clone());
+                        st.gave_up = Some(why.clone());
+                        st.ctx.event(Some(&st.spec.name), "error", why);
+                    }
                     Decision::GiveUp { restarts_in_window } => {
                         st.want_up = false;
                         st.last_error =

@@ -325,3 +325,68 @@ async fn retries_back_off_and_give_up_after_keyingtries() {
     assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
     assert_eq!(installed(&b, "c0").await, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_used_up_its_restarts_says_so_until_up() {
+    let net = MemoryNet::new();
+    let (a, _b) = pair(&net, 1, Auto::Start).await;
+    pass(Duration::from_secs(5)).await;
+    assert_eq!(installed(&a, "c0").await, 1);
+    let mut monitor = a.monitor();
+    // The default policy: 5 restarts in 60 s; the sixth failure gives up.
+    for i in 0..6 {
+        let r = a
+            .api(
+                Api::Impair {
+                    conn: "c0".into(),
+                    kind: "panic".into(),
+                },
+                T,
+            )
+            .await;
+        assert!(matches!(&r, ApiReply::Ok(_)), "panic {i}: {r:?}");
+        pass(Duration::from_secs(4)).await;
+        let c = conn(&a, "c0").await;
+        if i < 5 {
+            assert_eq!(installed(&a, "c0").await, 1, "restart {i}: {c:?}");
+            assert_eq!(c.gave_up, None);
+        }
+    }
+    let c = conn(&a, "c0").await;
+    let said = "gave up after 5 restarts in the window; run 'vpnctl up c0' to retry";
+    assert_eq!(c.gave_up.as_deref(), Some(said), "{c:?}");
+    assert!(c.ike_sas.is_empty(), "{c:?}");
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(json["gave_up"], said);
+    assert!(json.get("last_error").is_some() && json.get("failed_attempts").is_some());
+    // It stays down, and monitor said why. (Still within the window of the
+    // five restarts, so the `up` below must start a fresh one.)
+    pass(Duration::from_secs(20)).await;
+    assert!(conn(&a, "c0").await.ike_sas.is_empty());
+    let mut events = Vec::new();
+    while let Ok(ev) = monitor.try_recv() {
+        events.push((ev.kind, ev.message));
+    }
+    assert!(
+        events.iter().any(|(k, m)| k == "error" && m == said),
+        "{events:?}"
+    );
+    // `up` brings it back, with a fresh window of restarts.
+    let r = up(&a, "c0").await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    let c = conn(&a, "c0").await;
+    assert_eq!(c.gave_up, None, "{c:?}");
+    assert_eq!(installed(&a, "c0").await, 1);
+    let r = a
+        .api(
+            Api::Impair {
+                conn: "c0".into(),
+                kind: "panic".into(),
+            },
+            T,
+        )
+        .await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    pass(Duration::from_secs(4)).await;
+    assert_eq!(installed(&a, "c0").await, 1, "restarted, not given up");
+}
