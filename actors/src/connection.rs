@@ -210,34 +210,28 @@ impl ConnState {
     }
 
     async fn status(&self) -> ConnStatus {
+        let mut s = idle_status(&self.spec);
+        s.routed = self.routed;
+        s.failed_attempts = self.failed;
+        s.next_retry_secs = self.retry.as_ref().map(|(_, at)| {
+            at.saturating_duration_since(runtime::clock::now())
+                .as_secs_f64()
+        });
+        s.last_error = self.last_error.clone();
+        s.gave_up = self.gave_up.clone();
+        s.ike_sas = self.ike_statuses().await;
+        s
+    }
+
+    async fn ike_statuses(&self) -> Vec<crate::status::IkeStatus> {
         let mut ike_sas = Vec::new();
         for ike in &self.ikes {
             if let Ok(s) = ractor::call_t!(ike.actor, IkeMsg::Status, 1000) {
                 ike_sas.push(s);
             }
         }
-        let r = &self.spec.peer.retransmit;
-        ConnStatus {
-            name: self.spec.name.clone(),
-            auto: self.spec.auto.as_str().into(),
-            routed: self.routed,
-            keyingtries: self.spec.retry.keyingtries,
-            retry_base_ms: self.spec.retry.retry_base.as_millis() as u64,
-            retry_max_ms: self.spec.retry.retry_max.as_millis() as u64,
-            retransmit_timeout_ms: r.timeout.as_millis() as u64,
-            retransmit_tries: r.tries,
-            dpd_delay_ms: self.spec.dpd_delay.as_millis() as u64,
-            failed_attempts: self.failed,
-            next_retry_secs: self.retry.as_ref().map(|(_, at)| {
-                at.saturating_duration_since(runtime::clock::now())
-                    .as_secs_f64()
-            }),
-            last_error: self.last_error.clone(),
-            gave_up: self.gave_up.clone(),
-            ike_sas,
-        }
+        ike_sas
     }
-
     fn install_traps(&mut self) {
         for c in &self.spec.peer.children {
             let trap = kernel::Trap {
@@ -321,13 +315,35 @@ fn parse_impair(kind: &str) -> Result<Option<Impair>, String> {
             ..Impair::default()
         },
         "clear" => Impair::default(),
-        "panic" | "kernel-fail" | "acquire" => return Ok(None),
+        "panic" | "panic-connection" | "kernel-fail" | "acquire" => return Ok(None),
         other => {
             return Err(format!(
-                "unknown impairment '{other}': expected drop-inbound=PCT, drop-outbound=PCT, duplicate=PCT, delay=MS, corrupt=PCT, stall, panic, kernel-fail or clear"
+                "unknown impairment '{other}': expected drop-inbound=PCT, drop-outbound=PCT, duplicate=PCT, delay=MS, corrupt=PCT, stall, panic, panic-connection, kernel-fail or clear"
             ))
         }
     }))
+}
+
+/// What `status` says of a connection with no state of its own: its
+/// settings, no SAs, no attempts.
+pub(crate) fn idle_status(spec: &ConnSpec) -> ConnStatus {
+    let r = &spec.peer.retransmit;
+    ConnStatus {
+        name: spec.name.clone(),
+        auto: spec.auto.as_str().into(),
+        routed: false,
+        keyingtries: spec.retry.keyingtries,
+        retry_base_ms: spec.retry.retry_base.as_millis() as u64,
+        retry_max_ms: spec.retry.retry_max.as_millis() as u64,
+        retransmit_timeout_ms: r.timeout.as_millis() as u64,
+        retransmit_tries: r.tries,
+        dpd_delay_ms: spec.dpd_delay.as_millis() as u64,
+        failed_attempts: 0,
+        next_retry_secs: None,
+        last_error: None,
+        gave_up: None,
+        ike_sas: Vec::new(),
+    }
 }
 
 impl Actor for ConnectionActor {
@@ -620,6 +636,16 @@ impl Actor for ConnectionActor {
                             "connection '{}': impairment '{kind}' set",
                             st.spec.name
                         )));
+                    }
+                    Ok(None) if kind == "panic-connection" => {
+                        let _ = reply.send(Ok(format!(
+                            "connection '{}': connection actor panics",
+                            st.spec.name
+                        )));
+                        panic!(
+                            "impair: injected panic in the connection actor of '{}'",
+                            st.spec.name
+                        );
                     }
                     Ok(None) if kind == "kernel-fail" || kind == "acquire" => {
                         let Some(faults) = st.ctx.dataplane.faults() else {
