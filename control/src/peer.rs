@@ -130,7 +130,9 @@ fn groups_of(status: &str) -> Vec<u32> {
 const RULE: &str = "a socket_group member may load only files owned by root and not \
                     writable by group or others, in directories likewise";
 
-/// Why `meta` (of `what`) is not something root vouched for, if it is not.
+/// Why `meta` is not something root vouched for, if it is not. (An access
+/// control list that lets anyone else write shows in the group bits, its
+/// mask, so it is refused too.)
 fn not_vouched(meta: &Metadata) -> Option<String> {
     if meta.uid() != 0 {
         return Some(format!("is owned by uid {}", meta.uid()));

@@ -8,7 +8,9 @@
 //!   writable by group or others, in directories likewise;
 //! - an error from a file the member cannot read leaves the value out; root
 //!   and a member who can read the file (here through a supplementary group)
-//!   get it whole.
+//!   get it whole;
+//! - a connection that used up its restarts says so in `status` (text and
+//!   JSON) until `up`.
 
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -92,13 +94,14 @@ async fn daemon(
     net: &Arc<MemoryNet>,
     me: &str,
     config: &control::config::Config,
+    impair: bool,
 ) -> Arc<DaemonHandle> {
     let ip = me.parse().expect("ip");
     let settings = DaemonSettings {
         listen: vec![ip],
         dataplane: Arc::new(NoneDataplane::new()),
         scheduler: Default::default(),
-        impair: false,
+        impair,
     };
     let specs = control::convert::specs(config).expect("specs");
     Arc::new(
@@ -111,6 +114,11 @@ async fn daemon(
 /// Daemon A behind a control socket with `socket_group = "nogroup"` (its
 /// connection `home` goes to B, which waits for it), in `dir`.
 async fn serve(dir: &Path) -> PathBuf {
+    serve_with(dir, false).await
+}
+
+/// As [`serve`], with A as `vpnd --impair` when `impair`.
+async fn serve_with(dir: &Path, impair: bool) -> PathBuf {
     let net = MemoryNet::new();
     let bdir = dir.join("b");
     std::fs::create_dir_all(&bdir).unwrap();
@@ -144,10 +152,10 @@ async fn serve(dir: &Path) -> PathBuf {
         ROOT,
     );
     let bconfig = control::config::load(&bmain).expect("b's config");
-    let b = daemon(&net, B, &bconfig).await;
+    let b = daemon(&net, B, &bconfig, false).await;
     std::mem::forget(b); // B lives as long as the test's runtime.
     let config = control::config::load(&main).expect("a's config");
-    let a = daemon(&net, A, &config).await;
+    let a = daemon(&net, A, &config, impair).await;
     let path = dir.join("vpnd.sock");
     let listener = server::bind(&path, Some(GROUP)).expect("bind");
     tokio::spawn(Server::new(a, config).serve(listener));
@@ -418,4 +426,57 @@ async fn rereadsecrets_errors_quote_no_secret_to_anyone() {
     let r = vpnctl(&sock, &[], &["rereadsecrets"]).await;
     assert!(!r.ok, "{}", r.text);
     assert!(!r.text.contains("0xSECRETzz"), "{}", r.text);
+}
+
+/// `home`'s status as JSON, asked as a member.
+async fn home(sock: &Path) -> serde_json::Value {
+    let s = vpnctl(sock, AS_MEMBER, &["status", "home", "--json"]).await;
+    assert!(s.ok, "{}", s.text);
+    let v: serde_json::Value = serde_json::from_str(&s.text).expect("json");
+    v["connections"][0].clone()
+}
+
+async fn installed(sock: &Path) -> bool {
+    home(sock).await["ike_sas"][0]["child_sas"][0]["state"] == "installed"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_when_a_connection_used_up_its_restarts() {
+    let dir = scratch("gaveup");
+    let sock = serve_with(&dir, true).await;
+    let up = vpnctl(&sock, AS_MEMBER, &["up", "home"]).await;
+    assert!(up.ok, "{}", up.text);
+    assert_eq!(home(&sock).await["gave_up"], serde_json::Value::Null);
+    // Five restarts in the window are allowed; the sixth failure gives up.
+    for i in 0..6 {
+        let r = vpnctl(&sock, AS_MEMBER, &["impair", "home", "panic"]).await;
+        assert!(r.ok, "panic {i}: {}", r.text);
+        if i == 5 {
+            break;
+        }
+        let t = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        while !installed(&sock).await {
+            assert!(t.elapsed().as_secs() < 10, "restart {i} took too long");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let said = "gave up after 5 restarts in the window; run 'vpnctl up home' to retry";
+    let c = home(&sock).await;
+    assert_eq!(c["gave_up"], said, "{c}");
+    assert_eq!(c["ike_sas"], serde_json::json!([]), "{c}");
+    let s = vpnctl(&sock, AS_MEMBER, &["status", "home"]).await;
+    assert!(s.text.contains("home: auto=add, gave up\n"), "{}", s.text);
+    assert!(
+        s.text.contains(&format!("  gave up: {said}\n")),
+        "{}",
+        s.text
+    );
+    // `up` brings it back and clears it.
+    let up = vpnctl(&sock, AS_MEMBER, &["up", "home"]).await;
+    assert!(up.ok, "{}", up.text);
+    let c = home(&sock).await;
+    assert_eq!(c["gave_up"], serde_json::Value::Null, "{c}");
+    assert!(installed(&sock).await);
 }
