@@ -42,23 +42,34 @@ fn assert_root() {
     );
 }
 
+/// Is every directory from `d` up root's and not writable by group or
+/// others (so that the vouched-for rule can hold below it)?
+fn vouched_dir(d: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    d.ancestors()
+        .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0))
+}
+
 /// A fresh directory whose every ancestor is root's and not writable by
-/// group or others, so that the vouched-for rule can hold in it.
+/// group or others: under cargo's temporary directory when that qualifies,
+/// else under /run.
 fn scratch(tag: &str) -> PathBuf {
     assert_root();
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("sockgroup-{tag}-{}", std::process::id()));
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let base = if vouched_dir(tmp) {
+        tmp
+    } else {
+        Path::new("/run")
+    };
+    let d = base.join(format!("vpnd-sockgroup-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("scratch dir");
-    for dir in d.ancestors() {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(dir).expect("ancestor");
-        assert!(
-            m.uid() == 0 && m.mode() & 0o022 == 0,
-            "{} must be root's and not group/other-writable for this test",
-            dir.display()
-        );
-    }
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert!(
+        vouched_dir(&d),
+        "{} must be root's and not group/other-writable all the way up",
+        d.display()
+    );
     d
 }
 
