@@ -153,9 +153,22 @@ fn not_vouched(meta: &Metadata) -> Option<String> {
 /// root can swap it). The checks are made on the canonical path, each
 /// directory without following links, and on the opened file itself.
 /// Returns the canonical path and the file's text. Blocking.
-pub fn open_vouched(path: &Path) -> Result<(PathBuf, String), String> {
+///
+/// The client must be able to reach the file (search every directory
+/// above it), and a file that is missing or out of reach gets one answer:
+/// so the daemon tells nothing about a path that `stat` would not tell the
+/// client itself.
+pub fn open_vouched(path: &Path, peer: &Peer) -> Result<(PathBuf, String), String> {
     let given = path.display();
-    let real = std::fs::canonicalize(path).map_err(|e| format!("load --file: {given}: {e}"))?;
+    let unreachable = || format!("load --file: {given}: no such file, or not reachable by you");
+    let real = std::fs::canonicalize(path).map_err(|_| unreachable())?;
+    let reachable = real
+        .ancestors()
+        .skip(1)
+        .all(|dir| std::fs::metadata(dir).is_ok_and(|m| peer.trusted || peer.granted(&m, 0o1)));
+    if !reachable {
+        return Err(unreachable());
+    }
     let named = if real == path {
         given.to_string()
     } else {

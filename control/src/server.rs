@@ -691,8 +691,8 @@ impl Server {
                 }
             },
             Some(f) => match off_runtime({
-                let (current, f, trusted) = (current.clone(), f.clone(), peer.trusted);
-                move || load_file(&current, &f, trusted)
+                let (current, f, peer) = (current.clone(), f.clone(), peer.clone());
+                move || load_file(&current, &f, &peer)
             })
             .await
             {
@@ -777,12 +777,12 @@ enum LoadFileError {
 fn load_file(
     current: &Config,
     file: &std::path::Path,
-    trusted: bool,
+    peer: &Peer,
 ) -> Result<Vec<ConnectionConfig>, LoadFileError> {
-    if trusted {
+    if peer.trusted {
         return config::load_extra(current, file).map_err(LoadFileError::Config);
     }
-    let (real, text) = peer::open_vouched(file).map_err(LoadFileError::Refused)?;
+    let (real, text) = peer::open_vouched(file, peer).map_err(LoadFileError::Refused)?;
     config::load_extra_text(current, &real, &text).map_err(LoadFileError::Config)
 }
 

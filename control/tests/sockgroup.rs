@@ -324,6 +324,25 @@ async fn load_file_from_a_member_takes_only_files_root_vouched_for() {
     .await;
     assert!(!r.ok && r.text.contains("mode 0666"), "{}", r.text);
 
+    // Out of the member's reach (a 0700 directory), or missing: one answer.
+    let private = dir.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let hidden = private.join("x.toml");
+    write(&hidden, &extra("hidden"), 0o644, ROOT);
+    for p in [hidden.clone(), private.join("missing.toml")] {
+        let r = vpnctl(&sock, AS_MEMBER, &["load", "--file", p.to_str().unwrap()]).await;
+        assert!(!r.ok, "{}", r.text);
+        assert!(
+            r.text.contains(&format!(
+                "load --file: {}: no such file, or not reachable by you",
+                p.display()
+            )),
+            "{}",
+            r.text
+        );
+    }
+
     // Root's, 0644, in root's directories: loaded.
     let good = dir.join("good.toml");
     write(&good, &extra("vouched"), 0o644, ROOT);
