@@ -8,6 +8,10 @@
 //! after a while (monitor streams excepted), and only so many clients are
 //! served at once; one more is told so and closed, never left waiting. The
 //! socket has its mode and group before it becomes reachable.
+//!
+//! Each client is known by its socket credentials ([`crate::peer`]): every
+//! verb is open to anyone who can connect, while `load --file` and the
+//! wording of configuration errors follow the rules described there.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
