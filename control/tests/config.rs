@@ -867,6 +867,18 @@ fn an_error_in_a_secrets_file_keeps_nothing_of_its_text() {
         assert!(!e.message.contains("0xSECRETzz"), "{e}");
         assert!(!e.render(false).contains("SECRET"), "{e}");
     }
+    // Broken TOML around a secret: the syntax error does not quote it.
+    for text in [
+        "[[psk]]\nids = [\"a.test\"]\nsecret = \"SECRETVALUE\n",
+        "[[psk]]\nids = [\"a.test\"]\nsecret = \"SECRET\\qVALUE\"\n",
+        "[[psk]]\nids = [\"a.test\"]\nsecret = SECRETVALUE\n",
+    ] {
+        let secrets = dir.write("broken.toml", text);
+        let errs = control::secrets::Secrets::load(&[secrets]).unwrap_err();
+        let told = errs.to_string();
+        assert!(told.contains("invalid TOML"), "{told}");
+        assert!(!told.contains("SECRET"), "{told}");
+    }
 }
 
 fn psk_text(p: Option<ike::config::Psk>) -> Option<String> {
