@@ -32,6 +32,8 @@ deps_test=(
   sysctl:procps
   /usr/bin/kill:procps
   unshare:util-linux
+  # control/tests/sockgroup.rs runs vpnctl as a socket_group member.
+  setpriv:util-linux
   # User-Mode Linux: real kernel ESP for the kernel_esp tests.
   /usr/bin/linux.uml:user-mode-linux
   '/usr/lib/uml/modules/*/kernel/net/ipv4/esp4.ko*':user-mode-linux

@@ -81,6 +81,9 @@ pub struct ConnState {
     up_waiters: Vec<(Option<String>, Reply)>,
     down_waiters: Vec<Reply>,
     tracker: RestartTracker,
+    /// Set when the restarts ran out: the connection stays down until
+    /// `up` (or `down`) and says so in `status`.
+    gave_up: Option<String>,
     last_error: Option<String>,
     impair: Impair,
     routed: bool,
@@ -265,33 +268,28 @@ impl ConnState {
     }
 
     async fn status(&self) -> ConnStatus {
+        let mut s = idle_status(&self.spec);
+        s.routed = self.routed;
+        s.failed_attempts = self.failed;
+        s.next_retry_secs = self.retry.as_ref().map(|(_, at)| {
+            at.saturating_duration_since(runtime::clock::now())
+                .as_secs_f64()
+        });
+        s.last_error = self.last_error.clone();
+        s.gave_up = self.gave_up.clone();
+        s.ike_sas = self.ike_statuses().await;
+        s
+    }
+
+    async fn ike_statuses(&self) -> Vec<crate::status::IkeStatus> {
         let mut ike_sas = Vec::new();
         for ike in &self.ikes {
             if let Ok(s) = ractor::call_t!(ike.actor, IkeMsg::Status, 1000) {
                 ike_sas.push(s);
             }
         }
-        let r = &self.spec.peer.retransmit;
-        ConnStatus {
-            name: self.spec.name.clone(),
-            auto: self.spec.auto.as_str().into(),
-            routed: self.routed,
-            keyingtries: self.spec.retry.keyingtries,
-            retry_base_ms: self.spec.retry.retry_base.as_millis() as u64,
-            retry_max_ms: self.spec.retry.retry_max.as_millis() as u64,
-            retransmit_timeout_ms: r.timeout.as_millis() as u64,
-            retransmit_tries: r.tries,
-            dpd_delay_ms: self.spec.dpd_delay.as_millis() as u64,
-            failed_attempts: self.failed,
-            next_retry_secs: self.retry.as_ref().map(|(_, at)| {
-                at.saturating_duration_since(runtime::clock::now())
-                    .as_secs_f64()
-            }),
-            last_error: self.last_error.clone(),
-            ike_sas,
-        }
+        ike_sas
     }
-
     fn install_traps(&mut self) {
         for c in &self.spec.peer.children {
             let trap = kernel::Trap {
@@ -375,13 +373,35 @@ fn parse_impair(kind: &str) -> Result<Option<Impair>, String> {
             ..Impair::default()
         },
         "clear" => Impair::default(),
-        "panic" | "kernel-fail" | "acquire" => return Ok(None),
+        "panic" | "panic-connection" | "kernel-fail" | "acquire" => return Ok(None),
         other => {
             return Err(format!(
-                "unknown impairment '{other}': expected drop-inbound=PCT, drop-outbound=PCT, duplicate=PCT, delay=MS, corrupt=PCT, stall, panic, kernel-fail or clear"
+                "unknown impairment '{other}': expected drop-inbound=PCT, drop-outbound=PCT, duplicate=PCT, delay=MS, corrupt=PCT, stall, panic, panic-connection, kernel-fail or clear"
             ))
         }
     }))
+}
+
+/// What `status` says of a connection with no state of its own: its
+/// settings, no SAs, no attempts.
+pub(crate) fn idle_status(spec: &ConnSpec) -> ConnStatus {
+    let r = &spec.peer.retransmit;
+    ConnStatus {
+        name: spec.name.clone(),
+        auto: spec.auto.as_str().into(),
+        routed: false,
+        keyingtries: spec.retry.keyingtries,
+        retry_base_ms: spec.retry.retry_base.as_millis() as u64,
+        retry_max_ms: spec.retry.retry_max.as_millis() as u64,
+        retransmit_timeout_ms: r.timeout.as_millis() as u64,
+        retransmit_tries: r.tries,
+        dpd_delay_ms: spec.dpd_delay.as_millis() as u64,
+        failed_attempts: 0,
+        next_retry_secs: None,
+        last_error: None,
+        gave_up: None,
+        ike_sas: Vec::new(),
+    }
 }
 
 impl Actor for ConnectionActor {
@@ -407,6 +427,7 @@ impl Actor for ConnectionActor {
             up_waiters: Vec::new(),
             down_waiters: Vec::new(),
             tracker: RestartTracker::new(RestartPolicy::default()),
+            gave_up: None,
             last_error: None,
             impair: Impair::default(),
             routed: false,
@@ -479,6 +500,10 @@ impl ConnectionActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ConnMsg::Up { child, reply } => {
+                // The operator asks again: a fresh window of restarts.
+                if st.gave_up.take().is_some() {
+                    st.tracker.reset();
+                }
                 st.want_up = true;
                 st.taken_down = false;
                 st.failed = 0;
@@ -501,6 +526,7 @@ impl ConnectionActor {
             ConnMsg::Down(reply) => {
                 st.want_up = false;
                 st.taken_down = true;
+                st.gave_up = None;
                 st.cancel_retry();
                 st.answer_up(
                     None,
@@ -693,6 +719,16 @@ impl ConnectionActor {
                             st.spec.name
                         )));
                     }
+                    Ok(None) if kind == "panic-connection" => {
+                        let _ = reply.send(Ok(format!(
+                            "connection '{}': connection actor panics",
+                            st.spec.name
+                        )));
+                        panic!(
+                            "impair: injected panic in the connection actor of '{}'",
+                            st.spec.name
+                        );
+                    }
                     Ok(None) if kind == "kernel-fail" || kind == "acquire" => {
                         let Some(faults) = st.ctx.dataplane.faults() else {
                             let _ = reply.send(Err(format!(
@@ -810,6 +846,20 @@ impl ConnectionActor {
                         st.schedule_retry(&myself, after);
                     }
                     Decision::Restart { .. } => {}
+                    Decision::GiveUp { restarts_in_window }
+                        if restart && (st.want_up || failed.established) =>
+                    {
+                        st.want_up = false;
+                        let why = format!(
+                            "gave up after {restarts_in_window} restarts in the window; \
+                             run 'vpnctl up {}' to retry",
+                            st.spec.name
+                        );
+                        tracing::warn!("{why}");
+                        st.last_error = Some(why.clone());
+                        st.gave_up = Some(why.clone());
+                        st.ctx.event(Some(&st.spec.name), "error", why);
+                    }
                     Decision::GiveUp { restarts_in_window } => {
                         st.want_up = false;
                         st.last_error =

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use runtime::supervise::{Decision, RestartPolicy, RestartTracker};
 
-use crate::connection::{ConnArgs, ConnMsg, ConnectionActor};
+use crate::connection::{idle_status, ConnArgs, ConnMsg, ConnectionActor};
 use crate::ctx::CtxRef;
 use crate::derive_report;
 use crate::report::{Expired, HandOver};
@@ -84,6 +84,9 @@ pub struct DaemonState {
     conns: Vec<Conn>,
     /// Restart history per connection name (survives the restarts).
     trackers: std::collections::HashMap<String, RestartTracker>,
+    /// Connections whose actor used up its restarts, with why: not running,
+    /// still listed by `status` and `Names`, started again by `up`.
+    given_up: Vec<(Arc<ConnSpec>, String)>,
 }
 
 pub struct DaemonArgs {
@@ -134,6 +137,33 @@ async fn spawn_responders(
 impl DaemonState {
     fn find(&self, name: &str) -> Option<&Conn> {
         self.conns.iter().find(|c| c.spec.name == name)
+    }
+
+    /// Why `name` gave up, if it did.
+    fn gave_up(&self, name: &str) -> Option<&str> {
+        self.given_up
+            .iter()
+            .find(|(s, _)| s.name == name)
+            .map(|(_, why)| why.as_str())
+    }
+
+    /// The answer for a verb on `name`, which has no actor: it gave up
+    /// (`what` says what that means for the verb), or there is no such
+    /// connection. Down and kill of one that gave up succeed.
+    fn not_running(&self, name: &str, what: &str) -> ApiReply {
+        match self.gave_up(name) {
+            Some(why) if what == "is down" || what == "has no SAs" => {
+                ApiReply::Ok(format!("connection '{name}' {what}: it {why}"))
+            }
+            Some(why) => ApiReply::Err(format!("connection '{name}' {what}: it {why}")),
+            None => no_conn(name),
+        }
+    }
+
+    /// Forget that `name` gave up; its spec, if it had.
+    fn take_given_up(&mut self, name: &str) -> Option<Arc<ConnSpec>> {
+        let pos = self.given_up.iter().position(|(s, _)| s.name == name)?;
+        Some(self.given_up.remove(pos).0)
     }
 
     /// Start a connection and make it visible to the responder path.
@@ -289,6 +319,7 @@ impl Actor for DaemonActor {
             ctx: a.ctx,
             conns: Vec::new(),
             trackers: std::collections::HashMap::new(),
+            given_up: Vec::new(),
         };
         // The directory is written once, not once per connection.
         for spec in a.conns {
@@ -411,11 +442,14 @@ impl Actor for DaemonActor {
                     myself.send_after(after, move || DaemonMsg::Restart(spec));
                 }
                 Decision::GiveUp { restarts_in_window } => {
-                    st.ctx.event(
-                        Some(&c.spec.name),
-                        "error",
-                        format!("connection removed after {restarts_in_window} restarts"),
+                    let name = &c.spec.name;
+                    let why = format!(
+                        "gave up after {restarts_in_window} restarts of the connection in \
+                         the window; run 'vpnctl up {name}' to start it again"
                     );
+                    tracing::warn!(conn = name.as_str(), "{why}");
+                    st.ctx.event(Some(name), "error", why.clone());
+                    st.given_up.push((c.spec.clone(), why));
                 }
             }
         }
@@ -444,15 +478,27 @@ impl DaemonActor {
     ) {
         match api {
             Api::Status(filter) => {
-                let targets: Vec<ActorRef<ConnMsg>> = match &filter {
+                let stopped = |(spec, why): &(Arc<ConnSpec>, String)| {
+                    let mut s = idle_status(spec);
+                    s.gave_up = Some(why.clone());
+                    s.last_error = Some(why.clone());
+                    s
+                };
+                let (targets, given_up): (Vec<ActorRef<ConnMsg>>, Vec<_>) = match &filter {
                     Some(name) => match st.find(name) {
-                        Some(c) => vec![c.actor.clone()],
-                        None => {
-                            let _ = reply.send(no_conn(name));
-                            return;
-                        }
+                        Some(c) => (vec![c.actor.clone()], Vec::new()),
+                        None => match st.given_up.iter().find(|(s, _)| &s.name == name) {
+                            Some(g) => (Vec::new(), vec![stopped(g)]),
+                            None => {
+                                let _ = reply.send(no_conn(name));
+                                return;
+                            }
+                        },
                     },
-                    None => st.conns.iter().map(|c| c.actor.clone()).collect(),
+                    None => (
+                        st.conns.iter().map(|c| c.actor.clone()).collect(),
+                        st.given_up.iter().map(stopped).collect(),
+                    ),
                 };
                 tokio::spawn(async move {
                     let mut report = StatusReport::default();
@@ -461,10 +507,19 @@ impl DaemonActor {
                             report.connections.push(s);
                         }
                     }
+                    report.connections.extend(given_up);
                     let _ = reply.send(ApiReply::Status(report));
                 });
             }
             Api::Up { conn, child, wait } => {
+                // One that gave up starts again, with a fresh window.
+                if let Some(spec) = st.take_given_up(&conn) {
+                    st.trackers.remove(&conn);
+                    if let Err(e) = st.start_conn(myself, spec).await {
+                        let _ = reply.send(ApiReply::Err(e));
+                        return;
+                    }
+                }
                 let Some(c) = st.find(&conn) else {
                     let _ = reply.send(no_conn(&conn));
                     return;
@@ -482,17 +537,17 @@ impl DaemonActor {
             Api::Down(conn) => match st.find(&conn) {
                 Some(c) => forward(reply, c.actor.clone(), conn, 30_000, ConnMsg::Down),
                 None => {
-                    let _ = reply.send(no_conn(&conn));
+                    let _ = reply.send(st.not_running(&conn, "is down"));
                 }
             },
             Api::Kill(conn) => match st.find(&conn) {
                 Some(c) => forward(reply, c.actor.clone(), conn, 5_000, ConnMsg::Kill),
                 None => {
-                    let _ = reply.send(no_conn(&conn));
+                    let _ = reply.send(st.not_running(&conn, "has no SAs"));
                 }
             },
             Api::Add(spec) => {
-                if st.find(&spec.name).is_some() {
+                if st.find(&spec.name).is_some() || st.gave_up(&spec.name).is_some() {
                     let _ = reply.send(ApiReply::Err(format!(
                         "connection '{}' already exists",
                         spec.name
@@ -508,7 +563,11 @@ impl DaemonActor {
             }
             Api::Replace(spec) => {
                 let name = spec.name.clone();
-                let existed = st.stop_conn(&name).await;
+                let gave_up = st.take_given_up(&name).is_some();
+                if gave_up {
+                    st.trackers.remove(&name);
+                }
+                let existed = st.stop_conn(&name).await || gave_up;
                 let r = st.start_conn(myself, Arc::new(*spec)).await;
                 let verb = if existed { "replaced" } else { "added" };
                 let _ = reply.send(match r {
@@ -517,7 +576,8 @@ impl DaemonActor {
                 });
             }
             Api::Delete(name) => {
-                let r = if st.stop_conn(&name).await {
+                let gave_up = st.take_given_up(&name).is_some();
+                let r = if st.stop_conn(&name).await || gave_up {
                     ApiReply::Ok(format!("connection '{name}' deleted"))
                 } else {
                     no_conn(&name)
@@ -526,6 +586,15 @@ impl DaemonActor {
             }
             Api::Set(spec) => {
                 let name = spec.name.clone();
+                if let Some(g) = st.given_up.iter_mut().find(|(s, _)| s.name == name) {
+                    // Kept for when `up` starts it again.
+                    g.0 = Arc::new(*spec);
+                    let _ = reply.send(ApiReply::Ok(format!(
+                        "connection '{name}' updated (it is not running: {})",
+                        g.1
+                    )));
+                    return;
+                }
                 let Some(pos) = st.conns.iter().position(|c| c.spec.name == name) else {
                     let _ = reply.send(no_conn(&name));
                     return;
@@ -559,24 +628,29 @@ impl DaemonActor {
                     reply: p,
                 }),
                 None => {
-                    let _ = reply.send(no_conn(&conn));
+                    let _ = reply.send(st.not_running(&conn, "cannot be impaired"));
                 }
             },
             Api::Route(conn) => match st.find(&conn) {
                 Some(c) => forward(reply, c.actor.clone(), conn, 3_000, ConnMsg::Route),
                 None => {
-                    let _ = reply.send(no_conn(&conn));
+                    let _ = reply.send(st.not_running(&conn, "cannot be routed"));
                 }
             },
             Api::Unroute(conn) => match st.find(&conn) {
                 Some(c) => forward(reply, c.actor.clone(), conn, 3_000, ConnMsg::Unroute),
                 None => {
-                    let _ = reply.send(no_conn(&conn));
+                    let _ = reply.send(st.not_running(&conn, "is not routed"));
                 }
             },
             Api::Names => {
                 let _ = reply.send(ApiReply::Names(
-                    st.conns.iter().map(|c| c.spec.name.clone()).collect(),
+                    st.conns
+                        .iter()
+                        .map(|c| &c.spec)
+                        .chain(st.given_up.iter().map(|(s, _)| s))
+                        .map(|s| s.name.clone())
+                        .collect(),
                 ));
             }
         }

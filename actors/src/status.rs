@@ -24,6 +24,10 @@ pub struct ConnStatus {
     pub failed_attempts: u32,
     pub next_retry_secs: Option<f64>,
     pub last_error: Option<String>,
+    /// Set when the connection used up its restarts (its IKE SA actor
+    /// failed too often in the window): it stays down until `up`.
+    #[serde(default)]
+    pub gave_up: Option<String>,
     pub ike_sas: Vec<IkeStatus>,
 }
 

@@ -467,3 +467,140 @@ async fn simultaneous_initiation_from_both_ends_leaves_one_sa_pair() {
     assert_eq!(stats(&a).await.ike_sas, 5);
     assert_eq!(stats(&b).await.ike_sas, 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_used_up_its_restarts_says_so_until_up() {
+    let net = MemoryNet::new();
+    let (a, _b) = pair(&net, 1, Auto::Start).await;
+    pass(Duration::from_secs(5)).await;
+    assert_eq!(installed(&a, "c0").await, 1);
+    let mut monitor = a.monitor();
+    // The default policy: 5 restarts in 60 s; the sixth failure gives up.
+    for i in 0..6 {
+        let r = a
+            .api(
+                Api::Impair {
+                    conn: "c0".into(),
+                    kind: "panic".into(),
+                },
+                T,
+            )
+            .await;
+        assert!(matches!(&r, ApiReply::Ok(_)), "panic {i}: {r:?}");
+        pass(Duration::from_secs(4)).await;
+        let c = conn(&a, "c0").await;
+        if i < 5 {
+            assert_eq!(installed(&a, "c0").await, 1, "restart {i}: {c:?}");
+            assert_eq!(c.gave_up, None);
+        }
+    }
+    let c = conn(&a, "c0").await;
+    let said = "gave up after 5 restarts in the window; run 'vpnctl up c0' to retry";
+    assert_eq!(c.gave_up.as_deref(), Some(said), "{c:?}");
+    assert!(c.ike_sas.is_empty(), "{c:?}");
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(json["gave_up"], said);
+    assert!(json.get("last_error").is_some() && json.get("failed_attempts").is_some());
+    // It stays down, and monitor said why. (Still within the window of the
+    // five restarts, so the `up` below must start a fresh one.)
+    pass(Duration::from_secs(20)).await;
+    assert!(conn(&a, "c0").await.ike_sas.is_empty());
+    let mut events = Vec::new();
+    while let Ok(ev) = monitor.try_recv() {
+        events.push((ev.kind, ev.message));
+    }
+    assert!(
+        events.iter().any(|(k, m)| k == "error" && m == said),
+        "{events:?}"
+    );
+    // `up` brings it back, with a fresh window of restarts.
+    let r = up(&a, "c0").await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    let c = conn(&a, "c0").await;
+    assert_eq!(c.gave_up, None, "{c:?}");
+    assert_eq!(installed(&a, "c0").await, 1);
+    let r = a
+        .api(
+            Api::Impair {
+                conn: "c0".into(),
+                kind: "panic".into(),
+            },
+            T,
+        )
+        .await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    pass(Duration::from_secs(4)).await;
+    assert_eq!(installed(&a, "c0").await, 1, "restarted, not given up");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_actor_that_used_up_its_restarts_stays_listed_until_up() {
+    let net = MemoryNet::new();
+    let (a, _b) = pair(&net, 2, Auto::Start).await;
+    pass(Duration::from_secs(5)).await;
+    let mut monitor = a.monitor();
+    let impair = |kind: &'static str| {
+        a.api(
+            Api::Impair {
+                conn: "c0".into(),
+                kind: kind.into(),
+            },
+            T,
+        )
+    };
+    // The daemon's policy: 5 restarts of a connection in 60 s.
+    for i in 0..6 {
+        let r = impair("panic-connection").await;
+        assert!(matches!(&r, ApiReply::Ok(_)), "panic {i}: {r:?}");
+        pass(Duration::from_secs(4)).await;
+        if i < 5 {
+            assert_eq!(installed(&a, "c0").await, 1, "restart {i}");
+        }
+    }
+    let said = "gave up after 5 restarts of the connection in the window; \
+                run 'vpnctl up c0' to start it again";
+    let c = conn(&a, "c0").await;
+    assert_eq!(c.gave_up.as_deref(), Some(said), "{c:?}");
+    assert!(c.ike_sas.is_empty());
+    match a.api(Api::Status(None), T).await {
+        ApiReply::Status(s) => {
+            let names: Vec<_> = s.connections.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, ["c1", "c0"], "c0 is still listed");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(installed(&a, "c1").await, 1, "c1 untouched");
+    let mut events = Vec::new();
+    while let Ok(ev) = monitor.try_recv() {
+        events.push((ev.kind, ev.message));
+    }
+    assert!(
+        events.iter().any(|(k, m)| k == "error" && m == said),
+        "{events:?}"
+    );
+    // Other verbs say why; down succeeds (it is down).
+    let r = impair("stall").await;
+    assert!(
+        matches!(&r, ApiReply::Err(e) if e.contains("cannot be impaired: it gave up")),
+        "{r:?}"
+    );
+    let r = a.api(Api::Down("c0".into()), T).await;
+    assert!(
+        matches!(&r, ApiReply::Ok(m) if m.contains("is down")),
+        "{r:?}"
+    );
+    match a.api(Api::Names, T).await {
+        ApiReply::Names(n) => assert!(n.contains(&"c0".to_string()), "{n:?}"),
+        other => panic!("{other:?}"),
+    }
+    // `up` starts it again, with a fresh window of restarts.
+    let r = up(&a, "c0").await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    let c = conn(&a, "c0").await;
+    assert_eq!(c.gave_up, None, "{c:?}");
+    assert_eq!(installed(&a, "c0").await, 1);
+    let r = impair("panic-connection").await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    pass(Duration::from_secs(4)).await;
+    assert_eq!(installed(&a, "c0").await, 1, "restarted, not given up");
+}

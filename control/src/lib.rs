@@ -4,6 +4,7 @@
 //! [`server`]), and the `vpnd` and `vpnctl` binaries (`src/bin`).
 pub mod config;
 pub mod convert;
+pub mod peer;
 pub mod protocol;
 pub mod secrets;
 pub mod server;

@@ -132,7 +132,7 @@ impl Secrets {
                 return;
             }
         };
-        let mut ctx = ParseCtx { src: &src, errors };
+        let mut ctx = ParseCtx::secrets(&src, errors);
         for (k, v) in entries(&doc) {
             if k.get_ref() != "psk" {
                 ctx.unknown_key(k, &join("", k.get_ref()), FILE_KEYS);
@@ -277,7 +277,7 @@ fn parse_entry(ctx: &mut ParseCtx<'_>, item: &Value<'_>) -> Option<PskEntry> {
         (t.contains_key("secret"), "secret"),
     ] {
         if !present {
-            ctx.err(item.span(), &join("psk", name), "missing (required)");
+            ctx.err_key(item.span(), &join("psk", name), "missing (required)");
         }
     }
     if ctx.error_count() != before {

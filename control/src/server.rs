@@ -8,6 +8,10 @@
 //! after a while (monitor streams excepted), and only so many clients are
 //! served at once; one more is told so and closed, never left waiting. The
 //! socket has its mode and group before it becomes reachable.
+//!
+//! Each client is known by its socket credentials ([`crate::peer`]): every
+//! verb is open to anyone who can connect, while `load --file` and the
+//! wording of configuration errors follow the rules described there.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -22,8 +26,9 @@ use tokio::sync::Mutex;
 
 use std::collections::HashMap;
 
-use crate::config::{self, Auto, Config, ConnectionConfig};
+use crate::config::{self, Auto, Config, ConfigErrors, ConnectionConfig};
 use crate::convert::to_spec;
+use crate::peer::{self, Peer};
 use crate::protocol::{Request, Response};
 
 pub struct Server {
@@ -118,9 +123,6 @@ pub use crate::config::SET_KEYS;
 fn apply_overrides(c: &mut ConnectionConfig, pairs: &[(String, String)]) -> Result<(), String> {
     for (k, v) in pairs {
         c.set(k, v)?;
-    }
-    if c.retransmit_timeout.is_zero() {
-        return Err("retransmit_timeout must be greater than 0".into());
     }
     if c.retry_base > c.retry_max {
         return Err(format!(
@@ -241,6 +243,9 @@ impl Server {
     }
 
     async fn client(&self, stream: UnixStream) -> std::io::Result<()> {
+        let cred = stream.peer_cred()?;
+        let (uid, gid, pid) = (cred.uid(), cred.gid(), cred.pid());
+        let peer = off_runtime(move || Peer::from_cred(uid, gid, pid)).await;
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::new(r);
         let limits = self.limits;
@@ -288,7 +293,7 @@ impl Server {
                     }
                 }
             }
-            let resp = self.handle(req).await;
+            let resp = self.handle_as(req, &peer).await;
             write(&mut w, &resp).await?;
         }
     }
@@ -316,7 +321,14 @@ impl Server {
             .any(|c| c.name == conn && c.auto == Auto::Ignore)
     }
 
+    /// Serve one request from root.
     pub async fn handle(&self, req: Request) -> Response {
+        self.handle_as(req, &Peer::root()).await
+    }
+
+    /// Serve one request from `peer`: every verb, with `load --file` and
+    /// configuration errors as the module `peer` describes.
+    pub async fn handle_as(&self, req: Request, peer: &Peer) -> Response {
         match req {
             Request::Status { conn } => self.api(Api::Status(conn)).await,
             Request::Up {
@@ -340,9 +352,9 @@ impl Server {
             Request::Kill { conn } => self.api(Api::Kill(conn)).await,
             Request::Stats => self.api(Api::Stats).await,
             Request::Impair { conn, kind } => self.api(Api::Impair { conn, kind }).await,
-            Request::Load { file } => self.load(file).await,
-            Request::Add { conn } => self.add_or_replace(&conn, false).await,
-            Request::Replace { conn } => self.add_or_replace(&conn, true).await,
+            Request::Load { file } => self.load(file, peer).await,
+            Request::Add { conn } => self.add_or_replace(&conn, false, peer).await,
+            Request::Replace { conn } => self.add_or_replace(&conn, true, peer).await,
             Request::Delete { conn } => {
                 let r = self.api(Api::Delete(conn.clone())).await;
                 if matches!(r, Response::Ok { .. }) {
@@ -354,9 +366,9 @@ impl Server {
             }
             Request::Route { conn } => self.api(Api::Route(conn)).await,
             Request::Unroute { conn } => self.api(Api::Unroute(conn)).await,
-            Request::Set { conn, settings } => self.set(&conn, &settings).await,
-            Request::RereadSecrets => self.reread_secrets().await,
-            Request::Reload { dry_run } => self.reload(dry_run).await,
+            Request::Set { conn, settings } => self.set(&conn, &settings, peer).await,
+            Request::RereadSecrets => self.reread_secrets(peer).await,
+            Request::Reload { dry_run } => self.reload(dry_run, peer).await,
             Request::Monitor => Response::Error {
                 message: "monitor is a stream".into(),
             },
@@ -385,14 +397,14 @@ impl Server {
 
     /// `add` (fails if loaded) and `replace` (delete if present, then add),
     /// from a fresh read of the configuration.
-    async fn add_or_replace(&self, name: &str, replace: bool) -> Response {
+    async fn add_or_replace(&self, name: &str, replace: bool, peer: &Peer) -> Response {
         let mut st = self.state.lock().await;
         let main = st.config.main_file.clone();
         let fresh = match off_runtime(move || config::load(&main)).await {
             Ok(c) => c,
             Err(e) => {
                 return Response::Error {
-                    message: e.to_string(),
+                    message: tell(peer, e).await,
                 }
             }
         };
@@ -416,7 +428,11 @@ impl Server {
                     message: format!("no config named '{name}' (it has auto = \"ignore\")"),
                 }
             }
-            Err(e) => return Response::Error { message: e },
+            Err(e) => {
+                return Response::Error {
+                    message: tell_spec(peer, &c, e).await,
+                }
+            }
         };
         let r = if replace {
             self.api(Api::Replace(Box::new(spec))).await
@@ -432,7 +448,7 @@ impl Server {
         r
     }
 
-    async fn set(&self, name: &str, settings: &[String]) -> Response {
+    async fn set(&self, name: &str, settings: &[String], peer: &Peer) -> Response {
         let mut st = self.state.lock().await;
         let Some(c) = st
             .config
@@ -468,16 +484,16 @@ impl Server {
         }
         let previous = st.overrides.insert(name.to_string(), pairs);
         let secrets = st.config.secrets.clone();
-        let spec = match Self::spec_for(&st, &c, &secrets) {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                return Response::Error {
-                    message: format!("no config named '{name}' (it has auto = \"ignore\")"),
-                }
-            }
-            Err(e) => return Response::Error { message: e },
+        let r = match Self::spec_for(&st, &c, &secrets) {
+            Ok(Some(spec)) => self.api(Api::Set(Box::new(spec))).await,
+            Ok(None) => Response::Error {
+                message: format!("no config named '{name}' (it has auto = \"ignore\")"),
+            },
+            Err(e) => Response::Error {
+                message: tell_spec(peer, &c, e).await,
+            },
         };
-        let r = self.api(Api::Set(Box::new(spec))).await;
+        // Nothing changes unless the daemon took the new settings.
         if !matches!(r, Response::Ok { .. }) {
             match previous {
                 Some(p) => st.overrides.insert(name.to_string(), p),
@@ -488,7 +504,7 @@ impl Server {
     }
 
     /// New secrets for the next authentications; running SAs are untouched.
-    async fn reread_secrets(&self) -> Response {
+    async fn reread_secrets(&self, peer: &Peer) -> Response {
         let mut st = self.state.lock().await;
         let files = st.config.daemon.secrets.clone();
         let read = off_runtime(move || crate::secrets::Secrets::load(&files)).await;
@@ -496,7 +512,7 @@ impl Server {
             Ok(x) => x,
             Err(e) => {
                 return Response::Error {
-                    message: e.to_string(),
+                    message: tell(peer, e).await,
                 }
             }
         };
@@ -519,7 +535,11 @@ impl Server {
                     updated += 1;
                 }
                 Ok(None) => {}
-                Err(e) => return Response::Error { message: e },
+                Err(e) => {
+                    return Response::Error {
+                        message: tell_spec(peer, c, e).await,
+                    }
+                }
             }
         }
         let n = secrets.len();
@@ -534,14 +554,17 @@ impl Server {
     }
 
     /// Re-read the main configuration, diff, apply only the changes.
-    async fn reload(&self, dry_run: bool) -> Response {
+    async fn reload(&self, dry_run: bool, peer: &Peer) -> Response {
         let mut st = self.state.lock().await;
         let main = st.config.main_file.clone();
         let fresh = match off_runtime(move || config::load(&main)).await {
             Ok(c) => c,
             Err(e) => {
                 return Response::Error {
-                    message: format!("reload failed; nothing was changed:\n{e}"),
+                    message: format!(
+                        "reload failed; nothing was changed:\n{}",
+                        tell(peer, e).await
+                    ),
                 }
             }
         };
@@ -563,7 +586,10 @@ impl Server {
                 Ok(s) => s,
                 Err(e) => {
                     return Response::Error {
-                        message: format!("reload failed; nothing was changed:\n{e}"),
+                        message: format!(
+                            "reload failed; nothing was changed:\n{}",
+                            tell_spec(peer, c, e).await
+                        ),
                     }
                 }
             };
@@ -662,7 +688,7 @@ impl Server {
 
     /// Apply new and changed connections from the main config or one file;
     /// nothing is applied unless everything validates.
-    async fn load(&self, file: Option<PathBuf>) -> Response {
+    async fn load(&self, file: Option<PathBuf>, peer: &Peer) -> Response {
         let mut guard = self.state.lock().await;
         let current = &mut guard.config;
         let (incoming, whole) = match &file {
@@ -675,20 +701,21 @@ impl Server {
                 Ok(c) => (c.connections.clone(), Some(c)),
                 Err(e) => {
                     return Response::Error {
-                        message: e.to_string(),
+                        message: tell(peer, e).await,
                     }
                 }
             },
             Some(f) => match off_runtime({
-                let (current, f) = (current.clone(), f.clone());
-                move || config::load_extra(&current, &f)
+                let (current, f, peer) = (current.clone(), f.clone(), peer.clone());
+                move || load_file(&current, &f, &peer)
             })
             .await
             {
                 Ok(conns) => (conns, None),
-                Err(e) => {
+                Err(LoadFileError::Refused(message)) => return Response::Error { message },
+                Err(LoadFileError::Config(e)) => {
                     return Response::Error {
-                        message: e.to_string(),
+                        message: tell(peer, e).await,
                     }
                 }
             },
@@ -707,7 +734,11 @@ impl Server {
             }
             match to_spec(c, &secrets, jitter) {
                 Ok(spec) => plan.push((c.clone(), old.is_some(), spec)),
-                Err(e) => return Response::Error { message: e },
+                Err(e) => {
+                    return Response::Error {
+                        message: tell_spec(peer, c, e).await,
+                    }
+                }
             }
         }
         let mut lines = Vec::new();
@@ -747,6 +778,56 @@ impl Server {
             Response::Ok { message }
         }
     }
+}
+
+/// Why `load --file` loaded nothing.
+enum LoadFileError {
+    /// The file is not one this client may have loaded.
+    Refused(String),
+    Config(ConfigErrors),
+}
+
+/// Read `load --file`'s file: as asked for a trusted client, only a file
+/// root vouched for otherwise ([`peer::open_vouched`]). Blocking.
+fn load_file(
+    current: &Config,
+    file: &std::path::Path,
+    peer: &Peer,
+) -> Result<Vec<ConnectionConfig>, LoadFileError> {
+    if peer.trusted {
+        return config::load_extra(current, file).map_err(LoadFileError::Config);
+    }
+    let (real, text) = peer::open_vouched(file, peer).map_err(LoadFileError::Refused)?;
+    config::load_extra_text(current, &real, &text).map_err(LoadFileError::Config)
+}
+
+/// Configuration errors as `peer` may be told them: whole for the files
+/// they can read, without values for the others.
+async fn tell(peer: &Peer, errors: ConfigErrors) -> String {
+    if peer.trusted {
+        return errors.to_string();
+    }
+    let peer = peer.clone();
+    off_runtime(move || errors.render(|f| peer.may_read(f))).await
+}
+
+/// A connection that validated but cannot be used (`to_spec`), as `peer`
+/// may be told it: the reason may quote its identities.
+async fn tell_spec(peer: &Peer, c: &ConnectionConfig, message: String) -> String {
+    if peer.trusted {
+        return message;
+    }
+    let (p, file) = (peer.clone(), c.file.clone());
+    if off_runtime(move || p.may_read(&file)).await {
+        return message;
+    }
+    format!(
+        "{}:{}: connections.{}: cannot be used ({})",
+        c.file.display(),
+        c.line,
+        c.name,
+        config::REDACTED
+    )
 }
 
 /// Reading configuration touches the filesystem, so it runs on the blocking

@@ -355,9 +355,35 @@ retransmit_timeout = "0s"
             format!("{m}:5: connections.t.rekey_time: invalid duration '4 hours': expected a whole number with a unit ms, s, m, h or d (e.g. \"30s\", \"5m\", \"4h\")"),
             format!("{m}:6: connections.t.dpd_delay: invalid value -5: must not be negative"),
             format!("{m}:7: connections.t.retry_max: expected a duration (e.g. \"30s\", \"5m\", \"4h\"), found a float"),
-            format!("{m}:8: connections.t.retransmit_timeout: must be greater than 0"),
+            format!("{m}:8: connections.t.retransmit_timeout: 0s is below the minimum of 100ms"),
         ]
     );
+}
+
+#[test]
+fn a_dpd_delay_below_a_second_and_a_tiny_retransmit_timeout_are_refused() {
+    let dir = Dir::new("floors");
+    let text = format!(
+        "[connections.t]\n{CONN}dpd_delay = \"1ms\"\nretransmit_timeout = \"99ms\"\n{}",
+        child("t")
+    );
+    let main = dir.write("vpnd.toml", &text);
+    let m = d(&main);
+    assert_eq!(
+        errors(config::load(&main)),
+        [
+            format!("{m}:5: connections.t.dpd_delay: 1ms is below the minimum of 1s (0 turns dead peer detection off)"),
+            format!("{m}:6: connections.t.retransmit_timeout: 99ms is below the minimum of 100ms"),
+        ]
+    );
+    // 0 (DPD off), 1 s and 100 ms are fine.
+    let text = format!(
+        "[connections.t]\n{CONN}dpd_delay = \"0\"\nretransmit_timeout = \"100ms\"\n{}",
+        child("t")
+    );
+    let main = dir.write("vpnd.toml", &text);
+    let c = config::load(&main).expect("loads");
+    assert!(c.connections[0].dpd_delay.is_zero());
 }
 
 #[test]
@@ -786,12 +812,14 @@ fn config_errors_display_one_per_line() {
             line: Some(3),
             key: "connections.x.auto".into(),
             message: "bad".into(),
+            quoted: config::Quoted::Value("\"x\"".into()),
         },
         config::ConfigError {
             file: "/etc/vpnd/secrets.toml".into(),
             line: None,
             key: String::new(),
             message: "cannot read: gone".into(),
+            quoted: config::Quoted::Nothing,
         },
     ]);
     assert_eq!(
@@ -799,6 +827,58 @@ fn config_errors_display_one_per_line() {
         "/etc/vpnd/vpnd.toml:3: connections.x.auto: bad\n/etc/vpnd/secrets.toml: cannot read: gone"
     );
     let _: &dyn std::error::Error = &e;
+}
+
+#[test]
+fn an_error_keeps_its_value_apart_and_renders_without_it_for_a_non_reader() {
+    let dir = Dir::new("redact");
+    let text = format!(
+        "[connections.x]\n{CONN}auto = \"SECRET-VALUE-123\"\nrekey_tme = \"1h\"\n{}",
+        child("x")
+    );
+    let main = dir.write("vpnd.toml", &text);
+    let m = d(&main);
+    let errs = config::load(&main).unwrap_err();
+    assert_eq!(errs.0[0].value(), Some("\"SECRET-VALUE-123\""));
+    assert_eq!(errs.0[1].quoted, config::Quoted::Nothing, "an unknown key");
+    let full = errs.render(|_| true);
+    assert!(full.contains("invalid value 'SECRET-VALUE-123'"), "{full}");
+    assert_eq!(full, errs.to_string());
+    assert_eq!(
+        errs.render(|_| false),
+        format!(
+            "{m}:5: connections.x.auto: invalid value (redacted: file not readable by you)\n\
+             {m}:6: connections.x.rekey_tme: unknown key 'rekey_tme' (did you mean 'rekey_time'?)"
+        )
+    );
+}
+
+#[test]
+fn an_error_in_a_secrets_file_keeps_nothing_of_its_text() {
+    let dir = Dir::new("redactsecrets");
+    let secrets = dir.write(
+        "secrets.toml",
+        "[[psk]]\nids = [\"not an id @@ SECRET\"]\nsecret = \"0xSECRETzz\"\n",
+    );
+    let errs = control::secrets::Secrets::load(&[secrets]).unwrap_err();
+    assert!(!errs.0.is_empty());
+    for e in &errs.0 {
+        assert_eq!(e.quoted, config::Quoted::Withheld, "{e}");
+        assert!(!e.message.contains("0xSECRETzz"), "{e}");
+        assert!(!e.render(false).contains("SECRET"), "{e}");
+    }
+    // Broken TOML around a secret: the syntax error does not quote it.
+    for text in [
+        "[[psk]]\nids = [\"a.test\"]\nsecret = \"SECRETVALUE\n",
+        "[[psk]]\nids = [\"a.test\"]\nsecret = \"SECRET\\qVALUE\"\n",
+        "[[psk]]\nids = [\"a.test\"]\nsecret = SECRETVALUE\n",
+    ] {
+        let secrets = dir.write("broken.toml", text);
+        let errs = control::secrets::Secrets::load(&[secrets]).unwrap_err();
+        let told = errs.to_string();
+        assert!(told.contains("invalid TOML"), "{told}");
+        assert!(!told.contains("SECRET"), "{told}");
+    }
 }
 
 fn psk_text(p: Option<ike::config::Psk>) -> Option<String> {

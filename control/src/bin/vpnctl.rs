@@ -294,8 +294,18 @@ fn print_conn(c: &ConnStatus) {
     if let Some(n) = c.next_retry_secs {
         head.push_str(&format!(", next attempt in {n:.1}s"));
     }
+    if c.gave_up.is_some() {
+        head.push_str(", gave up");
+    }
     println!("{head}");
-    if let Some(e) = &c.last_error {
+    if let Some(g) = &c.gave_up {
+        println!("  gave up: {g}");
+    }
+    if let Some(e) = c
+        .last_error
+        .as_ref()
+        .filter(|e| Some(*e) != c.gave_up.as_ref())
+    {
         println!("  last error: {e}");
     }
     println!(

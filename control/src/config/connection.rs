@@ -10,7 +10,7 @@ use ike::proposal::ProposalSpec;
 use ike::wire::TrafficSelector;
 use toml::de::DeTable;
 
-use super::error::ConfigError;
+use super::error::{ConfigError, Quoted};
 use super::keys::{
     conn_key, key_names, line_of, resolve, value, ConnFields, ConnectionConfig, KEYS,
 };
@@ -156,7 +156,7 @@ pub(super) fn parse_connections(
                 "duplicate connection name '{name}': already defined at {}:{l}",
                 file.display()
             );
-            ctx.err(k.span(), &key, message);
+            ctx.err_key(k.span(), &key, message);
         } else {
             names.insert(name.to_string(), (ctx.src.path.clone(), line));
         }
@@ -188,7 +188,7 @@ pub(super) fn parse_conn_fields<'t, 'i>(
         let line = ctx.line(&k.span());
         if name == "children" {
             if in_defaults {
-                ctx.err(
+                ctx.err_key(
                     k.span(),
                     key,
                     "children cannot be set in [defaults]: each connection defines its own",
@@ -204,7 +204,7 @@ pub(super) fn parse_conn_fields<'t, 'i>(
             } else {
                 prefix
             };
-            ctx.err(
+            ctx.err_key(
                 k.span(),
                 key,
                 format!("unknown key '{name}' (it belongs in a child: [{conn}.children.NAME])"),
@@ -227,7 +227,7 @@ fn build_connection(
     let header = ctx.line(&k.span());
     let before = ctx.error_count();
     if !valid_name(name) {
-        ctx.err(
+        ctx.err_key(
             k.span(),
             &prefix,
             format!("invalid connection name '{name}': use letters, digits, '.', '-' and '_'"),
@@ -241,7 +241,7 @@ fn build_connection(
     layers.push(&builtin);
 
     for key in KEYS.iter().filter(|key| (key.missing)(&layers)) {
-        ctx.err(
+        ctx.err_key(
             k.span(),
             &join(&prefix, key.name),
             "missing (required; set it here or in [defaults])",
@@ -263,6 +263,7 @@ fn build_connection(
                      name the peer's address or use auto = 'add'",
                     auto.as_str()
                 ),
+                quoted: Quoted::Withheld,
             });
         }
     }
@@ -280,6 +281,7 @@ fn build_connection(
                     format_duration(b),
                     format_duration(m)
                 ),
+                quoted: Quoted::Withheld,
             });
         }
     }
@@ -310,12 +312,12 @@ fn build_children(
         "missing: a connection needs at least one child ([{key}.NAME] with local_ts and remote_ts)"
     );
     let Some((_, v)) = v else {
-        ctx.err(conn_key.span(), &key, missing);
+        ctx.err_key(conn_key.span(), &key, missing);
         return None;
     };
     let t = ctx.table(v, &key)?;
     if t.is_empty() {
-        ctx.err(v.span(), &key, missing);
+        ctx.err_key(v.span(), &key, missing);
         return None;
     }
     let before = ctx.error_count();
@@ -338,7 +340,7 @@ fn build_child(
     let prefix = join(children_key, name);
     let before = ctx.error_count();
     if !valid_name(name) {
-        ctx.err(
+        ctx.err_key(
             k.span(),
             &prefix,
             format!("invalid child name '{name}': use letters, digits, '.', '-' and '_'"),
@@ -390,7 +392,7 @@ fn build_child(
                 Some(s) => updown = Some(PathBuf::from(s)),
                 None => {}
             },
-            _ if conn_key(cname).is_some() => ctx.err(
+            _ if conn_key(cname).is_some() => ctx.err_key(
                 ck.span(),
                 key,
                 format!(
@@ -405,7 +407,7 @@ fn build_child(
     }
     for (seen, which) in [(seen_ts.0, "local_ts"), (seen_ts.1, "remote_ts")] {
         if !seen {
-            ctx.err(k.span(), &join(&prefix, which), "missing (required)");
+            ctx.err_key(k.span(), &join(&prefix, which), "missing (required)");
         }
     }
     for (soft, hard, what) in [
@@ -413,7 +415,7 @@ fn build_child(
         (volume[2], volume[3], "packets"),
     ] {
         if soft != 0 && hard != 0 && soft >= hard {
-            ctx.err(
+            ctx.err_across(
                 k.span(),
                 &join(&prefix, &format!("rekey_{what}")),
                 format!("rekey_{what} ({soft}) must be below life_{what} ({hard})"),
@@ -422,7 +424,7 @@ fn build_child(
     }
     if let (Some(r), Some(l)) = (rekey_time, life_time) {
         if !r.is_zero() && l <= r {
-            ctx.err(
+            ctx.err_across(
                 k.span(),
                 &join(&prefix, "life_time"),
                 "life_time must be longer than rekey_time",

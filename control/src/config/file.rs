@@ -15,12 +15,24 @@ pub const MAX_FILE: u64 = 8 << 20;
 /// of waiting for a writer (it makes no difference to regular files).
 const O_NONBLOCK: i32 = 0o4000;
 
+/// Linux's O_NOFOLLOW: opening a symbolic link fails.
+const O_NOFOLLOW: i32 = 0o400000;
+
 /// Open `path` for reading if it is a regular file of at most `MAX_FILE`
 /// bytes; the check is made on the opened file, not on the name.
 pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
+    open_with(path, O_NONBLOCK)
+}
+
+/// As [`open_regular`], and the last component must not be a symbolic link.
+pub fn open_regular_nofollow(path: &Path) -> io::Result<(File, Metadata)> {
+    open_with(path, O_NONBLOCK | O_NOFOLLOW)
+}
+
+fn open_with(path: &Path, flags: i32) -> io::Result<(File, Metadata)> {
     let f = OpenOptions::new()
         .read(true)
-        .custom_flags(O_NONBLOCK)
+        .custom_flags(flags)
         .open(path)?;
     let meta = f.metadata()?;
     if !meta.is_file() {

@@ -23,7 +23,7 @@ use ike::proposal::ProposalSpec;
 
 use super::connection::{AuthMethod, ChildConfig, RemoteAddr};
 use super::reader::{parse_ip, ParseCtx, Value};
-use super::{parse_duration, Auto, DpdAction};
+use super::{format_duration, parse_duration, Auto, DpdAction};
 
 /// Reads a key's TOML value (dotted key, line) into a layer, reporting
 /// what is wrong.
@@ -189,10 +189,10 @@ connection_keys! {
         set: false,
         replaces: true,
     }
-    /// Zero = no dead peer detection.
+    /// Zero = no dead peer detection; otherwise at least 1 s.
     dpd_delay: Duration {
         default: Some(Duration::from_secs(30)),
-        parse: |ctx, v, key| ctx.duration(v, key),
+        parse: |ctx, v, key| floored(ctx, v, key, check_dpd_delay),
         set: true,
         replaces: true,
     }
@@ -202,9 +202,10 @@ connection_keys! {
         set: false,
         replaces: true,
     }
+    /// At least 100 ms.
     retransmit_timeout: Duration {
         default: Some(Duration::from_secs(2)),
-        parse: positive_duration,
+        parse: |ctx, v, key| floored(ctx, v, key, check_retransmit_timeout),
         set: true,
         replaces: true,
     }
@@ -292,13 +293,23 @@ impl ConnectionConfig {
 
     /// `vpnctl set KEY=VALUE`: one runtime setting, checked and stored.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        match conn_key(key).and_then(|k| k.set) {
-            Some(set) => set(self, key, value),
-            None => Err(format!(
+        let Some(set) = conn_key(key).and_then(|k| k.set) else {
+            return Err(format!(
                 "unknown setting '{key}': expected one of {}",
                 SET_KEYS.join(", ")
-            )),
-        }
+            ));
+        };
+        let mut next = self.clone();
+        set(&mut next, key, value)?;
+        // The same bounds as in the file.
+        let checked = match key {
+            "dpd_delay" => check_dpd_delay(next.dpd_delay),
+            "retransmit_timeout" => check_retransmit_timeout(next.retransmit_timeout),
+            _ => Ok(()),
+        };
+        checked.map_err(|why| format!("{key}: {why}"))?;
+        *self = next;
+        Ok(())
     }
 }
 
@@ -449,13 +460,49 @@ fn ike_proposals(ctx: &mut ParseCtx<'_>, v: &Value<'_>, key: &str) -> Option<Vec
     })
 }
 
-fn positive_duration(ctx: &mut ParseCtx<'_>, v: &Value<'_>, key: &str) -> Option<Duration> {
+/// A duration that `check` accepts.
+fn floored(
+    ctx: &mut ParseCtx<'_>,
+    v: &Value<'_>,
+    key: &str,
+    check: fn(Duration) -> Result<(), String>,
+) -> Option<Duration> {
     let d = ctx.duration(v, key)?;
-    if d.is_zero() {
-        ctx.err(v.span(), key, "must be greater than 0");
+    if let Err(why) = check(d) {
+        ctx.err(v.span(), key, why);
         return None;
     }
     Some(d)
+}
+
+/// The shortest DPD interval: a peer is not probed more than once a second.
+pub const MIN_DPD_DELAY: Duration = Duration::from_secs(1);
+
+/// The shortest first retransmission timeout.
+pub const MIN_RETRANSMIT_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// `dpd_delay`: 0 (off) or at least [`MIN_DPD_DELAY`].
+fn check_dpd_delay(d: Duration) -> Result<(), String> {
+    if !d.is_zero() && d < MIN_DPD_DELAY {
+        return Err(format!(
+            "{} is below the minimum of {} (0 turns dead peer detection off)",
+            format_duration(d),
+            format_duration(MIN_DPD_DELAY)
+        ));
+    }
+    Ok(())
+}
+
+/// `retransmit_timeout`: at least [`MIN_RETRANSMIT_TIMEOUT`].
+fn check_retransmit_timeout(d: Duration) -> Result<(), String> {
+    if d < MIN_RETRANSMIT_TIMEOUT {
+        return Err(format!(
+            "{} is below the minimum of {}",
+            format_duration(d),
+            format_duration(MIN_RETRANSMIT_TIMEOUT)
+        ));
+    }
+    Ok(())
 }
 
 /// A value `vpnctl set KEY=VALUE` can give a key.
@@ -525,5 +572,29 @@ mod tests {
             b.set("keyingtries", "x").unwrap_err(),
             "keyingtries: 'x' is not a whole number"
         );
+    }
+
+    #[test]
+    fn set_keeps_the_floors_of_the_file() {
+        let mut c = connection();
+        assert_eq!(
+            c.set("dpd_delay", "1ms").unwrap_err(),
+            "dpd_delay: 1ms is below the minimum of 1s (0 turns dead peer detection off)"
+        );
+        assert_eq!(c.dpd_delay, Duration::from_secs(30), "unchanged");
+        c.set("dpd_delay", "0").unwrap();
+        assert!(c.dpd_delay.is_zero());
+        c.set("dpd_delay", "1s").unwrap();
+        assert_eq!(
+            c.set("retransmit_timeout", "50ms").unwrap_err(),
+            "retransmit_timeout: 50ms is below the minimum of 100ms"
+        );
+        assert_eq!(
+            c.set("retransmit_timeout", "0").unwrap_err(),
+            "retransmit_timeout: 0s is below the minimum of 100ms"
+        );
+        assert_eq!(c.retransmit_timeout, Duration::from_secs(2));
+        c.set("retransmit_timeout", "100ms").unwrap();
+        assert_eq!(c.retransmit_timeout, Duration::from_millis(100));
     }
 }

@@ -34,7 +34,7 @@ use daemon::{parse_daemon, parse_scheduler};
 pub use daemon::{DaemonConfig, Dataplane, SchedulerConfig};
 pub use duration::{format_duration, parse_duration};
 use error::sort_by_position;
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, Quoted, REDACTED};
 use keys::ConnFields;
 pub use keys::{ConnectionConfig, SET_KEYS};
 use reader::{entries, is_glob, join, parse_document, ParseCtx, Source, Value};
@@ -90,10 +90,7 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
     let mut connections = Vec::new();
     let mut names = HashMap::new();
     {
-        let mut ctx = ParseCtx {
-            src: &src,
-            errors: &mut errors,
-        };
+        let mut ctx = ParseCtx::new(&src, &text, &mut errors);
         let mut conn_tables = None;
         for (k, v) in entries(&doc) {
             match k.get_ref().as_ref() {
@@ -141,6 +138,7 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
                     line: Some(line),
                     key: "daemon.include".into(),
                     message: why,
+                    quoted: Quoted::Withheld,
                 });
                 continue;
             }
@@ -164,10 +162,7 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
                     continue;
                 }
             };
-            let mut ctx = ParseCtx {
-                src: &fsrc,
-                errors: &mut errors,
-            };
+            let mut ctx = ParseCtx::new(&fsrc, &text, &mut errors);
             let (_, conns) = parse_connection_file(&mut ctx, &doc, false, main);
             if let Some(v) = conns {
                 parse_connections(&mut ctx, v, &[&defaults], &mut names, &mut connections);
@@ -185,6 +180,7 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
                     line: Some(src.line(span.start)),
                     key: "daemon.secrets".into(),
                     message: format!("cannot read '{}': {e}", path.display()),
+                    quoted: Quoted::Withheld,
                 });
                 continue;
             }
@@ -222,8 +218,18 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
 /// re-read).
 pub fn load_extra(main: &Config, file: &Path) -> Result<Vec<ConnectionConfig>, ConfigErrors> {
     let text = read_file(file)?;
-    let src = Source::new(file, &text);
-    let doc = parse_document(&src, &text)?;
+    load_extra_text(main, file, &text)
+}
+
+/// [`load_extra`] of `file`'s text, already read (by a caller that checked
+/// the file as it opened it).
+pub fn load_extra_text(
+    main: &Config,
+    file: &Path,
+    text: &str,
+) -> Result<Vec<ConnectionConfig>, ConfigErrors> {
+    let src = Source::new(file, text);
+    let doc = parse_document(&src, text)?;
     let mut errors = Vec::new();
     let me = canonical(file);
     let mut names: HashMap<String, (PathBuf, usize)> = main
@@ -233,10 +239,7 @@ pub fn load_extra(main: &Config, file: &Path) -> Result<Vec<ConnectionConfig>, C
         .map(|c| (c.name.clone(), (c.file.clone(), c.line)))
         .collect();
     let mut out = Vec::new();
-    let mut ctx = ParseCtx {
-        src: &src,
-        errors: &mut errors,
-    };
+    let mut ctx = ParseCtx::new(&src, text, &mut errors);
     let (file_defaults, conns) = parse_connection_file(&mut ctx, &doc, true, &main.main_file);
     if let Some(v) = conns {
         let layers: Vec<&ConnFields> = file_defaults
@@ -325,7 +328,7 @@ fn parse_connection_file<'t, 'i>(
                     defaults = Some(parse_conn_fields(ctx, t, "defaults", true).0);
                 }
             }
-            "daemon" | "scheduler" | "defaults" => ctx.err(
+            "daemon" | "scheduler" | "defaults" => ctx.err_key(
                 k.span(),
                 name,
                 format!(

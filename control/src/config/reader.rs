@@ -11,7 +11,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::duration::parse_duration;
-use super::error::ConfigError;
+use super::error::{ConfigError, Quoted};
 
 pub(crate) type Key<'i> = Spanned<Cow<'i, str>>;
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
@@ -42,6 +42,29 @@ impl Source {
 pub(crate) struct ParseCtx<'a> {
     pub src: &'a Source,
     pub errors: &'a mut Vec<ConfigError>,
+    /// The file's text, so that an error keeps the value it is about;
+    /// `None` for a secrets file, whose text no error carries.
+    pub text: Option<&'a str>,
+}
+
+impl<'a> ParseCtx<'a> {
+    /// Reading a configuration file.
+    pub fn new(src: &'a Source, text: &'a str, errors: &'a mut Vec<ConfigError>) -> Self {
+        ParseCtx {
+            src,
+            errors,
+            text: Some(text),
+        }
+    }
+
+    /// Reading a secrets file: errors keep nothing of its text.
+    pub fn secrets(src: &'a Source, errors: &'a mut Vec<ConfigError>) -> Self {
+        ParseCtx {
+            src,
+            errors,
+            text: None,
+        }
+    }
 }
 
 impl ParseCtx<'_> {
@@ -49,13 +72,35 @@ impl ParseCtx<'_> {
         self.src.line(span.start)
     }
 
+    /// A problem with the value at `span`; the message may quote it.
     pub fn err(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let quoted = match self.text.and_then(|t| t.get(span.clone())) {
+            Some(v) => Quoted::Value(v.to_string()),
+            None => Quoted::Withheld,
+        };
+        self.push(span, key, message.into(), quoted);
+    }
+
+    /// A problem the message tells with key names only (an unknown or
+    /// missing key): it quotes nothing else from the file.
+    pub fn err_key(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        self.push(span, key, message.into(), Quoted::Nothing);
+    }
+
+    /// A problem across several keys reported at `span`; the message may
+    /// quote any of their values, which are not kept.
+    pub fn err_across(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        self.push(span, key, message.into(), Quoted::Withheld);
+    }
+
+    fn push(&mut self, span: Range<usize>, key: &str, message: String, quoted: Quoted) {
         let line = self.line(&span);
         self.errors.push(ConfigError {
             file: self.src.path.clone(),
             line: Some(line),
             key: key.to_string(),
-            message: message.into(),
+            message,
+            quoted,
         });
     }
 
@@ -69,7 +114,7 @@ impl ParseCtx<'_> {
         if let Some(s) = suggest(key.get_ref(), known) {
             message.push_str(&format!(" (did you mean '{s}'?)"));
         }
-        self.err(key.span(), path, message);
+        self.err_key(key.span(), path, message);
     }
 
     fn wrong_type(&mut self, v: &Value<'_>, key: &str, expected: &str) {
@@ -341,6 +386,7 @@ pub(crate) fn parse_document<'i>(src: &Source, text: &'i str) -> Result<DeTable<
             line: span.map(|s| src.line(s.start)),
             key: String::new(),
             message: format!("invalid TOML: {message}"),
+            quoted: Quoted::Withheld,
         }
     })
 }
