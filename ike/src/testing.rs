@@ -196,6 +196,7 @@ pub fn test_config(
             max_timeout: Duration::from_secs(10),
         },
         initial_contact: true,
+        max_child_sas: crate::config::DEFAULT_MAX_CHILD_SAS,
     }
 }
 

@@ -81,6 +81,7 @@ fn parse_args() -> Result<Args, String> {
             max_timeout: Duration::from_secs(4),
         },
         initial_contact: true,
+        max_child_sas: ike::config::DEFAULT_MAX_CHILD_SAS,
     };
     Ok(Args {
         initiator: match role.as_deref() {

@@ -110,6 +110,7 @@ impl ConnectionConfig {
                 max_timeout: RETRANSMIT_MAX_TIMEOUT.max(self.retransmit_timeout),
             },
             initial_contact: true,
+            max_child_sas: self.max_child_sas,
         })
     }
 

@@ -49,10 +49,10 @@ use crate::wire::{Delete, ExchangeType, Identification, Message, NotifyType, Pay
 
 pub use self::error::{BadChild, ChildError, PeerMisbehaved, RekeyError};
 pub use self::message::OpenError;
-pub use self::timers::{Cost, KeyWork, Timers};
+pub use self::timers::{Cost, KeyWork, Timers, MAX_REKEY_RETRIES};
 pub use self::types::{
-    local_spi_of, Accept, ChildSa, Command, DatagramError, Event, Reason, Responder, State,
-    Transmit,
+    local_spi_of, Accept, ChildSa, Command, DatagramError, Event, Reason, RekeyRetry, Responder,
+    State, Transmit,
 };
 
 /// Nonce length we send: 32 bytes, at least half the largest PRF key (§2.10).
@@ -207,6 +207,12 @@ struct Child {
     rekey_at: Option<Instant>,
     /// The interval `rekey_at` was armed with (`Timers::child_rekey`).
     rekey_interval: Duration,
+    /// The KE group its rekeys carry when our ESP proposals name none: the
+    /// group it was negotiated with, or the one a refused rekey taught us
+    /// the peer wants (RFC 7296 §1.3.3 allows PFS on any rekey).
+    pfs: Option<crate::crypto::DhGroup>,
+    /// Our rekeys of it that failed in a row (reset by a new SA).
+    rekey_failures: u32,
 }
 
 /// One IKE SA, either role.
