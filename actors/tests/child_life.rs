@@ -257,6 +257,8 @@ async fn a_rekey_refused_for_want_of_pfs_is_retried_with_a_ke_and_survives() {
     let mut bs = spec("c0", B, A, false, Auto::Add);
     let mut peer = (*bs.peer).clone();
     peer.children[0].esp_proposals = vec![ProposalSpec::parse_esp("aes256gcm16-x25519").unwrap()];
+    // As Libreswan's pfs=yes: a rekey without KE is refused.
+    peer.children[0].pfs_required = true;
     bs.peer = Arc::new(peer);
     let b = daemon(&net, B, vec![bs]).await;
     let mut s = spec("c0", A, B, true, Auto::Add);

@@ -26,6 +26,11 @@ pub struct ChildConfig {
     pub remote_ts: Vec<TrafficSelector>,
     pub esp_proposals: Vec<ProposalSpec>,
     pub mode: Mode,
+    /// Insist on PFS when `esp_proposals` name a group: refuse a
+    /// CREATE_CHILD_SA without KE, never fall back to a rekey without
+    /// (strongSwan's and Libreswan's behaviour). `false`: PFS is proposed,
+    /// and dropped for a peer that refuses it.
+    pub pfs_required: bool,
 }
 
 /// Request retransmission (RFC 7296 §2.1): the first retransmission after

@@ -188,6 +188,7 @@ pub fn test_config(
             remote_ts: vec![crate::ts::parse_ts(r).expect("ts")],
             esp_proposals: vec![ProposalSpec::parse_esp("aes256gcm16").expect("proposal")],
             mode: Mode::Tunnel,
+            pfs_required: false,
         }],
         encap: false,
         retransmit: Retransmit {

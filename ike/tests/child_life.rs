@@ -65,7 +65,8 @@ fn rekey_without_ke_refused_is_retried_with_the_ike_sa_group() {
     // b wants PFS (as Libreswan's pfs=yes does), a's ESP proposals name
     // no group.
     let mut p = pair_with(1, |_, b| {
-        b.children[0].esp_proposals = esp("aes256gcm16-x25519")
+        b.children[0].esp_proposals = esp("aes256gcm16-x25519");
+        b.children[0].pfs_required = true;
     });
     up(&mut p);
     let old = only_child(&p, Dir::AtoB);
@@ -106,6 +107,7 @@ fn rekey_without_ke_gets_invalid_ke_for_another_ike_group_and_uses_it() {
             vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519-ecp256").unwrap()];
         b.ike_proposals = a.ike_proposals.clone();
         b.children[0].esp_proposals = esp("aes256gcm16-ecp256");
+        b.children[0].pfs_required = true;
     });
     up(&mut p);
     let old = only_child(&p, Dir::AtoB);
@@ -168,6 +170,7 @@ fn responder_without_group_refuses_a_ke_its_ike_proposals_do_not_allow() {
         a.ike_proposals =
             vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519-ecp256").unwrap()];
         a.children[0].esp_proposals = esp("aes256gcm16-ecp256");
+        a.children[0].pfs_required = true;
     });
     up(&mut p);
     let old = only_child(&p, Dir::AtoB);
@@ -186,6 +189,7 @@ fn refused_rekey_backs_off_then_leaves_the_sa_to_its_lifetime() {
         b.ike_proposals =
             vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519-ecp256").unwrap()];
         b.children[0].esp_proposals = esp("aes256gcm16-ecp256");
+        b.children[0].pfs_required = true;
     });
     p.a.timers = Timers {
         rekey_retry_base: Duration::from_secs(2),
@@ -197,9 +201,19 @@ fn refused_rekey_backs_off_then_leaves_the_sa_to_its_lifetime() {
     p.command(Dir::AtoB, Command::RekeyChild { spi_in: old.spi_in });
     p.advance(Duration::from_secs(120));
     let f = rekey_failures(&p.a.events);
-    // The immediate try with KE, then MAX_REKEY_RETRIES with backoff,
-    // then one saying there is no more.
-    let delays: Vec<Option<Duration>> = f.iter().skip(1).map(|(_, r)| r.map(|r| r.after)).collect();
+    // Each try: without KE (refused), at once with KE (refused); then
+    // MAX_REKEY_RETRIES later tries with backoff, then one saying there
+    // is no more.
+    let immediate = f
+        .iter()
+        .filter(|(_, r)| r.is_some_and(|r| r.after.is_zero()))
+        .count();
+    assert_eq!(immediate as u32, MAX_REKEY_RETRIES + 1, "{f:?}");
+    let delays: Vec<Option<Duration>> = f
+        .iter()
+        .filter(|(_, r)| !r.is_some_and(|r| r.after.is_zero()))
+        .map(|(_, r)| r.map(|r| r.after))
+        .collect();
     let secs = |s| Some(Duration::from_secs(s));
     assert_eq!(f[0].1.unwrap().after, Duration::ZERO, "{f:?}");
     assert_eq!(delays.len() as u32, MAX_REKEY_RETRIES + 1, "{f:?}");
@@ -241,4 +255,44 @@ fn new_child_past_the_limit_gets_no_additional_sas_and_rekeys_still_pass() {
     assert_eq!(p.a.children.len(), 2);
     assert!(!p.a.children.contains_key(&spi), "rekeyed");
     assert!(p.children_mirror());
+}
+
+#[test]
+fn peer_refusing_pfs_gets_rekeys_without_ke_unless_pfs_is_required() {
+    // a names ecp256; b names no group and its IKE proposals allow only
+    // x25519, so it refuses a's KE (as strongSwan without a group does).
+    let mut p = pair_with(7, |a, b| {
+        a.ike_proposals =
+            vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519-ecp256").unwrap()];
+        a.children[0].esp_proposals = esp("aes256gcm16-ecp256");
+        let _ = b;
+    });
+    up(&mut p);
+    let old = only_child(&p, Dir::AtoB);
+    p.command(Dir::AtoB, Command::RekeyChild { spi_in: old.spi_in });
+    p.drive_for(Duration::from_secs(5));
+    let new = only_child(&p, Dir::AtoB);
+    assert_eq!(new.rekey_of, Some(old.spi_in), "rekeyed without PFS");
+    assert_eq!(new.proposal.dh, None);
+    assert!(p.children_mirror());
+    let f = rekey_failures(&p.a.events);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].1.unwrap().ke, None, "retried without KE");
+    // The next rekey goes without KE at once.
+    p.command(Dir::AtoB, Command::RekeyChild { spi_in: new.spi_in });
+    p.drive_for(Duration::from_secs(5));
+    assert_eq!(only_child(&p, Dir::AtoB).rekey_of, Some(new.spi_in));
+    assert_eq!(rekey_failures(&p.a.events).len(), 1);
+    // b as responder, naming a group, accepts a's KE-less request too;
+    // one that requires PFS refuses it.
+    let mut q = pair_with(8, |a, b| {
+        b.children[0].esp_proposals = esp("aes256gcm16-x25519");
+        a.children[0].esp_proposals = esp("aes256gcm16-ecp256");
+        a.children[0].pfs_required = false;
+    });
+    up(&mut q);
+    let old = only_child(&q, Dir::AtoB);
+    q.command(Dir::AtoB, Command::RekeyChild { spi_in: old.spi_in });
+    q.drive_for(Duration::from_secs(5));
+    assert_eq!(only_child(&q, Dir::AtoB).rekey_of, Some(old.spi_in));
 }

@@ -101,6 +101,7 @@ impl ConnectionConfig {
                     remote_ts: c.remote_ts.clone(),
                     esp_proposals: c.esp_proposals.clone(),
                     mode: c.mode,
+                    pfs_required: false,
                 })
                 .collect(),
             encap: self.encap,

@@ -211,6 +211,8 @@ struct Child {
     /// group it was negotiated with, or the one a refused rekey taught us
     /// the peer wants (RFC 7296 §1.3.3 allows PFS on any rekey).
     pfs: Option<crate::crypto::DhGroup>,
+    /// The peer refused PFS for it (or its predecessor): rekey without KE.
+    pfs_refused: bool,
     /// Our rekeys of it that failed in a row (reset by a new SA).
     rekey_failures: u32,
 }

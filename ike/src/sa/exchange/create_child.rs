@@ -19,6 +19,8 @@ use crate::sa::{
     Task, MAX_INIT_RETRIES, MAX_REKEY_RETRIES, NONCE_LEN,
 };
 use crate::ts;
+
+use super::pfs::{no_group, proposals_with_group, without_groups};
 use crate::wire::{
     self, find_notify, ExchangeType, KeyExchange, Notify, NotifyType, Payload, ProtocolId,
     TrafficSelector,
@@ -38,42 +40,8 @@ pub(in crate::sa) struct ChildRequest {
     pub(in crate::sa) ke_retries: u8,
     /// Already retried with a KE after NO_PROPOSAL_CHOSEN.
     pub(in crate::sa) pfs_retried: bool,
-}
-
-/// `proposals` with PFS group `g` (and `extra` as alternatives): a
-/// proposal that names no group gets `g` and `extra`, one that names `g`
-/// among others puts it first, and the proposals that carry `g` go first
-/// (so it is the group of the KE payload).
-pub(in crate::sa) fn proposals_with_group(
-    proposals: &[ProposalSpec],
-    g: DhGroup,
-    extra: &[DhGroup],
-) -> Vec<ProposalSpec> {
-    let mut groups = vec![g];
-    for x in extra {
-        if !groups.contains(x) {
-            groups.push(*x);
-        }
-    }
-    let mut v: Vec<ProposalSpec> = proposals
-        .iter()
-        .map(|p| {
-            let mut p = p.clone();
-            if p.dh.is_empty() {
-                p.dh = groups.clone();
-            } else if let Some(i) = p.dh.iter().position(|x| *x == g) {
-                p.dh.swap(0, i);
-            }
-            p
-        })
-        .collect();
-    v.sort_by_key(|p| p.dh.first() != Some(&g));
-    v
-}
-
-/// Do none of these ESP proposals name a PFS group?
-fn no_group(proposals: &[ProposalSpec]) -> bool {
-    proposals.iter().all(|p| p.dh.is_empty())
+    /// Already retried without KE after NO_PROPOSAL_CHOSEN to one with.
+    pub(in crate::sa) nopfs_retried: bool,
 }
 
 /// A CHILD SA the responder agreed to.
@@ -143,8 +111,11 @@ impl IkeSa {
         };
         // Our proposals name no group, but this SA was made with one, or a
         // refused rekey taught us the peer wants one: rekey with it.
-        let proposals = match old.and_then(|o| o.pfs) {
-            Some(g) if no_group(&child.esp_proposals) => {
+        // A peer that refused PFS for this SA's predecessor gets rekeys
+        // without KE.
+        let proposals = match old.map(|o| (o.pfs, o.pfs_refused)) {
+            Some((_, true)) => without_groups(&child.esp_proposals),
+            Some((Some(g), false)) if no_group(&child.esp_proposals) => {
                 proposals_with_group(&child.esp_proposals, g, &[])
             }
             _ => child.esp_proposals.clone(),
@@ -161,6 +132,7 @@ impl IkeSa {
             proposals,
             ke_retries: 0,
             pfs_retried: false,
+            nopfs_retried: false,
         })
     }
 
@@ -260,6 +232,42 @@ impl IkeSa {
                 return;
             }
         }
+        // A peer that refuses PFS (strongSwan without a group in its ESP
+        // proposals) refuses a request with KE: ask again without. Only
+        // the authenticated peer can refuse (the exchange is protected by
+        // the IKE SA), and the keys still come from SK_d.
+        let required = self
+            .config
+            .as_ref()
+            .and_then(|c| c.child(&req.name))
+            .is_some_and(|c| c.pfs_required);
+        if req.dh.is_some()
+            && !required
+            && !req.nopfs_retried
+            && !req.pfs_retried
+            && first_error(&payloads) == Some(NotifyType::NO_PROPOSAL_CHOSEN)
+        {
+            req.nopfs_retried = true;
+            req.dh = None;
+            req.proposals = without_groups(&req.proposals);
+            if let Some(old) = req.rekey_of {
+                self.events.push_back(Event::ChildRekeyFailed {
+                    name: req.name.clone(),
+                    spi_in: old,
+                    reason: ChildError::PeerRejected {
+                        child: req.name.clone(),
+                        notify: NotifyType::NO_PROPOSAL_CHOSEN,
+                    },
+                    retry: Some(RekeyRetry {
+                        attempt: 1,
+                        after: std::time::Duration::ZERO,
+                        ke: None,
+                    }),
+                });
+            }
+            self.send_create_child(now, req);
+            return;
+        }
         let c = child_payloads(&payloads);
         let shared = match (&req.dh, c.ke) {
             (Some(dh), Some(ke)) if ke.group == dh.group().id() => match dh.agree(&ke.data) {
@@ -332,14 +340,10 @@ impl IkeSa {
         v
     }
 
-    /// A rekey is asked again at once with a KE of `g`: say so, and
-    /// remember `g` for this CHILD SA's later rekeys.
+    /// A rekey is asked again at once with a KE of `g`: say so. (What
+    /// succeeds is remembered by the new SA, see `add_child`.)
     fn note_pfs_retry(&mut self, req: &ChildRequest, notify: NotifyType, g: DhGroup) {
         let Some(old) = req.rekey_of else { return };
-        let Some(ch) = self.children.iter_mut().find(|c| c.sa.spi_in == old) else {
-            return;
-        };
-        ch.pfs = Some(g);
         self.events.push_back(Event::ChildRekeyFailed {
             name: req.name.clone(),
             spi_in: old,
@@ -745,7 +749,19 @@ impl IkeSa {
                 _ => &child.esp_proposals,
             };
             let chosen = match dh_mode {
-                DhMode::Negotiate => select_preferring_ke(ours, sa, ke_group),
+                // A peer that refuses PFS asks without KE: accepted without
+                // (the mirror of the above; see `without_groups`).
+                DhMode::Negotiate => select_preferring_ke(ours, sa, ke_group).or_else(|| {
+                    (ke_group.is_none() && !child.pfs_required)
+                        .then(|| {
+                            proposal::select(
+                                &without_groups(&child.esp_proposals),
+                                sa,
+                                DhMode::Negotiate,
+                            )
+                        })
+                        .flatten()
+                }),
                 DhMode::Ignore => proposal::select(&child.esp_proposals, sa, DhMode::Ignore),
             };
             let Some(chosen) = chosen else {
@@ -829,10 +845,14 @@ impl IkeSa {
     /// Hold a new CHILD SA, arm its rekey, and report it ready.
     fn add_child(&mut self, now: Instant, sa: ChildSa) {
         let (rekey_at, rekey_interval) = self.child_rekey_deadline(now, &sa.name);
-        let inherited = sa
-            .rekey_of
-            .and_then(|o| self.children.iter().find(|c| c.sa.spi_in == o))
-            .and_then(|c| c.pfs);
+        // Rekeys of it repeat what this negotiation found: PFS with the
+        // group used, or none where the peer refused the group we name.
+        let names_group = self
+            .config
+            .as_ref()
+            .and_then(|c| c.child(&sa.name))
+            .is_some_and(|c| !no_group(&c.esp_proposals));
+        let pfs_refused = sa.rekey_of.is_some() && sa.proposal.dh.is_none() && names_group;
         self.children.push(Child {
             sa: sa.clone(),
             state: ChildState::Installed,
@@ -840,7 +860,8 @@ impl IkeSa {
             collision: None,
             rekey_at,
             rekey_interval,
-            pfs: sa.proposal.dh.or(inherited),
+            pfs: sa.proposal.dh,
+            pfs_refused,
             rekey_failures: 0,
         });
         self.events.push_back(Event::ChildReady(Box::new(sa)));
