@@ -117,9 +117,10 @@ impl Actor for ChildSaActor {
                         st.spi_in
                     ),
                 );
-                let _ = st
-                    .parent
-                    .send_message(ChildReport(Command::RekeyChild { spi_in: st.spi_in }));
+                let _ = st.parent.send_message(ChildReport {
+                    command: Command::RekeyChild { spi_in: st.spi_in },
+                    expired: false,
+                });
             }
             ChildMsg::Expired(Expired { hard: true }) => {
                 st.ctx.event(
@@ -130,9 +131,10 @@ impl Actor for ChildSaActor {
                         st.spi_in
                     ),
                 );
-                let _ = st
-                    .parent
-                    .send_message(ChildReport(Command::DeleteChild { spi_in: st.spi_in }));
+                let _ = st.parent.send_message(ChildReport {
+                    command: Command::DeleteChild { spi_in: st.spi_in },
+                    expired: true,
+                });
             }
             ChildMsg::Removed => myself.stop(None),
         }

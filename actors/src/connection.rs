@@ -16,6 +16,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use runtime::supervise::{Decision, RestartPolicy, RestartTracker};
 use runtime::timer::Timer;
 
+use crate::child_retry::{ChildRetries, Next};
 use crate::ctx::CtxRef;
 use crate::derive_report;
 use crate::ike_sa::{IkeArgs, IkeMsg, IkeSaActor, IkeStart, Impair};
@@ -39,6 +40,11 @@ pub enum ConnMsg {
     /// From one of this connection's IKE SA actors.
     Ike(IkeReport),
     Retry(u64),
+    /// The next attempt to bring a CHILD SA back (`child_retry`).
+    ChildRetry {
+        child: String,
+        gen: u64,
+    },
     DownTimeout,
     Status(RpcReplyPort<ConnStatus>),
     Impair {
@@ -92,6 +98,8 @@ pub struct ConnState {
     taken_down: bool,
     /// What the revival state says of this connection.
     recorded_up: bool,
+    /// CHILD SAs to bring back: install failures, expiries.
+    child_retries: ChildRetries,
     span: tracing::Span,
 }
 
@@ -152,6 +160,27 @@ impl ConnState {
     fn cancel_retry(&mut self) {
         self.retry_gen += 1;
         self.retry = None;
+        self.child_retries.clear();
+    }
+
+    /// CHILD SA `child` failed to come (back) up, or was `lost`: plan its
+    /// next attempt per the retry policy; say what happens, as a warning.
+    fn retry_child(&mut self, myself: &ActorRef<ConnMsg>, child: &str, lost: bool) -> String {
+        let next =
+            self.child_retries
+                .failed(myself, child, &self.spec.retry, lost, |child, gen| {
+                    ConnMsg::ChildRetry { child, gen }
+                });
+        let name = self.spec.name.clone();
+        match next {
+            Next::Retry { after, attempt } => format!(
+                "connection '{name}' child '{child}': attempt {attempt} to bring it up in {:.1}s",
+                after.as_secs_f64()
+            ),
+            Next::GiveUp { attempts } => {
+                format!("connection '{name}' child '{child}': giving up after {attempts} attempts")
+            }
+        }
     }
 
     fn schedule_retry(&mut self, myself: &ActorRef<ConnMsg>, after: Duration) {
@@ -433,6 +462,7 @@ impl Actor for ConnectionActor {
             routed: false,
             taken_down: false,
             recorded_up: false,
+            child_retries: ChildRetries::default(),
             span,
         };
         st.recorded_up = st
@@ -602,6 +632,13 @@ impl ConnectionActor {
             }
             ConnMsg::Ike(IkeReport::ChildUp { child }) => {
                 let name = st.spec.name.clone();
+                if st.child_retries.succeeded(&child) {
+                    st.ctx.event(
+                        Some(&name),
+                        "retry",
+                        format!("connection '{name}' child '{child}' is up again"),
+                    );
+                }
                 st.answer_up(
                     Some(&child),
                     Ok(format!(
@@ -609,12 +646,55 @@ impl ConnectionActor {
                     )),
                 );
             }
-            ConnMsg::Ike(IkeReport::ChildFailed { child, reason }) => {
+            ConnMsg::Ike(IkeReport::ChildFailed {
+                child,
+                reason,
+                install,
+            }) => {
                 st.last_error = Some(reason.clone());
-                st.answer_up(
-                    Some(&child),
-                    Err(format!("connection '{}': {reason}", st.spec.name)),
-                );
+                // A refused install, or a failed attempt to bring one back,
+                // is tried again; the client hears of the failure.
+                let mut answer = format!("connection '{}': {reason}", st.spec.name);
+                if install || st.child_retries.pending(&child) {
+                    let next = st.retry_child(&myself, &child, false);
+                    st.ctx.warn(Some(&st.spec.name), "retry", next.clone());
+                    answer = format!("{answer}; {next}");
+                }
+                st.answer_up(Some(&child), Err(answer));
+            }
+            ConnMsg::Ike(IkeReport::ChildLost { child, reason }) => {
+                st.last_error = Some(reason);
+                let name = st.spec.name.clone();
+                if st.spec.auto == Auto::Start || st.spec.dpd_action == DpdAction::Restart {
+                    st.want_up = true;
+                    let next = st.retry_child(&myself, &child, true);
+                    st.ctx.warn(
+                        Some(&name),
+                        "rekey",
+                        format!("{next} (re-created after expiry)"),
+                    );
+                } else {
+                    st.ctx.warn(
+                        Some(&name),
+                        "rekey",
+                        format!(
+                            "connection '{name}' child '{child}': not re-created (auto = \"{}\", \
+                             dpd_action = \"{}\")",
+                            st.spec.auto.as_str(),
+                            st.spec.dpd_action.as_str()
+                        ),
+                    );
+                }
+            }
+            ConnMsg::ChildRetry { child, gen } => {
+                if st.child_retries.fire(&child, gen) {
+                    if let Err(e) = st.initiate(&myself, Some(child.clone())).await {
+                        st.last_error = Some(e.clone());
+                        let next = st.retry_child(&myself, &child, false);
+                        st.ctx
+                            .warn(Some(&st.spec.name), "retry", format!("{e}; {next}"));
+                    }
+                }
             }
             ConnMsg::Ike(IkeReport::Closed {
                 ike,
@@ -738,8 +818,11 @@ impl ConnectionActor {
                             return Ok(());
                         };
                         if kind == "kernel-fail" {
-                            faults.fail_next_install();
-                            let _ = reply.send(Ok("the next dataplane install fails".into()));
+                            faults.fail_next_install(&st.spec.name);
+                            let _ = reply.send(Ok(format!(
+                                "connection '{}': its next dataplane install fails",
+                                st.spec.name
+                            )));
                             return Ok(());
                         }
                         // As if a packet had hit the trap of the first child.

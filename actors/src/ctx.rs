@@ -100,6 +100,19 @@ impl Ctx {
         });
     }
 
+    /// Publish a monitor event that is a warning (and log it as one).
+    pub fn warn(&self, conn: Option<&str>, kind: &str, message: String) {
+        tracing::warn!(conn = conn.unwrap_or("-"), kind, "{message}");
+        let _ = self.monitor.send(MonitorEvent {
+            t: runtime::clock::now()
+                .saturating_duration_since(self.started)
+                .as_secs_f64(),
+            conn: conn.map(str::to_string),
+            kind: kind.to_string(),
+            message,
+        });
+    }
+
     pub fn malformed(&self) {
         self.router.count_malformed();
     }

@@ -5,6 +5,7 @@
 //! `DaemonHandle` is the API the control layer drives.
 
 pub mod admission;
+pub mod child_retry;
 pub mod child_sa;
 pub mod connection;
 pub mod ctx;

@@ -12,13 +12,16 @@ pub enum IkeReport {
     /// IKE_AUTH completed for the owner's connection.
     Up(Up),
     /// A CHILD SA (not a rekey) is installed.
-    ChildUp {
-        child: String,
-    },
+    ChildUp { child: String },
     ChildFailed {
         child: String,
         reason: String,
+        /// The dataplane refused it (the connection retries it).
+        install: bool,
     },
+    /// A CHILD SA reached its hard lifetime without a successful rekey and
+    /// nothing replaces it: the connection may re-create it.
+    ChildLost { child: String, reason: String },
     /// The actor is done. Supervision events overtake ordinary messages, so
     /// the owner's entry for it may already be gone: everything needed is
     /// here.
@@ -60,8 +63,13 @@ pub struct HandOver {
     pub started: std::time::Instant,
 }
 
-/// What a CHILD SA actor asks of its IKE SA: rekey or delete it.
-pub struct ChildReport(pub Command);
+/// What a CHILD SA actor asks of its IKE SA: rekey or delete it;
+/// `expired` when the delete is for a hard lifetime (the SA is gone from
+/// the dataplane already).
+pub struct ChildReport {
+    pub command: Command,
+    pub expired: bool,
+}
 
 /// The dataplane reached a CHILD SA's lifetime: soft → rekey, hard → the
 /// SA is gone from the dataplane and is deleted with the peer.

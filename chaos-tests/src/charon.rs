@@ -73,6 +73,8 @@ pub struct CharonConn {
     pub mode: String,
     /// Extra lines inside the connection block.
     pub extra: String,
+    /// The child's swanctl `rekey_time` ("0": never).
+    pub child_rekey_time: String,
 }
 
 impl CharonConn {
@@ -100,6 +102,7 @@ impl CharonConn {
             start_action: "none".into(),
             mode: "tunnel".into(),
             extra: String::new(),
+            child_rekey_time: "0".into(),
         }
     }
 
@@ -129,7 +132,7 @@ impl CharonConn {
         esp_proposals = {ep}
         mode = {mode}
         start_action = {sa}
-        rekey_time = 0
+        rekey_time = {crt}
       }}
     }}
   }}
@@ -147,6 +150,7 @@ impl CharonConn {
             ep = self.esp_proposals,
             mode = self.mode,
             sa = self.start_action,
+            crt = self.child_rekey_time,
         )
     }
 }

@@ -38,6 +38,7 @@ pub fn to_spec(
         retransmit_timeout: _,
         retransmit_tries: _,
         encap: _,
+        max_child_sas: _,
     } = c;
     if *auto == Auto::Ignore {
         return Ok(None);

@@ -1327,3 +1327,55 @@ fn state_dir_defaults_resolves_relative_and_can_be_turned_off() {
     .join("\n");
     assert!(e.contains("did you mean 'state_dir'"), "{e}");
 }
+
+#[test]
+fn max_child_sas_defaults_inherits_and_is_bounded() {
+    let dir = Dir::new("maxchild");
+    let text = format!(
+        r#"[defaults]
+max_child_sas = 8
+
+[connections.t]
+{CONN}{}
+[connections.u]
+{CONN}max_child_sas = 0
+{}
+[connections.v]
+{CONN}max_child_sas = 10001
+{}"#,
+        child("t"),
+        child("u"),
+        child("v")
+    );
+    let main = dir.write("vpnd.toml", &text);
+    let m = d(&main);
+    assert_eq!(
+        errors(config::load(&main)),
+        [
+            format!("{m}:16: connections.u.max_child_sas: invalid value 0: must be between 1 and 10000"),
+            format!("{m}:25: connections.v.max_child_sas: invalid value 10001: must be between 1 and 10000"),
+        ]
+    );
+    let good = dir.write(
+        "good.toml",
+        &format!(
+            "[defaults]\nmax_child_sas = 8\n\n[connections.t]\n{CONN}{}\n[connections.w]\n{CONN}{}",
+            child("t"),
+            child("w")
+        ),
+    );
+    let c = ok(config::load(&good));
+    assert_eq!(c.connections[0].max_child_sas, 8, "inherited");
+    let only = dir.write(
+        "one.toml",
+        &format!("[connections.w]\n{CONN}{}", child("w")),
+    );
+    let c = ok(config::load(&only));
+    assert_eq!(
+        c.connections[0].max_child_sas,
+        ike::config::DEFAULT_MAX_CHILD_SAS
+    );
+    let secrets = control::secrets::Secrets::default();
+    let peer = c.connections[0].to_peer_config(&secrets).unwrap();
+    assert_eq!(peer.max_child_sas, 64);
+}

@@ -26,6 +26,11 @@ pub struct ChildConfig {
     pub remote_ts: Vec<TrafficSelector>,
     pub esp_proposals: Vec<ProposalSpec>,
     pub mode: Mode,
+    /// Insist on PFS when `esp_proposals` name a group: refuse a
+    /// CREATE_CHILD_SA without KE, never fall back to a rekey without
+    /// (strongSwan's and Libreswan's behaviour). `false`: PFS is proposed,
+    /// and dropped for a peer that refuses it.
+    pub pfs_required: bool,
 }
 
 /// Request retransmission (RFC 7296 §2.1): the first retransmission after
@@ -90,7 +95,16 @@ pub struct PeerConfig {
     pub retransmit: Retransmit,
     /// Send INITIAL_CONTACT in IKE_AUTH (the peer then drops stale SAs).
     pub initial_contact: bool,
+    /// At most this many CHILD SAs on one IKE SA: past it a peer's
+    /// CREATE_CHILD_SA for a new CHILD SA gets NO_ADDITIONAL_SAS (rekeys
+    /// are always allowed). See [`DEFAULT_MAX_CHILD_SAS`].
+    pub max_child_sas: u32,
 }
+
+/// The default of [`PeerConfig::max_child_sas`]: far more than any
+/// configured set of children needs, few enough that an authenticated peer
+/// cannot make an IKE SA hold thousands.
+pub const DEFAULT_MAX_CHILD_SAS: u32 = 64;
 
 impl PeerConfig {
     /// How this connection authenticates, if it has the credentials for it.

@@ -188,6 +188,7 @@ pub fn test_config(
             remote_ts: vec![crate::ts::parse_ts(r).expect("ts")],
             esp_proposals: vec![ProposalSpec::parse_esp("aes256gcm16").expect("proposal")],
             mode: Mode::Tunnel,
+            pfs_required: false,
         }],
         encap: false,
         retransmit: Retransmit {
@@ -196,6 +197,7 @@ pub fn test_config(
             max_timeout: Duration::from_secs(10),
         },
         initial_contact: true,
+        max_child_sas: crate::config::DEFAULT_MAX_CHILD_SAS,
     }
 }
 

@@ -47,6 +47,7 @@ fn dmz_child(initiator: bool) -> ChildConfig {
         remote_ts: vec![parse_ts(r).unwrap()],
         esp_proposals: vec![ProposalSpec::parse_esp("aes128gcm16").unwrap()],
         mode: Mode::Tunnel,
+        pfs_required: false,
     }
 }
 

@@ -16,6 +16,7 @@
 //! SPI; `remove_owner` leaves nothing of that connection behind (SAs,
 //! policies, traps, routes); every method is idempotent where it removes.
 
+pub mod lifetime;
 pub mod none;
 pub mod updown;
 pub mod userspace;
@@ -215,31 +216,50 @@ impl EncapSockets for PlainSockets {}
 
 /// Faults a backend can be told to produce, for tests and `vpnctl impair`.
 pub trait FaultInjection: Send + Sync {
-    /// Make the next `install_sa` fail with [`DataplaneError::Injected`].
-    fn fail_next_install(&self);
+    /// Make the next `install_sa` of connection `owner` fail with
+    /// [`DataplaneError::Injected`]; other connections install as usual.
+    fn fail_next_install(&self, owner: &str);
     /// Raise an ACQUIRE for `owner`'s trap as if a packet had hit it
     /// (backends that see real packets may raise it whether or not the trap
     /// is installed).
     fn simulate_acquire(&self, owner: &str, child: &str);
 }
 
-/// The "fail the next install" switch of [`FaultInjection`], for backends
-/// to embed.
+/// The "fail the next install" switches of [`FaultInjection`], one per
+/// connection, for backends to embed.
 #[derive(Debug, Default)]
-pub struct FailNext(std::sync::atomic::AtomicBool);
+pub struct FailNext(std::sync::Mutex<std::collections::HashSet<String>>);
 
 impl FailNext {
-    /// The next [`FailNext::check`] fails.
-    pub fn arm(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    /// The next [`FailNext::check`] for `owner` fails.
+    pub fn arm(&self, owner: &str) {
+        self.0
+            .lock()
+            .expect("fail-next lock")
+            .insert(owner.to_string());
     }
 
-    /// Fails (once) if armed; call first thing in `install_sa`.
-    pub fn check(&self) -> Result<(), DataplaneError> {
-        if self.0.swap(false, std::sync::atomic::Ordering::SeqCst) {
+    /// Fails (once) if armed for `owner`; call first thing in
+    /// `install_sa`.
+    pub fn check(&self, owner: &str) -> Result<(), DataplaneError> {
+        if self.0.lock().expect("fail-next lock").remove(owner) {
             Err(DataplaneError::Injected)
         } else {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_next_fails_only_the_armed_connection_once() {
+        let f = FailNext::default();
+        f.arm("c4");
+        assert_eq!(f.check("c7"), Ok(()));
+        assert_eq!(f.check("c4"), Err(DataplaneError::Injected));
+        assert_eq!(f.check("c4"), Ok(()));
     }
 }

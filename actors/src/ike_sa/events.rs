@@ -174,11 +174,17 @@ impl IkeState {
                         }
                     }
                     Err(e) => {
+                        // The dataplane's refusal, not ractor's wrapping.
+                        let e = match e {
+                            ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+                            other => other.to_string(),
+                        };
                         let reason = format!("CHILD SA '{name}' could not be installed: {e}");
-                        self.ctx.event(Some(&conn), "error", reason.clone());
+                        self.ctx.warn(Some(&conn), "error", reason.clone());
                         let _ = self.parent.send_message(IkeReport::ChildFailed {
                             child: name,
                             reason,
+                            install: true,
                         });
                         if let Some(sa) = self.sa.as_mut() {
                             sa.handle_command(
@@ -195,7 +201,40 @@ impl IkeState {
                 let _ = self.parent.send_message(IkeReport::ChildFailed {
                     child: name,
                     reason,
+                    install: false,
                 });
+            }
+            Event::ChildRekeyFailed {
+                name,
+                spi_in,
+                reason,
+                retry,
+            } => {
+                let what = match &reason {
+                    ike::sa::ChildError::PeerRejected { notify, .. } => {
+                        format!("rekey of {spi_in:08x} refused by peer ({notify})")
+                    }
+                    other => format!("rekey of {spi_in:08x} failed: {other}"),
+                };
+                let next = match retry {
+                    Some(r) => {
+                        let ke =
+                            r.ke.map(|g| format!(" with KE {}", g.name()))
+                                .unwrap_or_default();
+                        format!(
+                            "retrying{ke} in {}s (retry {} of {})",
+                            r.after.as_secs(),
+                            r.attempt,
+                            ike::sa::MAX_REKEY_RETRIES
+                        )
+                    }
+                    None => "no more retries; the CHILD SA lasts until its hard lifetime".into(),
+                };
+                self.ctx.warn(
+                    Some(&conn),
+                    "rekey",
+                    format!("connection '{conn}' child '{name}': {what}; {next}"),
+                );
             }
             Event::ChildDeleted {
                 name,
@@ -210,6 +249,23 @@ impl IkeState {
                     if reason != "rekeyed" {
                         run_down(&self.ctx, child.updown);
                     }
+                }
+                // Gone at its hard lifetime with nothing replacing it: the
+                // rekey never succeeded.
+                let replaced = self
+                    .sa
+                    .as_ref()
+                    .is_some_and(|sa| sa.child_sas().any(|(c, _)| c.name == name));
+                if self.expired.remove(&spi_in) && reason != "rekeyed" && !replaced {
+                    let why = format!(
+                        "connection '{conn}' child '{name}': rekey did not succeed before the \
+                         hard lifetime; CHILD SA {spi_in:08x} expired"
+                    );
+                    self.ctx.warn(Some(&conn), "rekey", why.clone());
+                    let _ = self.parent.send_message(IkeReport::ChildLost {
+                        child: name.clone(),
+                        reason: why,
+                    });
                 }
                 self.ctx.event(
                     Some(&conn),

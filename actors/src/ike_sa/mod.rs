@@ -12,7 +12,7 @@
 //! when the CHILD SA is deleted or this actor stops (after a panic the
 //! Connection removes the connection's dataplane state instead).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -123,6 +123,8 @@ pub struct IkeState {
     registered: Vec<u64>,
     half_open_key: Option<(u64, SocketAddr)>,
     children: HashMap<u32, ChildActor>,
+    /// CHILD SAs being deleted because they reached their hard lifetime.
+    expired: HashSet<u32>,
     timer_gen: u64,
     timer_at: Option<Instant>,
     /// The core's next deadline; dropping it cancels it.
@@ -166,6 +168,8 @@ fn timers(spec: &ConnSpec) -> Timers {
             .map(|c| (c.name.clone(), c.rekey_time))
             .collect(),
         jitter_pct: spec.jitter_pct,
+        rekey_retry_base: spec.retry.retry_base,
+        rekey_retry_max: spec.retry.retry_max,
     }
 }
 
@@ -343,22 +347,39 @@ impl IkeState {
                     None => {}
                 }
             }
-            IkeMsg::Command(cmd) | IkeMsg::Child(ChildReport(cmd)) => match cmd.cost() {
-                Cost::Keys(work) => self.offload(myself, priority(work), move |sa| {
-                    sa.handle_command(runtime::clock::now(), cmd)
-                }),
-                Cost::Cheap => {
-                    if let Some(sa) = self.sa.as_mut() {
-                        sa.handle_command(now, cmd);
-                    }
+            IkeMsg::Command(cmd)
+            | IkeMsg::Child(ChildReport {
+                command: cmd,
+                expired: false,
+            }) => self.command(myself, now, cmd),
+            IkeMsg::Child(ChildReport {
+                command: cmd,
+                expired: true,
+            }) => {
+                if let Command::DeleteChild { spi_in } = &cmd {
+                    self.expired.insert(*spi_in);
                 }
-            },
+                self.command(myself, now, cmd)
+            }
             _ => {}
         }
         if !self.busy {
             self.after_step(myself).await?;
         }
         Ok(())
+    }
+
+    fn command(&mut self, myself: &ActorRef<IkeMsg>, now: Instant, cmd: Command) {
+        match cmd.cost() {
+            Cost::Keys(work) => self.offload(myself, priority(work), move |sa| {
+                sa.handle_command(runtime::clock::now(), cmd)
+            }),
+            Cost::Cheap => {
+                if let Some(sa) = self.sa.as_mut() {
+                    sa.handle_command(now, cmd);
+                }
+            }
+        }
     }
 }
 
@@ -427,6 +448,7 @@ impl Actor for IkeSaActor {
             registered: Vec::new(),
             half_open_key,
             children: HashMap::new(),
+            expired: HashSet::new(),
             timer_gen: 0,
             timer_at: None,
             timer: Timer::none(),

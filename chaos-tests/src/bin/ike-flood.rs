@@ -96,6 +96,7 @@ fn template(from: Ipv4Addr, to: Ipv4Addr) -> Vec<u8> {
             remote_ts: vec![ike::ts::parse_ts("198.19.201.0/24").expect("ts")],
             esp_proposals: ProposalSpec::parse_esp_list("aes256gcm16").expect("esp"),
             mode: Mode::Tunnel,
+            pfs_required: false,
         }],
         encap: false,
         retransmit: Retransmit {
@@ -104,6 +105,7 @@ fn template(from: Ipv4Addr, to: Ipv4Addr) -> Vec<u8> {
             max_timeout: Duration::from_secs(1),
         },
         initial_contact: false,
+        max_child_sas: ike::config::DEFAULT_MAX_CHILD_SAS,
     };
     let mut sa = IkeSa::initiate(
         Instant::now(),

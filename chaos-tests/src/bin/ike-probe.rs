@@ -73,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
             remote_ts: vec![ike::ts::parse_ts(&rts).map_err(|e| e.to_string())?],
             esp_proposals: ProposalSpec::parse_esp_list(&esp).map_err(|e| e.to_string())?,
             mode: Mode::Tunnel,
+            pfs_required: false,
         }],
         encap,
         retransmit: Retransmit {
@@ -81,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
             max_timeout: Duration::from_secs(4),
         },
         initial_contact: true,
+        max_child_sas: ike::config::DEFAULT_MAX_CHILD_SAS,
     };
     Ok(Args {
         initiator: match role.as_deref() {

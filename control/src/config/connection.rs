@@ -101,6 +101,7 @@ impl ConnectionConfig {
                     remote_ts: c.remote_ts.clone(),
                     esp_proposals: c.esp_proposals.clone(),
                     mode: c.mode,
+                    pfs_required: false,
                 })
                 .collect(),
             encap: self.encap,
@@ -110,6 +111,7 @@ impl ConnectionConfig {
                 max_timeout: RETRANSMIT_MAX_TIMEOUT.max(self.retransmit_timeout),
             },
             initial_contact: true,
+            max_child_sas: self.max_child_sas,
         })
     }
 

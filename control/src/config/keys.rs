@@ -240,6 +240,30 @@ connection_keys! {
         set: false,
         replaces: true,
     }
+    /// CHILD SAs one IKE SA may hold (1..=MAX_CHILD_SAS_LIMIT); past it a
+    /// peer's request for a new one gets NO_ADDITIONAL_SAS.
+    max_child_sas: u32 {
+        default: Some(ike::config::DEFAULT_MAX_CHILD_SAS),
+        parse: max_child_sas,
+        set: false,
+        replaces: true,
+    }
+}
+
+/// The largest `max_child_sas` accepted.
+pub const MAX_CHILD_SAS_LIMIT: u32 = 10_000;
+
+fn max_child_sas(ctx: &mut ParseCtx<'_>, v: &Value<'_>, key: &str) -> Option<u32> {
+    let n = ctx.uint(v, key)?;
+    if n == 0 || n > MAX_CHILD_SAS_LIMIT {
+        ctx.err(
+            v.span(),
+            key,
+            format!("invalid value {n}: must be between 1 and {MAX_CHILD_SAS_LIMIT}"),
+        );
+        return None;
+    }
+    Some(n)
 }
 
 /// `children`: read by `connection.rs` (it is not allowed in `[defaults]`).

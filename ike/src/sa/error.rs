@@ -53,6 +53,8 @@ pub enum ChildError {
     WrongKeGroup(DhGroup),
     #[error("invalid ESP SPI")]
     InvalidSpi,
+    #[error("the IKE SA already holds its limit of {limit} CHILD SAs: NO_ADDITIONAL_SAS")]
+    TooManyChildSas { limit: u32 },
 
     // ----- as initiator ----------------------------------------------------
     #[error("no connection config")]
@@ -84,6 +86,7 @@ impl ChildError {
             ChildError::TransportRequired { .. } | ChildError::NoProposal { .. } => {
                 (NotifyType::NO_PROPOSAL_CHOSEN, Vec::new())
             }
+            ChildError::TooManyChildSas { .. } => (NotifyType::NO_ADDITIONAL_SAS, Vec::new()),
             ChildError::WrongKeGroup(g) => (
                 NotifyType::INVALID_KE_PAYLOAD,
                 g.id().to_be_bytes().to_vec(),

@@ -51,10 +51,10 @@ pub use self::error::{BadChild, ChildError, PeerMisbehaved, RekeyError};
 pub use self::exchange::sa_init::CookieCheck;
 pub use self::message::OpenError;
 pub use self::natd::CookieJar;
-pub use self::timers::{Cost, KeyWork, Timers};
+pub use self::timers::{Cost, KeyWork, Timers, MAX_REKEY_RETRIES};
 pub use self::types::{
-    local_spi_of, Accept, ChildSa, Command, DatagramError, Event, Reason, Responder, State,
-    Transmit,
+    local_spi_of, Accept, ChildSa, Command, DatagramError, Event, Reason, RekeyRetry, Responder,
+    State, Transmit,
 };
 
 /// Nonce length we send: 32 bytes, at least half the largest PRF key (§2.10).
@@ -209,6 +209,14 @@ struct Child {
     rekey_at: Option<Instant>,
     /// The interval `rekey_at` was armed with (`Timers::child_rekey`).
     rekey_interval: Duration,
+    /// The KE group its rekeys carry when our ESP proposals name none: the
+    /// group it was negotiated with, or the one a refused rekey taught us
+    /// the peer wants (RFC 7296 §1.3.3 allows PFS on any rekey).
+    pfs: Option<crate::crypto::DhGroup>,
+    /// The peer refused PFS for it (or its predecessor): rekey without KE.
+    pfs_refused: bool,
+    /// Our rekeys of it that failed in a row (reset by a new SA).
+    rekey_failures: u32,
 }
 
 /// One IKE SA, either role.

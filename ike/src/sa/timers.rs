@@ -30,6 +30,36 @@ pub struct Timers {
     /// Rekey jitter: each rekey deadline is moved by up to this percentage
     /// of its interval, either way.
     pub jitter_pct: u32,
+    /// A failed CHILD rekey is tried again after this, doubling per
+    /// failure up to `rekey_retry_max`, at most `MAX_REKEY_RETRIES` times;
+    /// zero stands for 1 s (and 60 s for the cap).
+    pub rekey_retry_base: Duration,
+    pub rekey_retry_max: Duration,
+}
+
+/// How many times a failed CHILD rekey is tried again before the SA is
+/// left to its lifetime (which, ending, gets the CHILD SA re-created by
+/// the daemon where the connection asks for that).
+pub const MAX_REKEY_RETRIES: u32 = 5;
+
+impl Timers {
+    /// The wait before retry number `attempt` (1-based) of a CHILD rekey.
+    pub fn rekey_retry_delay(&self, attempt: u32) -> Duration {
+        let base = if self.rekey_retry_base.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            self.rekey_retry_base
+        };
+        let max = if self.rekey_retry_max.is_zero() {
+            Duration::from_secs(60)
+        } else {
+            self.rekey_retry_max
+        };
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(31))
+            .unwrap_or(u32::MAX);
+        base.saturating_mul(factor).min(max.max(base))
+    }
 }
 
 impl Timers {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::{Mode, PeerConfigRef};
+use crate::crypto::DhGroup;
 use crate::keys::ChildKeys;
 use crate::proposal::Chosen;
 use crate::wire::{self, ExchangeType, Identification, NotifyType, TrafficSelector};
@@ -101,6 +102,15 @@ pub enum Event {
         name: String,
         reason: ChildError,
     },
+    /// Our rekey of the CHILD SA with inbound SPI `spi_in` failed; the SA
+    /// stays in service. `retry` says when and how it is tried again
+    /// (`None`: no more tries; the SA lasts until its lifetime ends).
+    ChildRekeyFailed {
+        name: String,
+        spi_in: u32,
+        reason: ChildError,
+        retry: Option<RekeyRetry>,
+    },
     ChildDeleted {
         name: String,
         spi_in: u32,
@@ -133,6 +143,17 @@ pub enum Event {
         reason: Reason,
         was_established: bool,
     },
+}
+
+/// When and how a failed CHILD SA rekey is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RekeyRetry {
+    /// The retry's number (1 = the first retry).
+    pub attempt: u32,
+    /// From the failure (zero: at once).
+    pub after: Duration,
+    /// The KE group the retry carries (PFS), if any.
+    pub ke: Option<DhGroup>,
 }
 
 /// Requests from the driver.

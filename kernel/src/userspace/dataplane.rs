@@ -383,7 +383,7 @@ impl Dataplane for UserspaceDataplane {
     }
 
     fn install_sa(&self, sa: &SaInstall) -> Result<(), DataplaneError> {
-        self.shared.fail_next.check()?;
+        self.shared.fail_next.check(&sa.owner)?;
         let new = NewSa::build(sa, self.shared.now_ms())?;
         let out = {
             let mut t = self.shared.write();
@@ -565,8 +565,8 @@ impl EncapSockets for UserspaceDataplane {
 }
 
 impl FaultInjection for UserspaceDataplane {
-    fn fail_next_install(&self) {
-        self.shared.fail_next.arm();
+    fn fail_next_install(&self, owner: &str) {
+        self.shared.fail_next.arm(owner);
     }
 
     /// Raised whether or not the trap is installed.

@@ -21,7 +21,8 @@ use super::esp::{self, InboundSa, OutboundSa};
 use super::ip::{self, FiveTuple};
 use super::route;
 use super::spd::{self, Action, Policy, PolicyId, Spd};
-use crate::{DataplaneError, DataplaneEvent, InstalledSa, Lifetime, SaCounters, SaInstall, Trap};
+use crate::lifetime::{LifetimeClock, Verdict};
+use crate::{DataplaneError, DataplaneEvent, InstalledSa, SaCounters, SaInstall, Trap};
 
 pub(super) const BACKEND: &str = "userspace";
 
@@ -218,9 +219,7 @@ struct SaEntry {
     spi_out: u32,
     out: Arc<OutSa>,
     inb: Arc<InSa>,
-    installed: Instant,
-    lifetime: Lifetime,
-    soft_sent: bool,
+    life: LifetimeClock,
 }
 
 /// Per (owner, child): its policies, routes and SAs.
@@ -395,9 +394,7 @@ impl Tables {
                 spi_out: sa.spi_out,
                 out: out.clone(),
                 inb,
-                installed: now,
-                lifetime: sa.lifetime,
-                soft_sent: false,
+                life: LifetimeClock::new(sa.lifetime, now),
             },
         );
         if !protecting {
@@ -610,24 +607,17 @@ impl Tables {
         let mut soft = Vec::new();
         let mut hard = Vec::new();
         for (spi, e) in self.sas.iter_mut() {
-            let l = e.lifetime;
-            if l == Lifetime::default() {
+            if e.life.is_unlimited() {
                 continue;
             }
             let (pout, bout) = lock(&e.out.sa).counters();
             let st = lock(&e.inb.sa).stats();
             let bytes = bout.max(st.bytes);
             let packets = pout.max(st.packets);
-            let over = |limit: u64, v: u64| limit != 0 && v >= limit;
-            let hard_hit = over(l.hard_bytes, bytes)
-                || over(l.hard_packets, packets)
-                || l.hard_time
-                    .is_some_and(|d| now.saturating_duration_since(e.installed) >= d);
-            if hard_hit {
-                hard.push((e.owner.clone(), *spi));
-            } else if !e.soft_sent && (over(l.soft_bytes, bytes) || over(l.soft_packets, packets)) {
-                e.soft_sent = true;
-                soft.push(*spi);
+            match e.life.check(now, bytes, packets) {
+                Verdict::Hard => hard.push((e.owner.clone(), *spi)),
+                Verdict::Soft => soft.push(*spi),
+                Verdict::Live => {}
             }
         }
         let mut tick = Tick::default();

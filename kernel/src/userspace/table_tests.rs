@@ -1,6 +1,7 @@
 //! The userspace tables on synthetic time: no threads, no TUN, no netlink.
 
 use super::*;
+use crate::Lifetime;
 use ike::crypto::AeadAlg;
 use ike::keys::ChildKeys;
 use ike::ts::parse_ts;

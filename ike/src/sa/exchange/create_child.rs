@@ -7,18 +7,20 @@ use std::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::config::Mode;
-use crate::crypto::DhPrivate;
+use crate::crypto::{DhGroup, DhPrivate};
 use crate::keys;
 use crate::proposal::{self, Chosen, DhMode, ProposalSpec};
 use crate::sa::payloads::{
-    child_payloads, first_error, fmt_ts, min_nonce, notify, random_vec, requested_group,
-    select_preferring_ke, spi_bytes, spi_from,
+    child_payloads, first_error, fmt_ts, min_nonce, notify, random_vec, select_preferring_ke,
+    spi_bytes, spi_from,
 };
 use crate::sa::{
-    BadChild, Child, ChildError, ChildSa, ChildState, Event, IkeSa, Pending, Phase, Task,
-    MAX_INIT_RETRIES, NONCE_LEN,
+    BadChild, Child, ChildError, ChildSa, ChildState, Event, IkeSa, Pending, Phase, RekeyRetry,
+    Task, MAX_INIT_RETRIES, MAX_REKEY_RETRIES, NONCE_LEN,
 };
 use crate::ts;
+
+use super::pfs::{no_group, proposals_with_group, without_groups};
 use crate::wire::{
     self, find_notify, ExchangeType, KeyExchange, Notify, NotifyType, Payload, ProtocolId,
     TrafficSelector,
@@ -36,6 +38,10 @@ pub(in crate::sa) struct ChildRequest {
     pub(in crate::sa) mode: Mode,
     pub(in crate::sa) proposals: Vec<ProposalSpec>,
     pub(in crate::sa) ke_retries: u8,
+    /// Already retried with a KE after NO_PROPOSAL_CHOSEN.
+    pub(in crate::sa) pfs_retried: bool,
+    /// Already retried without KE after NO_PROPOSAL_CHOSEN to one with.
+    pub(in crate::sa) nopfs_retried: bool,
 }
 
 /// A CHILD SA the responder agreed to.
@@ -97,12 +103,23 @@ impl IkeSa {
             conn: config.name.clone(),
             child: name.to_string(),
         })?;
-        let (ts_i, ts_r) =
-            match rekey_of.and_then(|s| self.children.iter().find(|c| c.sa.spi_in == s)) {
-                // A rekey proposes the selectors the old SA has (§2.9.2).
-                Some(old) => (old.sa.local_ts.clone(), old.sa.remote_ts.clone()),
-                None => (child.local_ts.clone(), child.remote_ts.clone()),
-            };
+        let old = rekey_of.and_then(|s| self.children.iter().find(|c| c.sa.spi_in == s));
+        let (ts_i, ts_r) = match old {
+            // A rekey proposes the selectors the old SA has (§2.9.2).
+            Some(old) => (old.sa.local_ts.clone(), old.sa.remote_ts.clone()),
+            None => (child.local_ts.clone(), child.remote_ts.clone()),
+        };
+        // Our proposals name no group, but this SA was made with one, or a
+        // refused rekey taught us the peer wants one: rekey with it.
+        // A peer that refused PFS for this SA's predecessor gets rekeys
+        // without KE.
+        let proposals = match old.map(|o| (o.pfs, o.pfs_refused)) {
+            Some((_, true)) => without_groups(&child.esp_proposals),
+            Some((Some(g), false)) if no_group(&child.esp_proposals) => {
+                proposals_with_group(&child.esp_proposals, g, &[])
+            }
+            _ => child.esp_proposals.clone(),
+        };
         Ok(ChildRequest {
             name: name.to_string(),
             spi_in: self.provider.alloc_child_spi(),
@@ -112,8 +129,10 @@ impl IkeSa {
             ts_i,
             ts_r,
             mode: child.mode,
-            proposals: child.esp_proposals.clone(),
+            proposals,
             ke_retries: 0,
+            pfs_retried: false,
+            nopfs_retried: false,
         })
     }
 
@@ -176,31 +195,85 @@ impl IkeSa {
         payloads: Vec<Payload>,
     ) {
         if let Some(n) = find_notify(&payloads, NotifyType::INVALID_KE_PAYLOAD) {
-            let g = requested_group(n, &req.proposals);
+            let g = n
+                .data
+                .get(..2)
+                .and_then(|b| DhGroup::from_id(u16::from_be_bytes([b[0], b[1]])))
+                .filter(|g| self.pfs_allowed(*g, &req.proposals));
             if let (Some(g), true) = (g, req.ke_retries < MAX_INIT_RETRIES) {
                 req.ke_retries += 1;
                 req.dh = Some(DhPrivate::generate(g, self.provider.random()));
                 // Put the wanted group first so it goes in KE.
-                for p in &mut req.proposals {
-                    if let Some(i) = p.dh.iter().position(|x| *x == g) {
-                        p.dh.swap(0, i);
-                    }
-                }
-                req.proposals.sort_by_key(|p| p.dh.first() != Some(&g));
+                req.proposals = proposals_with_group(&req.proposals, g, &[]);
+                self.note_pfs_retry(&req, NotifyType::INVALID_KE_PAYLOAD, g);
                 self.send_create_child(now, req);
                 return;
             }
+        }
+        // A peer that wants PFS (Libreswan's default pfs=yes) refuses a
+        // request without KE: ask again with the IKE SA's group.
+        if req.dh.is_none()
+            && !req.pfs_retried
+            && first_error(&payloads) == Some(NotifyType::NO_PROPOSAL_CHOSEN)
+        {
+            let g = self
+                .proposal
+                .as_ref()
+                .and_then(|p| p.dh)
+                .filter(|g| self.pfs_allowed(*g, &req.proposals));
+            if let Some(g) = g {
+                req.pfs_retried = true;
+                // The IKE SA's group first, the others of our IKE
+                // proposals as alternatives (INVALID_KE_PAYLOAD may pick).
+                let others = self.ike_groups();
+                req.proposals = proposals_with_group(&req.proposals, g, &others);
+                self.note_pfs_retry(&req, NotifyType::NO_PROPOSAL_CHOSEN, g);
+                self.send_create_child(now, req);
+                return;
+            }
+        }
+        // A peer that refuses PFS (strongSwan without a group in its ESP
+        // proposals) refuses a request with KE: ask again without. Only
+        // the authenticated peer can refuse (the exchange is protected by
+        // the IKE SA), and the keys still come from SK_d.
+        let required = self
+            .config
+            .as_ref()
+            .and_then(|c| c.child(&req.name))
+            .is_some_and(|c| c.pfs_required);
+        if req.dh.is_some()
+            && !required
+            && !req.nopfs_retried
+            && !req.pfs_retried
+            && first_error(&payloads) == Some(NotifyType::NO_PROPOSAL_CHOSEN)
+        {
+            req.nopfs_retried = true;
+            req.dh = None;
+            req.proposals = without_groups(&req.proposals);
+            if let Some(old) = req.rekey_of {
+                self.events.push_back(Event::ChildRekeyFailed {
+                    name: req.name.clone(),
+                    spi_in: old,
+                    reason: ChildError::PeerRejected {
+                        child: req.name.clone(),
+                        notify: NotifyType::NO_PROPOSAL_CHOSEN,
+                    },
+                    retry: Some(RekeyRetry {
+                        attempt: 1,
+                        after: std::time::Duration::ZERO,
+                        ke: None,
+                    }),
+                });
+            }
+            self.send_create_child(now, req);
+            return;
         }
         let c = child_payloads(&payloads);
         let shared = match (&req.dh, c.ke) {
             (Some(dh), Some(ke)) if ke.group == dh.group().id() => match dh.agree(&ke.data) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    self.events.push_back(Event::ChildFailed {
-                        name: req.name.clone(),
-                        reason: ChildError::ResponderKe(e),
-                    });
-                    self.restore_rekeying(req.rekey_of);
+                    self.child_request_failed(now, &req, ChildError::ResponderKe(e));
                     return;
                 }
             },
@@ -213,19 +286,16 @@ impl IkeSa {
             return;
         }
         let Some(nr) = c.nonce.map(<[u8]>::to_vec) else {
-            self.events.push_back(Event::ChildFailed {
-                name: req.name.clone(),
-                reason: ChildError::NoNonce,
-            });
-            self.restore_rekeying(req.rekey_of);
+            self.child_request_failed(now, &req, ChildError::NoNonce);
             return;
         };
-        if req.dh.is_some() && shared.is_none() {
-            self.events.push_back(Event::ChildFailed {
-                name: req.name.clone(),
-                reason: ChildError::NoPfsAnswer,
-            });
-            self.restore_rekeying(req.rekey_of);
+        // A KE we sent may go unanswered only if the responder chose a
+        // proposal without a group (§1.3.1: it then ignores our KE).
+        let chose_group =
+            c.sa.and_then(|sa| proposal::accept_response(&req.proposals, sa, DhMode::Negotiate))
+                .is_some_and(|ch| ch.dh.is_some());
+        if req.dh.is_some() && shared.is_none() && chose_group {
+            self.child_request_failed(now, &req, ChildError::NoPfsAnswer);
             return;
         }
         let ni = req.ni.clone();
@@ -240,6 +310,96 @@ impl IkeSa {
         );
     }
 
+    /// May a CHILD SA request carry a KE of group `g`? If our ESP
+    /// proposals name groups, only those; if they name none, any group of
+    /// the connection's IKE proposals (PFS only strengthens the SA).
+    fn pfs_allowed(&self, g: DhGroup, proposals: &[ProposalSpec]) -> bool {
+        if proposals.iter().any(|p| p.dh.contains(&g)) {
+            return true;
+        }
+        no_group(proposals)
+            && self
+                .config
+                .as_ref()
+                .is_some_and(|c| c.ike_proposals.iter().any(|p| p.dh.contains(&g)))
+    }
+
+    /// The DH groups of the connection's IKE proposals, in order.
+    fn ike_groups(&self) -> Vec<DhGroup> {
+        let mut v = Vec::new();
+        for g in self
+            .config
+            .iter()
+            .flat_map(|c| c.ike_proposals.iter())
+            .flat_map(|p| p.dh.iter())
+        {
+            if !v.contains(g) {
+                v.push(*g);
+            }
+        }
+        v
+    }
+
+    /// A rekey is asked again at once with a KE of `g`: say so. (What
+    /// succeeds is remembered by the new SA, see `add_child`.)
+    fn note_pfs_retry(&mut self, req: &ChildRequest, notify: NotifyType, g: DhGroup) {
+        let Some(old) = req.rekey_of else { return };
+        self.events.push_back(Event::ChildRekeyFailed {
+            name: req.name.clone(),
+            spi_in: old,
+            reason: ChildError::PeerRejected {
+                child: req.name.clone(),
+                notify,
+            },
+            retry: Some(RekeyRetry {
+                attempt: u32::from(req.ke_retries) + u32::from(req.pfs_retried),
+                after: std::time::Duration::ZERO,
+                ke: Some(g),
+            }),
+        });
+    }
+
+    /// Our CHILD SA request failed. A new CHILD SA is reported failed; a
+    /// rekey leaves the old SA in service and is tried again after a
+    /// backoff, at most `MAX_REKEY_RETRIES` times.
+    pub(in crate::sa) fn child_request_failed(
+        &mut self,
+        now: Instant,
+        req: &ChildRequest,
+        reason: ChildError,
+    ) {
+        let Some(old) = req.rekey_of else {
+            self.events.push_back(Event::ChildFailed {
+                name: req.name.clone(),
+                reason,
+            });
+            return;
+        };
+        self.restore_rekeying(Some(old));
+        let delay = |n| self.timers.rekey_retry_delay(n);
+        let Some(ch) = self.children.iter_mut().find(|c| c.sa.spi_in == old) else {
+            return;
+        };
+        if ch.state != ChildState::Installed {
+            // Deleted or replaced meanwhile: nothing left to rekey.
+            return;
+        }
+        ch.rekey_failures += 1;
+        let n = ch.rekey_failures;
+        let retry = (n <= MAX_REKEY_RETRIES).then(|| RekeyRetry {
+            attempt: n,
+            after: delay(n),
+            ke: req.proposals.first().and_then(|p| p.dh.first().copied()),
+        });
+        ch.rekey_at = retry.map(|r| now + r.after);
+        self.events.push_back(Event::ChildRekeyFailed {
+            name: req.name.clone(),
+            spi_in: old,
+            reason,
+            retry,
+        });
+    }
+
     /// Complete a CHILD SA we asked for, from the response payloads.
     /// `shared` is the PFS secret, if any.
     pub(in crate::sa) fn finish_initiated_child(
@@ -252,13 +412,7 @@ impl IkeSa {
         shared: Option<&[u8]>,
     ) {
         let c = child_payloads(payloads);
-        let fail = |sa: &mut IkeSa, reason: ChildError| {
-            sa.restore_rekeying(req.rekey_of);
-            sa.events.push_back(Event::ChildFailed {
-                name: req.name.clone(),
-                reason,
-            });
-        };
+        let fail = |sa: &mut IkeSa, reason: ChildError| sa.child_request_failed(now, &req, reason);
         let (Some(sa_p), Some(tsi), Some(tsr)) = (c.sa, c.tsi, c.tsr) else {
             let reason = match first_error(payloads) {
                 Some(notify) => ChildError::PeerRejected {
@@ -272,6 +426,8 @@ impl IkeSa {
             fail(self, reason);
             return;
         };
+        // CREATE_CHILD_SA negotiates PFS (a proposal without a group is
+        // chosen without KE); IKE_AUTH ignores DH transforms.
         let dh_mode = if shared.is_some() || req.dh.is_some() {
             DhMode::Negotiate
         } else {
@@ -441,6 +597,24 @@ impl IkeSa {
             }
             None => None,
         };
+        if rekey.is_none() {
+            let limit = self.config.as_ref().map_or(u32::MAX, |c| c.max_child_sas);
+            let live = self
+                .children
+                .iter()
+                .filter(|c| matches!(c.state, ChildState::Installed | ChildState::Rekeying))
+                .count();
+            if live >= limit as usize {
+                let reason = ChildError::TooManyChildSas { limit };
+                let (t, data) = reason.notify();
+                self.respond(id, ExchangeType::CREATE_CHILD_SA, &[notify(t, data)]);
+                self.events.push_back(Event::ChildFailed {
+                    name: String::new(),
+                    reason,
+                });
+                return;
+            }
+        }
         let only = rekey.as_ref().map(|r| r.1.clone());
         let negotiated = self.negotiate_child(
             sa,
@@ -555,8 +729,39 @@ impl IkeSa {
                 };
                 continue;
             }
+            // A peer that adds a KE although our ESP proposals name no
+            // group gets PFS with any group of our IKE proposals: it only
+            // strengthens the SA (Libreswan's pfs=yes from the other side).
+            let pfs_ours: Vec<ProposalSpec>;
+            let ours = match ke_group {
+                Some(_) if no_group(&child.esp_proposals) => {
+                    let groups = self.ike_groups();
+                    pfs_ours = child
+                        .esp_proposals
+                        .iter()
+                        .map(|p| ProposalSpec {
+                            dh: groups.clone(),
+                            ..p.clone()
+                        })
+                        .collect();
+                    &pfs_ours
+                }
+                _ => &child.esp_proposals,
+            };
             let chosen = match dh_mode {
-                DhMode::Negotiate => select_preferring_ke(&child.esp_proposals, sa, ke_group),
+                // A peer that refuses PFS asks without KE: accepted without
+                // (the mirror of the above; see `without_groups`).
+                DhMode::Negotiate => select_preferring_ke(ours, sa, ke_group).or_else(|| {
+                    (ke_group.is_none() && !child.pfs_required)
+                        .then(|| {
+                            proposal::select(
+                                &without_groups(&child.esp_proposals),
+                                sa,
+                                DhMode::Negotiate,
+                            )
+                        })
+                        .flatten()
+                }),
                 DhMode::Ignore => proposal::select(&child.esp_proposals, sa, DhMode::Ignore),
             };
             let Some(chosen) = chosen else {
@@ -640,6 +845,14 @@ impl IkeSa {
     /// Hold a new CHILD SA, arm its rekey, and report it ready.
     fn add_child(&mut self, now: Instant, sa: ChildSa) {
         let (rekey_at, rekey_interval) = self.child_rekey_deadline(now, &sa.name);
+        // Rekeys of it repeat what this negotiation found: PFS with the
+        // group used, or none where the peer refused the group we name.
+        let names_group = self
+            .config
+            .as_ref()
+            .and_then(|c| c.child(&sa.name))
+            .is_some_and(|c| !no_group(&c.esp_proposals));
+        let pfs_refused = sa.rekey_of.is_some() && sa.proposal.dh.is_none() && names_group;
         self.children.push(Child {
             sa: sa.clone(),
             state: ChildState::Installed,
@@ -647,6 +860,9 @@ impl IkeSa {
             collision: None,
             rekey_at,
             rekey_interval,
+            pfs: sa.proposal.dh,
+            pfs_refused,
+            rekey_failures: 0,
         });
         self.events.push_back(Event::ChildReady(Box::new(sa)));
     }

@@ -16,4 +16,5 @@ pub(super) mod auth;
 pub(super) mod create_child;
 pub(super) mod ike_rekey;
 pub(super) mod informational;
+pub(super) mod pfs;
 pub(super) mod sa_init;
