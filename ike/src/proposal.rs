@@ -70,6 +70,17 @@ pub struct ProposalSpec {
     pub esn: Vec<bool>,
 }
 
+impl ProposalSpec {
+    /// Would this spec have chosen `c`: same protocol, and each algorithm
+    /// `c` names is one this spec lists.
+    pub fn allows(&self, c: &Chosen) -> bool {
+        self.protocol == c.protocol
+            && self.encr.contains(&c.encr)
+            && c.prf.is_none_or(|p| self.prf.contains(&p))
+            && c.dh.is_none_or(|g| self.dh.contains(&g))
+    }
+}
+
 /// The default IKE proposal ("default" keyword).
 const DEFAULT_IKE: &str =
     "aes256gcm16-aes128gcm16-chacha20poly1305-prfsha256-prfsha384-prfsha512-x25519-ecp256-ecp384";

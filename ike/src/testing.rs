@@ -149,6 +149,9 @@ pub struct Pair {
     pub drops: Vec<DropRule>,
     /// Demand cookies on the responder (§2.6).
     pub cookies: Option<CookieJar>,
+    /// Other connections of the responder on the same address pair,
+    /// weighed before `b.config` (as if loaded first).
+    pub b_others: Vec<crate::config::PeerConfigRef>,
     /// Datagrams delivered, per direction.
     pub delivered: HashMap<Dir, u32>,
     /// Datagrams dropped by impairments or rules, per direction.
@@ -213,6 +216,7 @@ impl Pair {
             impair: Impairments::default(),
             drops: Vec::new(),
             cookies: None,
+            b_others: Vec::new(),
             delivered: HashMap::new(),
             dropped: HashMap::new(),
             seed,
@@ -418,7 +422,12 @@ impl Pair {
                 let params = Responder {
                     local,
                     remote,
-                    candidates: vec![self.b.config.clone()],
+                    candidates: self
+                        .b_others
+                        .iter()
+                        .chain([&self.b.config])
+                        .cloned()
+                        .collect(),
                     require_cookie: self.cookies.as_ref(),
                 };
                 self.providers += 1;

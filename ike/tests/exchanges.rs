@@ -1058,3 +1058,61 @@ fn check_cookie_challenges_then_passes_the_initiators_retry() {
         ike::sa::CookieCheck::Malformed(_)
     ));
 }
+
+/// Two connections on one address pair: IKE_SA_INIT weighs both ("c0"
+/// first, which allows ECP_256), IKE_AUTH names the one the peer is. That
+/// one allows only x25519, so an SA negotiated with ECP_256 is refused with
+/// a reason that names both; offered x25519 first, the same peer is in.
+#[test]
+fn ike_auth_refuses_a_suite_the_identified_connection_does_not_allow() {
+    let setup = |a_first: &str| {
+        let mut p = pair_with(|a, b| {
+            a.ike_proposals = vec![ProposalSpec::parse_ike(a_first).unwrap()];
+            b.ike_proposals =
+                vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519").unwrap()];
+        });
+        let mut c0 = test_config("c0", "b.test", "other.test", "other-psk", false);
+        c0.ike_proposals =
+            vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-ecp256-x25519").unwrap()];
+        p.b_others = vec![std::sync::Arc::new(c0)];
+        p
+    };
+    let mut p = setup("aes256gcm16-prfsha256-ecp256");
+    p.initiate(&["net"]);
+    p.drive();
+    assert!(!established(&p));
+    let why = p.b.closed_reason().unwrap();
+    assert!(
+        why.contains("connection 'b-from-a' accepts peer identity 'a.test' but not the negotiated IKE proposal")
+            && why.contains("ECP_256"),
+        "{why}"
+    );
+    assert!(
+        p.a.closed_reason()
+            .unwrap()
+            .contains("AUTHENTICATION_FAILED"),
+        "{:?}",
+        p.a.closed_reason()
+    );
+    let mut p = setup("aes256gcm16-prfsha256-x25519");
+    up(&mut p);
+    assert_eq!(p.b.sa().proposal().unwrap().dh, Some(DhGroup::Curve25519));
+}
+
+/// Offered both groups, the responder picks the one every candidate
+/// connection allows, so the connection IKE_AUTH names can take the SA.
+#[test]
+fn ike_sa_init_prefers_a_suite_every_candidate_allows() {
+    let mut p = pair_with(|a, b| {
+        a.ike_proposals =
+            vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-ecp256-x25519").unwrap()];
+        b.ike_proposals = vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519").unwrap()];
+    });
+    let mut c0 = test_config("c0", "b.test", "other.test", "other-psk", false);
+    c0.ike_proposals =
+        vec![ProposalSpec::parse_ike("aes256gcm16-prfsha256-ecp256-x25519").unwrap()];
+    p.b_others = vec![std::sync::Arc::new(c0)];
+    up(&mut p);
+    assert_eq!(p.b.sa().proposal().unwrap().dh, Some(DhGroup::Curve25519));
+    assert_eq!(p.b.sa().name(), "b-from-a");
+}

@@ -66,6 +66,12 @@ pub enum Reason {
     IdentityMismatch { expected: String, got: String },
     #[error("no connection accepts peer identity '{0}'")]
     NoMatchingConfig(String),
+    #[error("connection '{conn}' accepts peer identity '{peer}' but not the negotiated IKE proposal {proposal}")]
+    ProposalNotAllowed {
+        conn: String,
+        peer: String,
+        proposal: String,
+    },
     #[error("no pre-shared key for '{local}' - '{remote}'")]
     NoSecret { local: String, remote: String },
     #[error("peer did not answer {exchange} after {tries} retransmissions")]

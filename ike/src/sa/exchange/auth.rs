@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::auth;
-use crate::config::PeerConfig;
+use crate::config::{PeerConfig, PeerConfigRef};
 use crate::proposal::{Chosen, DhMode};
 use crate::sa::payloads::{auth_payloads, child_payloads, first_error, id_string, notify};
 use crate::sa::{DatagramError, Event, IkeSa, InitState, PeerMisbehaved, Pending, Reason, Stage};
@@ -161,13 +161,33 @@ impl IkeSa {
             );
             sa.close(reason);
         };
+        // Candidates by identity; of those, only one whose IKE proposals
+        // include the suite IKE_SA_INIT negotiated (perhaps under another
+        // candidate's proposals) may have the SA.
+        let by_identity = |c: &&PeerConfigRef| {
+            c.matches_remote(&idi) && idr.as_ref().is_none_or(|r| *r == c.local_id)
+        };
+        let allowed = |c: &&PeerConfigRef| {
+            self.proposal
+                .as_ref()
+                .is_some_and(|p| c.ike_proposals.iter().any(|s| s.allows(p)))
+        };
         let Some(config) = self
             .candidates
             .iter()
-            .find(|c| c.matches_remote(&idi) && idr.as_ref().is_none_or(|r| *r == c.local_id))
+            .filter(by_identity)
+            .find(allowed)
             .cloned()
         else {
-            auth_failed(self, Reason::NoMatchingConfig(id_string(&idi)));
+            let reason = match (self.candidates.iter().find(by_identity), &self.proposal) {
+                (Some(c), Some(p)) => Reason::ProposalNotAllowed {
+                    conn: c.name.clone(),
+                    peer: id_string(&idi),
+                    proposal: p.to_string(),
+                },
+                _ => Reason::NoMatchingConfig(id_string(&idi)),
+            };
+            auth_failed(self, reason);
             return Ok(());
         };
         self.name = config.name.clone();

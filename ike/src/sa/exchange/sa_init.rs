@@ -182,7 +182,21 @@ impl IkeSa {
             .iter()
             .flat_map(|c| c.ike_proposals.iter().cloned())
             .collect();
-        let Some(chosen) = select_preferring_ke(&ours, sa, Some(ke.group)) else {
+        // Which candidate IKE_AUTH will pick is not known yet, and it takes
+        // the SA only if its own proposals allow the suite: prefer a suite
+        // every candidate allows.
+        let everyone = |c: &proposal::Chosen| {
+            params
+                .candidates
+                .iter()
+                .all(|p| p.ike_proposals.iter().any(|s| s.allows(c)))
+        };
+        let chosen = ours
+            .iter()
+            .filter_map(|s| select_preferring_ke(std::slice::from_ref(s), sa, Some(ke.group)))
+            .find(everyone)
+            .or_else(|| select_preferring_ke(&ours, sa, Some(ke.group)));
+        let Some(chosen) = chosen else {
             return stateless(
                 vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new())],
                 "NO_PROPOSAL_CHOSEN: none of the peer's proposals is acceptable",
