@@ -143,9 +143,7 @@ impl Sockets {
             return;
         };
         let r = if t.non_esp_marker {
-            let mut d = Vec::with_capacity(4 + t.data.len());
-            d.extend_from_slice(&[0, 0, 0, 0]);
-            d.extend_from_slice(&t.data);
+            let d = with_marker(t);
             match &b.natt {
                 Natt::Tokio(s) => s.send_to(&d, t.remote).await.map(|_| ()),
                 // Non-blocking; a full buffer loses this datagram, which
@@ -171,9 +169,7 @@ impl Sockets {
             return;
         };
         let r = if t.non_esp_marker {
-            let mut d = Vec::with_capacity(4 + t.data.len());
-            d.extend_from_slice(&[0, 0, 0, 0]);
-            d.extend_from_slice(&t.data);
+            let d = with_marker(t);
             match &b.natt {
                 Natt::Tokio(s) => s.try_send_to(&d, t.remote).map(|_| ()),
                 Natt::Dataplane(s) => s.send_to(&d, t.remote).map(|_| ()),
@@ -223,4 +219,12 @@ impl Sockets {
         }
         tasks
     }
+}
+
+/// The datagram with the non-ESP marker of port 4500 (RFC 3948 §2.2).
+fn with_marker(t: &Transmit) -> Vec<u8> {
+    let mut d = Vec::with_capacity(4 + t.data.len());
+    d.extend_from_slice(&[0, 0, 0, 0]);
+    d.extend_from_slice(&t.data);
+    d
 }

@@ -5,82 +5,17 @@
 //! an expired CHILD SA of an `auto = "start"` connection is re-created,
 //! and a CHILD rekey refused for want of PFS is retried with a KE.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actors::memnet::MemoryNet;
-use actors::socket::Sockets;
-use actors::spec::ChildSpec;
-use actors::status::{ConnStatus, MonitorEvent};
-use actors::{Api, ApiReply, Auto, ConnSpec, DaemonHandle, DaemonSettings, DpdAction};
+use actors::status::MonitorEvent;
+use actors::{Api, ApiReply, Auto, ConnSpec, DaemonHandle};
 use ike::proposal::ProposalSpec;
-use kernel::none::NoneDataplane;
-use runtime::retry::RetryPolicy;
-use runtime::scheduler::SchedulerConfig;
 use tokio::sync::broadcast;
 
-const A: &str = "198.18.0.1";
-const B: &str = "198.18.0.2";
-const T: Duration = Duration::from_secs(5);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("address")
-}
-
-fn spec(name: &str, me: &str, peer: &str, initiator: bool, auto: Auto) -> ConnSpec {
-    let (lid, rid) = if initiator {
-        (format!("{name}.a.test"), format!("{name}.b.test"))
-    } else {
-        (format!("{name}.b.test"), format!("{name}.a.test"))
-    };
-    let mut peer_cfg = ike::testing::test_config(name, &lid, &rid, "child-life-psk", initiator);
-    peer_cfg.retransmit.tries = 3;
-    ConnSpec {
-        name: name.into(),
-        peer: Arc::new(peer_cfg),
-        auto,
-        local_addrs: vec![ip(me)],
-        remote_addrs: vec![Some(ip(peer))],
-        retry: RetryPolicy {
-            keyingtries: 3,
-            retry_base: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
-            jitter_pct: 0,
-        },
-        dpd_delay: Duration::ZERO,
-        dpd_action: DpdAction::Clear,
-        rekey_time: Duration::ZERO,
-        children: vec![ChildSpec {
-            name: "net".into(),
-            rekey_time: Duration::ZERO,
-            updown: None,
-            lifetime: kernel::Lifetime::default(),
-        }],
-        jitter_pct: 0,
-    }
-}
-
-async fn daemon(net: &Arc<MemoryNet>, me: &str, conns: Vec<ConnSpec>) -> DaemonHandle {
-    let settings = DaemonSettings {
-        listen: vec![ip(me)],
-        dataplane: Arc::new(NoneDataplane::new()),
-        scheduler: SchedulerConfig::default(),
-        impair: true,
-        admission: Default::default(),
-        state_dir: None,
-    };
-    DaemonHandle::start_on(settings, conns, Sockets::memory(net.clone(), vec![ip(me)]))
-        .await
-        .expect("daemon starts")
-}
-
-async fn conn(d: &DaemonHandle, name: &str) -> ConnStatus {
-    match d.api(Api::Status(Some(name.into())), T).await {
-        ApiReply::Status(mut s) => s.connections.remove(0),
-        other => panic!("status of {name}: {other:?}"),
-    }
-}
+mod common;
+use common::*;
 
 /// Inbound SPIs of the installed CHILD SAs of `name`.
 async fn installed(d: &DaemonHandle, name: &str) -> Vec<String> {
@@ -92,22 +27,6 @@ async fn installed(d: &DaemonHandle, name: &str) -> Vec<String> {
         .filter(|c| c.state == "installed")
         .map(|c| c.spi_in.clone())
         .collect()
-}
-
-async fn pass(d: Duration) {
-    tokio::time::sleep(d).await;
-}
-
-async fn up(d: &DaemonHandle, name: &str) -> ApiReply {
-    d.api(
-        Api::Up {
-            conn: name.into(),
-            child: None,
-            wait: true,
-        },
-        Duration::from_secs(120),
-    )
-    .await
 }
 
 fn drain(m: &mut broadcast::Receiver<MonitorEvent>) -> Vec<MonitorEvent> {

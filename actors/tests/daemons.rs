@@ -4,85 +4,15 @@
 //! panicking IKE SA actor and the retry backoff are checked on simulated
 //! time, so a test of minutes takes milliseconds.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actors::admission::AdmissionConfig;
 use actors::memnet::MemoryNet;
-use actors::socket::Sockets;
-use actors::spec::ChildSpec;
-use actors::status::{ConnStatus, StatsReport};
-use actors::{Api, ApiReply, Auto, ConnSpec, DaemonHandle, DaemonSettings, DpdAction};
-use kernel::none::NoneDataplane;
-use runtime::retry::RetryPolicy;
-use runtime::scheduler::SchedulerConfig;
+use actors::{Api, ApiReply, Auto, DaemonHandle};
 
-const A: &str = "198.18.0.1";
-const B: &str = "198.18.0.2";
-const T: Duration = Duration::from_secs(5);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("address")
-}
-
-/// Connection `name` from `me` to `peer`; the initiator side ("a") and the
-/// responder side ("b") mirror each other's identities and selectors.
-fn spec(name: &str, me: &str, peer: &str, initiator: bool, auto: Auto) -> ConnSpec {
-    let (lid, rid) = if initiator {
-        (format!("{name}.a.test"), format!("{name}.b.test"))
-    } else {
-        (format!("{name}.b.test"), format!("{name}.a.test"))
-    };
-    let mut peer_cfg = ike::testing::test_config(name, &lid, &rid, "in-memory-psk", initiator);
-    peer_cfg.retransmit.tries = 3;
-    ConnSpec {
-        name: name.into(),
-        peer: Arc::new(peer_cfg),
-        auto,
-        local_addrs: vec![ip(me)],
-        remote_addrs: vec![Some(ip(peer))],
-        retry: RetryPolicy {
-            keyingtries: 3,
-            retry_base: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
-            jitter_pct: 0,
-        },
-        dpd_delay: Duration::ZERO,
-        dpd_action: DpdAction::Clear,
-        rekey_time: Duration::ZERO,
-        children: vec![ChildSpec {
-            name: "net".into(),
-            rekey_time: Duration::ZERO,
-            updown: None,
-            lifetime: kernel::Lifetime::default(),
-        }],
-        jitter_pct: 0,
-    }
-}
-
-async fn daemon(net: &Arc<MemoryNet>, me: &str, conns: Vec<ConnSpec>) -> DaemonHandle {
-    daemon_with(net, me, conns, AdmissionConfig::default()).await
-}
-
-async fn daemon_with(
-    net: &Arc<MemoryNet>,
-    me: &str,
-    conns: Vec<ConnSpec>,
-    admission: AdmissionConfig,
-) -> DaemonHandle {
-    let settings = DaemonSettings {
-        listen: vec![ip(me)],
-        dataplane: Arc::new(NoneDataplane::new()),
-        scheduler: SchedulerConfig::default(),
-        impair: true,
-        admission,
-        state_dir: None,
-    };
-    DaemonHandle::start_on(settings, conns, Sockets::memory(net.clone(), vec![ip(me)]))
-        .await
-        .expect("daemon starts")
-}
+mod common;
+use common::*;
 
 /// Daemons on A and B with connections c0.. on one address pair: B's
 /// wait (`add`), A's are `auto`.
@@ -106,20 +36,6 @@ async fn pair(net: &Arc<MemoryNet>, n: usize, auto: Auto) -> (DaemonHandle, Daem
     (a, b)
 }
 
-async fn conn(d: &DaemonHandle, name: &str) -> ConnStatus {
-    match d.api(Api::Status(Some(name.into())), T).await {
-        ApiReply::Status(mut s) => s.connections.remove(0),
-        other => panic!("status of {name}: {other:?}"),
-    }
-}
-
-async fn stats(d: &DaemonHandle) -> StatsReport {
-    match d.api(Api::Stats, T).await {
-        ApiReply::Stats(s) => *s,
-        other => panic!("stats: {other:?}"),
-    }
-}
-
 async fn installed(d: &DaemonHandle, name: &str) -> usize {
     conn(d, name)
         .await
@@ -128,23 +44,6 @@ async fn installed(d: &DaemonHandle, name: &str) -> usize {
         .flat_map(|i| &i.child_sas)
         .filter(|c| c.state == "installed")
         .count()
-}
-
-/// Let simulated time pass (the daemons' timers fire as they fall due).
-async fn pass(d: Duration) {
-    tokio::time::sleep(d).await;
-}
-
-async fn up(d: &DaemonHandle, name: &str) -> ApiReply {
-    d.api(
-        Api::Up {
-            conn: name.into(),
-            child: None,
-            wait: true,
-        },
-        Duration::from_secs(120),
-    )
-    .await
 }
 
 #[tokio::test(start_paused = true)]
