@@ -25,6 +25,7 @@ use crate::socket::IKE_PORT;
 use crate::spec::{Auto, ConnSpec, DpdAction};
 use crate::status::ConnStatus;
 use crate::uniqueness::{self, Established, Verdict};
+use tracing::Instrument;
 
 pub type Reply = RpcReplyPort<Result<String, String>>;
 
@@ -491,9 +492,11 @@ impl Actor for ConnectionActor {
         st: &mut ConnState,
     ) -> Result<(), ActorProcessingErr> {
         let span = st.span.clone();
-        let _enter = span.enter();
-        let r = self.dispatch(myself, msg, st).await;
-        st.record_revival();
+        let r = self
+            .dispatch(myself, msg, st)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| st.record_revival());
         r
     }
 
@@ -504,9 +507,11 @@ impl Actor for ConnectionActor {
         st: &mut ConnState,
     ) -> Result<(), ActorProcessingErr> {
         let span = st.span.clone();
-        let _enter = span.enter();
-        let r = self.supervise(myself, evt, st).await;
-        st.record_revival();
+        let r = self
+            .supervise(myself, evt, st)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| st.record_revival());
         r
     }
 

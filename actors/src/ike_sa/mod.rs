@@ -26,6 +26,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort}
 use runtime::scheduler::{HalfOpenGuard, Priority};
 use runtime::timer::Timer;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::admission::{HalfOpenSlot, Refusal};
 use crate::child_sa::ChildMsg;
@@ -488,218 +489,10 @@ impl Actor for IkeSaActor {
         msg: IkeMsg,
         st: &mut IkeState,
     ) -> Result<(), ActorProcessingErr> {
+        // The span follows the step across its awaits (a guard held over
+        // an await would tag whatever else ran on this thread meanwhile).
         let span = st.span.clone();
-        let _enter = span.enter();
-        if st.done {
-            return Ok(());
-        }
-        match msg {
-            IkeMsg::Start => {
-                tracing::debug!("start");
-                let start = st.start.take().expect("started once");
-                match start {
-                    IkeStart::Initiate {
-                        local,
-                        remote,
-                        children,
-                    } => {
-                        let sched = st.ctx.scheduler.clone();
-                        let peer = st.spec.peer.clone();
-                        let me = myself.clone();
-                        let ctx_events = st.ctx.clone();
-                        let conn = st.spec.name.clone();
-                        st.work = Some(tokio::spawn(async move {
-                            // Pace bring-up under the peer's half-open limits.
-                            let guard = sched.half_open(remote.ip()).await;
-                            ctx_events.event(
-                                Some(&conn),
-                                "state",
-                                format!("initiating to {remote}"),
-                            );
-                            let sa = sched
-                                .compute(Priority::Normal, move || {
-                                    let names: Vec<&str> =
-                                        children.iter().map(String::as_str).collect();
-                                    IkeSa::initiate(
-                                        runtime::clock::now(),
-                                        peer,
-                                        local,
-                                        remote,
-                                        Box::new(SystemRandom::new()),
-                                        &names,
-                                    )
-                                })
-                                .await;
-                            let _ = me.send_message(IkeMsg::Computed(Some(Box::new(sa))));
-                            // The half-open slot is held until the SA is
-                            // established or gone.
-                            let _ = me.send_message(IkeMsg::HalfOpen(guard));
-                        }));
-                    }
-                    IkeStart::Accept {
-                        local,
-                        remote,
-                        data,
-                        candidates,
-                        priority,
-                        ..
-                    } => {
-                        let sched = st.ctx.scheduler.clone();
-                        let me = myself.clone();
-                        let ctx = st.ctx.clone();
-                        st.work = Some(tokio::spawn(async move {
-                            let outcome = sched
-                                .compute_or_shed(priority, move || {
-                                    let params = Responder {
-                                        local,
-                                        remote,
-                                        candidates,
-                                        require_cookie: None,
-                                    };
-                                    IkeSa::accept(
-                                        runtime::clock::now(),
-                                        params,
-                                        Box::new(SystemRandom::new()),
-                                        &data,
-                                    )
-                                })
-                                .await;
-                            let log = ctx.admission.may_log();
-                            match outcome {
-                                None => {
-                                    ctx.admission.refuse(Refusal::Shed);
-                                    let _ = me.send_message(IkeMsg::Computed(None));
-                                }
-                                Some(Accept::Created(sa)) => {
-                                    let _ = me.send_message(IkeMsg::Computed(Some(sa)));
-                                }
-                                Some(Accept::Reply(t, why)) => {
-                                    if log {
-                                        tracing::info!(%remote, "IKE_SA_INIT from {remote} answered without state: {why}");
-                                    }
-                                    ctx.sockets.send(&t).await;
-                                    let _ = me.send_message(IkeMsg::Computed(None));
-                                }
-                                Some(Accept::Ignore(why)) => {
-                                    if log {
-                                        tracing::info!(%remote, "IKE_SA_INIT ignored: {why}");
-                                    }
-                                    ctx.malformed();
-                                    let _ = me.send_message(IkeMsg::Computed(None));
-                                }
-                            }
-                        }));
-                    }
-                    IkeStart::Adopt(HandOver {
-                        mut sa,
-                        established,
-                        started,
-                        ..
-                    }) => {
-                        st.started_at = Some(started);
-                        // The accepting actor's timers are not ours.
-                        sa.set_timers(runtime::clock::now(), &st.timers);
-                        st.sa = Some(sa);
-                        st.busy = false;
-                        st.handle_event(&myself, established).await?;
-                        st.after_step(&myself).await?;
-                    }
-                }
-            }
-            IkeMsg::Computed(sa) => {
-                tracing::debug!(
-                    some = sa.is_some(),
-                    deferred = st.deferred.len(),
-                    "computed"
-                );
-                st.work = None;
-                st.busy = false;
-                match sa {
-                    Some(mut sa) => {
-                        if std::mem::take(&mut st.spec_pending) {
-                            sa.set_retransmit(st.spec.peer.retransmit);
-                        }
-                        sa.set_timers(runtime::clock::now(), &st.timers);
-                        st.sa = Some(sa)
-                    }
-                    None => {
-                        // Stateless answer or refusal: nothing to keep.
-                        st.finish();
-                        st.done = true;
-                        let _ = st.parent.send_message(IkeReport::Closed {
-                            ike: myself.get_id(),
-                            reason: "IKE_SA_INIT refused".into(),
-                            timeout: false,
-                            was_established: false,
-                            initiated: st.initiated,
-                        });
-                        myself.stop(None);
-                        return Ok(());
-                    }
-                }
-                st.after_step(&myself).await?;
-                while !st.busy && !st.done {
-                    let Some(m) = st.deferred.pop_front() else {
-                        break;
-                    };
-                    st.handle_input(&myself, m).await?;
-                }
-            }
-            IkeMsg::Kill(reply) => {
-                let transmits: Vec<Transmit> = match st.sa.as_mut() {
-                    Some(sa) => {
-                        sa.kill(runtime::clock::now());
-                        std::iter::from_fn(|| sa.poll_transmit()).collect()
-                    }
-                    None => Vec::new(),
-                };
-                for t in transmits {
-                    st.ctx.sockets.send(&t).await;
-                }
-                st.finish();
-                st.done = true;
-                let _ = reply.send(());
-                myself.stop(Some("killed".into()));
-            }
-            IkeMsg::Status(reply) => {
-                if !st.busy {
-                    st.refresh_snapshot();
-                }
-                let _ = reply.send(st.snapshot.clone());
-            }
-            IkeMsg::Impair(i) => st.impair = i,
-            IkeMsg::UpdateSpec(spec) => {
-                st.timers = timers(&spec);
-                st.spec = spec;
-                if let Some(sa) = st.sa.as_mut() {
-                    sa.set_retransmit(st.spec.peer.retransmit);
-                    sa.set_timers(runtime::clock::now(), &st.timers);
-                    // A re-armed timer may be due sooner.
-                    st.arm_timer(&myself);
-                } else {
-                    st.spec_pending = true;
-                }
-            }
-            IkeMsg::HalfOpen(guard) => {
-                if !st.established {
-                    st.guard = Some(guard);
-                }
-            }
-            IkeMsg::Panic => {
-                panic!(
-                    "impair: injected panic in IKE SA actor of '{}'",
-                    st.conn_name()
-                );
-            }
-            other => {
-                if st.busy {
-                    st.deferred.push_back(other);
-                } else {
-                    st.handle_input(&myself, other).await?;
-                }
-            }
-        }
-        Ok(())
+        step(myself, msg, st).instrument(span).await
     }
 
     /// CHILD SA actors end normally when their SA is deleted; one that fails
@@ -748,4 +541,218 @@ impl Actor for IkeSaActor {
         st.ctx.ike_sas.fetch_sub(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// One message to the IKE SA actor.
+async fn step(
+    myself: ActorRef<IkeMsg>,
+    msg: IkeMsg,
+    st: &mut IkeState,
+) -> Result<(), ActorProcessingErr> {
+    if st.done {
+        return Ok(());
+    }
+    match msg {
+        IkeMsg::Start => {
+            tracing::debug!("start");
+            let start = st.start.take().expect("started once");
+            match start {
+                IkeStart::Initiate {
+                    local,
+                    remote,
+                    children,
+                } => {
+                    let sched = st.ctx.scheduler.clone();
+                    let peer = st.spec.peer.clone();
+                    let me = myself.clone();
+                    let ctx_events = st.ctx.clone();
+                    let conn = st.spec.name.clone();
+                    st.work = Some(tokio::spawn(async move {
+                        // Pace bring-up under the peer's half-open limits.
+                        let guard = sched.half_open(remote.ip()).await;
+                        ctx_events.event(Some(&conn), "state", format!("initiating to {remote}"));
+                        let sa = sched
+                            .compute(Priority::Normal, move || {
+                                let names: Vec<&str> =
+                                    children.iter().map(String::as_str).collect();
+                                IkeSa::initiate(
+                                    runtime::clock::now(),
+                                    peer,
+                                    local,
+                                    remote,
+                                    Box::new(SystemRandom::new()),
+                                    &names,
+                                )
+                            })
+                            .await;
+                        let _ = me.send_message(IkeMsg::Computed(Some(Box::new(sa))));
+                        // The half-open slot is held until the SA is
+                        // established or gone.
+                        let _ = me.send_message(IkeMsg::HalfOpen(guard));
+                    }));
+                }
+                IkeStart::Accept {
+                    local,
+                    remote,
+                    data,
+                    candidates,
+                    priority,
+                    ..
+                } => {
+                    let sched = st.ctx.scheduler.clone();
+                    let me = myself.clone();
+                    let ctx = st.ctx.clone();
+                    st.work = Some(tokio::spawn(async move {
+                        let outcome = sched
+                            .compute_or_shed(priority, move || {
+                                let params = Responder {
+                                    local,
+                                    remote,
+                                    candidates,
+                                    require_cookie: None,
+                                };
+                                IkeSa::accept(
+                                    runtime::clock::now(),
+                                    params,
+                                    Box::new(SystemRandom::new()),
+                                    &data,
+                                )
+                            })
+                            .await;
+                        let log = ctx.admission.may_log();
+                        match outcome {
+                            None => {
+                                ctx.admission.refuse(Refusal::Shed);
+                                let _ = me.send_message(IkeMsg::Computed(None));
+                            }
+                            Some(Accept::Created(sa)) => {
+                                let _ = me.send_message(IkeMsg::Computed(Some(sa)));
+                            }
+                            Some(Accept::Reply(t, why)) => {
+                                if log {
+                                    tracing::info!(%remote, "IKE_SA_INIT from {remote} answered without state: {why}");
+                                }
+                                ctx.sockets.send(&t).await;
+                                let _ = me.send_message(IkeMsg::Computed(None));
+                            }
+                            Some(Accept::Ignore(why)) => {
+                                if log {
+                                    tracing::info!(%remote, "IKE_SA_INIT ignored: {why}");
+                                }
+                                ctx.malformed();
+                                let _ = me.send_message(IkeMsg::Computed(None));
+                            }
+                        }
+                    }));
+                }
+                IkeStart::Adopt(HandOver {
+                    mut sa,
+                    established,
+                    started,
+                    ..
+                }) => {
+                    st.started_at = Some(started);
+                    // The accepting actor's timers are not ours.
+                    sa.set_timers(runtime::clock::now(), &st.timers);
+                    st.sa = Some(sa);
+                    st.busy = false;
+                    st.handle_event(&myself, established).await?;
+                    st.after_step(&myself).await?;
+                }
+            }
+        }
+        IkeMsg::Computed(sa) => {
+            tracing::debug!(
+                some = sa.is_some(),
+                deferred = st.deferred.len(),
+                "computed"
+            );
+            st.work = None;
+            st.busy = false;
+            match sa {
+                Some(mut sa) => {
+                    if std::mem::take(&mut st.spec_pending) {
+                        sa.set_retransmit(st.spec.peer.retransmit);
+                    }
+                    sa.set_timers(runtime::clock::now(), &st.timers);
+                    st.sa = Some(sa)
+                }
+                None => {
+                    // Stateless answer or refusal: nothing to keep.
+                    st.finish();
+                    st.done = true;
+                    let _ = st.parent.send_message(IkeReport::Closed {
+                        ike: myself.get_id(),
+                        reason: "IKE_SA_INIT refused".into(),
+                        timeout: false,
+                        was_established: false,
+                        initiated: st.initiated,
+                    });
+                    myself.stop(None);
+                    return Ok(());
+                }
+            }
+            st.after_step(&myself).await?;
+            while !st.busy && !st.done {
+                let Some(m) = st.deferred.pop_front() else {
+                    break;
+                };
+                st.handle_input(&myself, m).await?;
+            }
+        }
+        IkeMsg::Kill(reply) => {
+            let transmits: Vec<Transmit> = match st.sa.as_mut() {
+                Some(sa) => {
+                    sa.kill(runtime::clock::now());
+                    std::iter::from_fn(|| sa.poll_transmit()).collect()
+                }
+                None => Vec::new(),
+            };
+            for t in transmits {
+                st.ctx.sockets.send(&t).await;
+            }
+            st.finish();
+            st.done = true;
+            let _ = reply.send(());
+            myself.stop(Some("killed".into()));
+        }
+        IkeMsg::Status(reply) => {
+            if !st.busy {
+                st.refresh_snapshot();
+            }
+            let _ = reply.send(st.snapshot.clone());
+        }
+        IkeMsg::Impair(i) => st.impair = i,
+        IkeMsg::UpdateSpec(spec) => {
+            st.timers = timers(&spec);
+            st.spec = spec;
+            if let Some(sa) = st.sa.as_mut() {
+                sa.set_retransmit(st.spec.peer.retransmit);
+                sa.set_timers(runtime::clock::now(), &st.timers);
+                // A re-armed timer may be due sooner.
+                st.arm_timer(&myself);
+            } else {
+                st.spec_pending = true;
+            }
+        }
+        IkeMsg::HalfOpen(guard) => {
+            if !st.established {
+                st.guard = Some(guard);
+            }
+        }
+        IkeMsg::Panic => {
+            panic!(
+                "impair: injected panic in IKE SA actor of '{}'",
+                st.conn_name()
+            );
+        }
+        other => {
+            if st.busy {
+                st.deferred.push_back(other);
+            } else {
+                st.handle_input(&myself, other).await?;
+            }
+        }
+    }
+    Ok(())
 }
