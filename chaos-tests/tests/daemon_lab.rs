@@ -189,12 +189,14 @@ fn bad_config_is_refused_naming_file_line_and_key() {
         "remote_id = \"b0.test\"",
         "remote_id = \"b0.test\"\nremote_addr = \"198.18.0.2\"",
     );
-    let line = config
+    let v = Vpnd::prepare(&lab, "vpnd-a", &config, &secrets());
+    // The line as written (prepare adds the lab's state_dir).
+    let line = std::fs::read_to_string(&v.config)
+        .unwrap()
         .lines()
         .position(|l| l.starts_with("remote_addr ="))
         .unwrap()
         + 1;
-    let v = Vpnd::prepare(&lab, "vpnd-a", &config, &secrets());
     v.launch(&mut lab, &a, &[]);
     let status = lab.wait_exit("vpnd-a", Duration::from_secs(10));
     assert_eq!(
