@@ -227,7 +227,14 @@ fn charon_two_connections_one_pair_proposals_enforced_timers_and_initial_contact
 #[test]
 fn vpnd_two_connections_one_pair_proposals_enforced_and_timers_follow() {
     let (mut lab, a, b) = lab();
-    let v = Vpnd::start(&mut lab, &a, "vpnd-a", &responder_config(), &secrets(), &[]);
+    let v = Vpnd::start(
+        &mut lab,
+        &a,
+        "vpnd-a",
+        &responder_config(),
+        &secrets(),
+        &["--impair"],
+    );
     let peer_config = format!(
         "[daemon]\nlisten = [\"198.18.0.2\"]\ndataplane = \"none\"\nsecrets = [\"secrets.toml\"]\n{}{}{}",
         initiator_conn("good0", "b0.test", "aes256gcm16-prfsha256-ecp256", "low"),
@@ -254,4 +261,16 @@ fn vpnd_two_connections_one_pair_proposals_enforced_and_timers_follow() {
     rekeyed_by_us(&v, &spis);
     assert!(v.installed_child("c0").is_some(), "c0 untouched");
     assert_eq!(peer.installed_children(), 2);
+    // An impairment of c1 reaches the SA it adopted: its actor panics and
+    // is restarted alone; c0's SA is untouched.
+    let restarts = v.stats()["restarts_total"].as_u64().unwrap();
+    let c0_spi = v.installed_child("c0").unwrap()["spi_in"].clone();
+    assert!(v.ctl(&["impair", "c1", "panic"]).ok());
+    assert!(
+        wait(10, || v.stats()["restarts_total"].as_u64().unwrap()
+            > restarts),
+        "c1's adopted IKE SA actor did not panic: {}",
+        lab.log("vpnd-a")
+    );
+    assert_eq!(v.installed_child("c0").unwrap()["spi_in"], c0_spi);
 }

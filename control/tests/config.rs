@@ -1379,3 +1379,33 @@ max_child_sas = 8
     let peer = c.connections[0].to_peer_config(&secrets).unwrap();
     assert_eq!(peer.max_child_sas, 64);
 }
+
+#[test]
+fn pfs_prefers_by_default_and_require_needs_a_group() {
+    let dir = Dir::new("pfs");
+    let c = ok(config::load(&dir.write("vpnd.toml", &conn("a"))));
+    assert!(!c.connections[0].children[0].pfs_required);
+    let strict = dir.write(
+        "strict.toml",
+        &format!(
+            "{}esp_proposals = [\"aes256gcm16-x25519\"]\npfs = \"require\"\n",
+            conn("a")
+        ),
+    );
+    let c = ok(config::load(&strict));
+    assert!(c.connections[0].children[0].pfs_required);
+    let no_group = dir.write("nogroup.toml", &format!("{}pfs = \"require\"\n", conn("a")));
+    let e = errors(config::load(&no_group)).join("\n");
+    assert!(
+        e.contains(
+            "connections.a.children.net.pfs: pfs = \"require\" needs a group in esp_proposals"
+        ),
+        "{e}"
+    );
+    let bad = dir.write("bad.toml", &format!("{}pfs = \"yes\"\n", conn("a")));
+    let e = errors(config::load(&bad)).join("\n");
+    assert!(
+        e.contains("connections.a.children.net.pfs: invalid value 'yes'"),
+        "{e}"
+    );
+}

@@ -68,6 +68,11 @@ pub struct ChildConfig {
     pub rekey_packets: u64,
     pub life_packets: u64,
     pub life_time: Option<Duration>,
+    /// `pfs = "require"`: a rekey only with a KE of one of the
+    /// `esp_proposals` groups (strongSwan's and Libreswan's strictness);
+    /// `"prefer"` (the default) proposes it and drops it for a peer that
+    /// refuses it.
+    pub pfs_required: bool,
 }
 
 /// The longest wait between two retransmissions.
@@ -101,7 +106,7 @@ impl ConnectionConfig {
                     remote_ts: c.remote_ts.clone(),
                     esp_proposals: c.esp_proposals.clone(),
                     mode: c.mode,
-                    pfs_required: false,
+                    pfs_required: c.pfs_required,
                 })
                 .collect(),
             encap: self.encap,
@@ -132,7 +137,10 @@ const CHILD_KEYS: &[&str] = &[
     "rekey_packets",
     "life_packets",
     "life_time",
+    "pfs",
 ];
+
+const PFS: &[(&str, bool)] = &[("prefer", false), ("require", true)];
 
 const MODES: &[(&str, ike::config::Mode)] = &[
     ("tunnel", ike::config::Mode::Tunnel),
@@ -357,6 +365,7 @@ fn build_child(
     let mut updown = None;
     let mut volume = [0u64; 4];
     let mut life_time = None;
+    let mut pfs_required = Some(false);
     let mut seen_ts = (false, false);
     for (ck, cv) in entries(t) {
         let cname = ck.get_ref().as_ref();
@@ -389,6 +398,7 @@ fn build_child(
                 }
             }
             "life_time" => life_time = ctx.duration(cv, key),
+            "pfs" => pfs_required = ctx.choice(cv, key, PFS),
             "updown" => match ctx.string(cv, key) {
                 Some("") => ctx.err(cv.span(), key, "must not be empty"),
                 Some(s) => updown = Some(PathBuf::from(s)),
@@ -446,6 +456,15 @@ fn build_child(
         rekey_packets: volume[2],
         life_packets: volume[3],
         life_time,
+        pfs_required: pfs_required?,
     };
+    if child.pfs_required && child.esp_proposals.iter().all(|p| p.dh.is_empty()) {
+        ctx.err_across(
+            k.span(),
+            &join(&prefix, "pfs"),
+            "pfs = \"require\" needs a group in esp_proposals (e.g. \"aes256gcm16-x25519\")",
+        );
+        return None;
+    }
     (ctx.error_count() == before).then_some(child)
 }
