@@ -352,66 +352,6 @@ impl ConnState {
     }
 }
 
-fn parse_impair(kind: &str) -> Result<Option<Impair>, String> {
-    let (k, arg) = match kind.split_once('=') {
-        Some((k, a)) => (k, Some(a)),
-        None => (kind, None),
-    };
-    let pct = |a: Option<&str>| -> Result<u32, String> {
-        let v: u32 = a
-            .ok_or_else(|| format!("impairment '{k}' needs =PCT"))?
-            .trim_end_matches('%')
-            .parse()
-            .map_err(|_| {
-                format!(
-                    "impairment '{k}': '{}' is not a percentage",
-                    a.unwrap_or("")
-                )
-            })?;
-        if v > 100 {
-            return Err(format!("impairment '{k}': {v} is over 100%"));
-        }
-        Ok(v)
-    };
-    Ok(Some(match k {
-        "drop-inbound" => Impair {
-            drop_inbound_pct: pct(arg)?,
-            ..Impair::default()
-        },
-        "drop-outbound" => Impair {
-            drop_outbound_pct: pct(arg)?,
-            ..Impair::default()
-        },
-        "duplicate" => Impair {
-            duplicate_pct: pct(arg)?,
-            ..Impair::default()
-        },
-        "corrupt" => Impair {
-            corrupt_pct: pct(arg)?,
-            ..Impair::default()
-        },
-        "delay" => Impair {
-            delay_ms: arg
-                .ok_or("impairment 'delay' needs =MS")?
-                .trim_end_matches("ms")
-                .parse()
-                .map_err(|_| "impairment 'delay': not a number of milliseconds".to_string())?,
-            ..Impair::default()
-        },
-        "stall" => Impair {
-            stall: true,
-            ..Impair::default()
-        },
-        "clear" => Impair::default(),
-        "panic" | "panic-connection" | "kernel-fail" | "acquire" => return Ok(None),
-        other => {
-            return Err(format!(
-                "unknown impairment '{other}': expected drop-inbound=PCT, drop-outbound=PCT, duplicate=PCT, delay=MS, corrupt=PCT, stall, panic, panic-connection, kernel-fail or clear"
-            ))
-        }
-    }))
-}
-
 /// What `status` says of a connection with no state of its own: its
 /// settings, no SAs, no attempts.
 pub(crate) fn idle_status(spec: &ConnSpec) -> ConnStatus {
@@ -790,7 +730,7 @@ impl ConnectionActor {
                     ));
                     return Ok(());
                 }
-                match parse_impair(&kind) {
+                match crate::ike_sa::parse_impair(&kind) {
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }

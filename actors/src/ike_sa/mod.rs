@@ -42,7 +42,7 @@ mod impair;
 mod status;
 
 use self::events::{run_down, ChildActor};
-pub use self::impair::Impair;
+pub use self::impair::{parse_impair, Impair};
 use self::impair::{roll, send_impaired};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
