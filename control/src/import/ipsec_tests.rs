@@ -206,6 +206,17 @@ fn refused_and_dropped_keywords() {
         "{:#?}",
         out.notes
     );
+    // What else a refused conn would lose is listed too.
+    let dropped: Vec<(usize, &str)> = out
+        .notes
+        .iter()
+        .filter(|n| n.kind == NoteKind::Dropped)
+        .map(|n| (n.line, n.key.as_str()))
+        .collect();
+    assert_eq!(
+        dropped,
+        [(12, "conn cert: leftcert"), (19, "conn v1: mobike")]
+    );
 }
 
 #[test]

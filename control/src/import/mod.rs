@@ -412,8 +412,8 @@ impl Collect {
 }
 
 /// A connection being converted: its keys, and what the report says
-/// about it. [`Draft::finish`] hands it over, or only its refusals when
-/// there is one.
+/// about it. [`Draft::finish`] hands it over with its notes, or only the
+/// notes when something refuses it.
 pub(crate) struct Draft {
     pub conn: Connection,
     notes: Vec<Note>,
@@ -479,13 +479,15 @@ impl Draft {
         self.conn.keys.push((key, v));
     }
 
+    /// Hands the connection over, or, when it is refused, only its notes
+    /// (the refusals and the rest, so one run lists all there is to fix).
     pub fn finish(self, out: &mut Collect) {
         if self.refused.is_empty() {
             out.connections.push(self.conn);
-            out.notes.extend(self.notes);
         } else {
             out.notes.extend(self.refused);
         }
+        out.notes.extend(self.notes);
     }
 }
 
