@@ -123,6 +123,19 @@ impl Section {
     }
 }
 
+/// Every section path some section inherits from (`name : a.b {`).
+pub(crate) fn referenced(root: &Section) -> Vec<String> {
+    fn walk(s: &Section, out: &mut Vec<String>) {
+        out.extend(s.refs.iter().map(|(r, _)| r.clone()));
+        for c in &s.sections {
+            walk(c, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out
+}
+
 /// How deep includes and references may nest.
 const MAX_DEPTH: usize = 16;
 

@@ -101,6 +101,7 @@ pub(crate) fn convert(path: &Path, text: &str, out: &mut Collect) {
     }
     let mut dangling = Vec::new();
     let root = settings::resolve(&raw, &mut dangling);
+    let bases = settings::referenced(&raw);
     for (at, r) in dangling {
         out.note(
             &at.file,
@@ -135,6 +136,19 @@ pub(crate) fn convert(path: &Path, text: &str, out: &mut Collect) {
                     );
                 }
                 for c in &s.sections {
+                    let path = format!("connections.{}", c.name);
+                    if bases.contains(&path) && c.section("children").is_none() {
+                        out.note(
+                            &c.at.file,
+                            c.at.line,
+                            Some(c.name.as_str()),
+                            path,
+                            NoteKind::Ignored,
+                            "a base other connections inherit from (':'), without children: \
+                             not a connection of its own",
+                        );
+                        continue;
+                    }
                     connection(c, out);
                 }
             }

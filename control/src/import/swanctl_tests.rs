@@ -306,3 +306,24 @@ fn secrets_of_other_kinds_are_listed() {
         ]
     );
 }
+
+#[test]
+fn a_childless_base_of_others_is_a_template_not_a_connection() {
+    let text = "connections {\n  base {\n    local_addrs = 198.18.0.1\n    remote_addrs = 198.18.0.2\n    mobike = yes\n    local { auth = psk }\n    remote { auth = psk }\n  }\n  gw : connections.base {\n    children { n { local_ts = 10.1.0.0/16\n remote_ts = 10.2.0.0/16 } }\n  }\n}\n";
+    let out = ok(text);
+    let names: Vec<&str> = out.connections.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["gw"]);
+    let got: Vec<(usize, &str, NoteKind)> = out
+        .notes
+        .iter()
+        .map(|n| (n.line, n.key.as_str(), n.kind))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, "connections.base", NoteKind::Ignored),
+            (5, "connections.gw.mobike", NoteKind::Dropped),
+        ]
+    );
+    assert_eq!(conn(&out, "gw").get("local_id"), Some(&s("198.18.0.1")));
+}
