@@ -442,3 +442,28 @@ fn vpnctl_import_check_writes_nothing_and_never_overwrites() {
     assert!(stderr.contains("nothing written"), "{stderr}");
     assert!(!fresh.exists());
 }
+
+/// Every prefix of the test files, and each with a stray `{ } " = # \n :`
+/// put in, gives a report or an error, never a panic.
+#[test]
+fn truncated_and_mangled_files_never_panic() {
+    let dir = Dir::new("mangle");
+    for (name, text) in [("swanctl.conf", SWANCTL), ("ipsec.conf", IPSEC)] {
+        let mut runs = 0;
+        let bounds: Vec<usize> = (0..=text.len())
+            .filter(|i| text.is_char_boundary(*i))
+            .collect();
+        let mut inputs: Vec<String> = bounds.iter().map(|&i| text[..i].to_string()).collect();
+        for &i in bounds.iter().step_by(5) {
+            for c in ["{", "}", "\"", "=", "#", "\n", ":", "\\"] {
+                inputs.push(format!("{}{c}{}", &text[..i], &text[i..]));
+            }
+        }
+        for input in inputs {
+            let p = dir.write(name, &input);
+            let _ = import::import(&p, None, None);
+            runs += 1;
+        }
+        assert!(runs > 1000, "{runs}");
+    }
+}
