@@ -85,10 +85,13 @@ enum Verb {
     },
     /// Fault injection (vpnd --impair only).
     Impair { conn: String, kind: String },
-    /// Convert strongSwan configuration (swanctl.conf, or ipsec.conf with
-    /// ipsec.secrets) into vpnd's: conf.d/NAME.toml per connection and
-    /// secrets.toml (mode 0600) under --out, listing every option it cannot
-    /// carry over. Needs no daemon.
+    /// Convert strongSwan configuration into vpnd's, listing what it cannot carry over.
+    ///
+    /// Reads swanctl.conf, or ipsec.conf with ipsec.secrets; writes
+    /// conf.d/NAME.toml per connection and secrets.toml (mode 0600) under
+    /// --out, and reports every option it does not carry over as it was.
+    /// Needs no daemon. Exit status 1 when the input has errors (nothing is
+    /// written then).
     Import {
         /// swanctl.conf or ipsec.conf.
         file: PathBuf,
