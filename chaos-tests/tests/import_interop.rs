@@ -2,7 +2,8 @@
 //! strongSwan configuration (a swanctl.conf with an include and several
 //! connections, or an ipsec.conf with ipsec.secrets), vpnd on side A runs
 //! what `vpnctl import` made of it, and charon on side B runs the mirror
-//! configuration. Every tunnel comes up on both sides.
+//! configuration. Every tunnel comes up on both sides. The swanctl.conf is
+//! first loaded by a charon of its own, so it is one strongSwan accepts.
 
 use std::path::Path;
 use std::process::Command;
@@ -205,11 +206,26 @@ fn run_and_check(lab: &mut Lab, a: &Ns, charon: &Charon, conns: &[&str], manual:
     }
 }
 
+/// strongSwan itself takes side A's swanctl.conf as it is: a charon in a
+/// namespace of its own loads it (connections, include, secrets).
+fn strongswan_accepts(lab: &mut Lab, conf: &Path) {
+    let c = lab.ns("c");
+    let check = Charon::start(lab, &c, "charon-check", &[]);
+    let (ok, out) = check.swanctl(&["--load-all", "--noprompt", "--file", conf.to_str().unwrap()]);
+    assert!(ok, "strongSwan refuses {}:\n{out}", conf.display());
+    assert!(out.contains("loaded ike secret 'ike-2'"), "{out}");
+    let (_, conns) = check.swanctl(&["--list-conns"]);
+    for t in &TUNNELS {
+        assert!(conns.contains(&format!("{}: IKEv2", t.name)), "{conns}");
+    }
+}
+
 #[test]
 fn swanctl_conf_imported_into_vpnd_brings_every_tunnel_up_with_charon() {
     let (mut lab, a, b) = lab("impsw");
     let src = lab.dir().join("strongswan-a");
     let conf = swanctl_a(&src);
+    strongswan_accepts(&mut lab, &conf);
     let report = import(&conf, &lab.dir().join("vpnd-a/imported"));
     for t in &TUNNELS {
         assert!(
