@@ -192,23 +192,16 @@ const DEPRECATED: &[&str] = &[
 
 /// Converts ipsec.conf `text` (read from `path`) and `secrets` into `out`.
 pub(crate) fn convert(path: &Path, text: &str, secrets: Option<&Path>, out: &mut Collect) {
-    let mut missing = Vec::new();
-    let sections = match parse::parse(path, text, &mut missing) {
+    let mut ignored = Vec::new();
+    let sections = match parse::parse(path, text, &mut ignored) {
         Ok(s) => s,
         Err(e) => {
             out.errors.push(e);
             return;
         }
     };
-    for (at, pattern) in missing {
-        out.note(
-            &at.file,
-            at.line,
-            None,
-            "include",
-            NoteKind::Ignored,
-            format!("'{pattern}' matches no file"),
-        );
+    for (at, key, why) in ignored {
+        out.note(&at.file, at.line, None, key, NoteKind::Ignored, why);
     }
     let mut conns: Vec<&Sec> = Vec::new();
     for s in &sections {

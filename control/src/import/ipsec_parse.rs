@@ -93,16 +93,17 @@ fn tokens(line: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
-/// Reads ipsec.conf and the files it includes. `missing` collects includes
-/// that match no file.
+/// Reads ipsec.conf and the files it includes. `ignored` collects what
+/// strongSwan skips (as where, key, why): includes that match no file,
+/// settings before any section.
 pub(crate) fn parse(
     path: &Path,
     text: &str,
-    missing: &mut Vec<(Pos, String)>,
+    ignored: &mut Vec<(Pos, String, String)>,
 ) -> Result<Vec<Sec>, ImportError> {
     let mut secs: Vec<Sec> = Vec::new();
     let mut current: Option<usize> = None;
-    file(path, text, &mut secs, &mut current, missing, 0)?;
+    file(path, text, &mut secs, &mut current, ignored, 0)?;
     Ok(secs)
 }
 
@@ -111,7 +112,7 @@ fn file(
     text: &str,
     secs: &mut Vec<Sec>,
     current: &mut Option<usize>,
-    missing: &mut Vec<(Pos, String)>,
+    ignored: &mut Vec<(Pos, String, String)>,
     depth: usize,
 ) -> Result<(), ImportError> {
     for (i, raw) in text.lines().enumerate() {
@@ -141,11 +142,15 @@ fn file(
                 }
                 let files = expand(path, pattern);
                 if files.is_empty() {
-                    missing.push((at.clone(), pattern.to_string()));
+                    ignored.push((
+                        at.clone(),
+                        "include".to_string(),
+                        format!("'{pattern}' matches no file"),
+                    ));
                 }
                 for f in files {
                     let text = super::read(&f)?;
-                    file(&f, &text, secs, current, missing, depth + 1)?;
+                    file(&f, &text, secs, current, ignored, depth + 1)?;
                 }
             }
             _ if !indented => match words.as_slice() {
@@ -158,7 +163,12 @@ fn file(
             },
             [key, "=", rest @ ..] => {
                 let Some(c) = *current else {
-                    return Err(syntax(format!("'{key}' is outside any section")));
+                    ignored.push((
+                        at.clone(),
+                        key.to_string(),
+                        "outside any section (strongSwan skips it too)".into(),
+                    ));
+                    continue;
                 };
                 let value = (!rest.is_empty()).then(|| rest.join(" "));
                 let s = &mut secs[c];
@@ -357,10 +367,6 @@ mod tests {
         assert_eq!(
             e("conn a\n  left\n"),
             "i.conf:2: syntax error: missing value for setting 'left'"
-        );
-        assert_eq!(
-            e("  left=1\n"),
-            "i.conf:1: syntax error: 'left' is outside any section"
         );
         assert_eq!(e("conn\n"), "i.conf:1: syntax error: section name missing");
         assert_eq!(

@@ -300,3 +300,11 @@ fn secrets_file_entries() {
     assert!(!e.contains("hidden"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_setting_before_any_section_is_ignored_as_strongswan_does() {
+    let out = ok("  left=1.2.3.4\nconn c\n  right=198.18.0.2\n");
+    assert_eq!(out.notes[0].line, 1);
+    assert_eq!(out.notes[0].key, "left");
+    assert_eq!(out.notes[0].kind, NoteKind::Ignored);
+}
