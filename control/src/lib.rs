@@ -1,9 +1,11 @@
 //! The control side of vpnd: the configuration and secrets files
 //! ([`config`], [`secrets`]), their lowering into what the actors run
 //! ([`convert`]), the control socket's protocol and server ([`protocol`],
-//! [`server`]), and the `vpnd` and `vpnctl` binaries (`src/bin`).
+//! [`server`]), strongSwan configuration converted to vpnd's ([`import`],
+//! `vpnctl import`), and the `vpnd` and `vpnctl` binaries (`src/bin`).
 pub mod config;
 pub mod convert;
+pub mod import;
 pub mod peer;
 pub mod protocol;
 pub mod secrets;

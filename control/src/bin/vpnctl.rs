@@ -85,10 +85,54 @@ enum Verb {
     },
     /// Fault injection (vpnd --impair only).
     Impair { conn: String, kind: String },
+    /// Convert strongSwan configuration into vpnd's, listing what it cannot carry over.
+    ///
+    /// Reads swanctl.conf, or ipsec.conf with ipsec.secrets; writes
+    /// conf.d/NAME.toml per connection and secrets.toml (mode 0600) under
+    /// --out, and reports every option it does not carry over as it was.
+    /// Needs no daemon. Exit status 1 when the input has errors (nothing is
+    /// written then).
+    Import {
+        /// swanctl.conf or ipsec.conf.
+        file: PathBuf,
+        /// Where conf.d/ and secrets.toml are written.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Only report; write nothing.
+        #[arg(long)]
+        check: bool,
+        /// ipsec.secrets, for an ipsec.conf (default: the one beside it).
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+        /// The input format (default: by the file's name, else its content).
+        #[arg(long, value_parser = ["swanctl", "ipsec"])]
+        format: Option<String>,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() {
     let args = Args::parse();
+    if let Verb::Import {
+        file,
+        out,
+        check,
+        secrets,
+        format,
+        force,
+    } = &args.verb
+    {
+        std::process::exit(import(
+            file,
+            out,
+            *check,
+            secrets.as_deref(),
+            format.as_deref(),
+            *force,
+        ));
+    }
     let (req, json) = match args.verb {
         Verb::Status { conn, json } => (Request::Status { conn }, json),
         Verb::Up {
@@ -126,6 +170,7 @@ fn main() {
         Verb::Stats { json } => (Request::Stats, json),
         Verb::Monitor { json } => (Request::Monitor, json),
         Verb::Impair { conn, kind } => (Request::Impair { conn, kind }, false),
+        Verb::Import { .. } => unreachable!("handled above"),
     };
     let monitor = req == Request::Monitor;
     let mut conn = connect(&args.socket);
@@ -441,4 +486,54 @@ fn print_stats(s: &StatsReport) {
         "memory (RSS):        {:.1} MiB",
         s.rss_bytes as f64 / 1048576.0
     );
+}
+
+/// `import`: convert, print the report, write unless `check`. Exit 1 when
+/// the input has errors (nothing is written then).
+fn import(
+    file: &std::path::Path,
+    out: &std::path::Path,
+    check: bool,
+    secrets: Option<&std::path::Path>,
+    format: Option<&str>,
+    force: bool,
+) -> i32 {
+    use control::import::{self, Format, WriteOptions};
+    let format = format.map(|f| match f {
+        "ipsec" => Format::Ipsec,
+        _ => Format::Swanctl,
+    });
+    let result = match import::import(file, format, secrets) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("vpnctl: nothing written");
+            return 1;
+        }
+    };
+    print!("{}", result.report());
+    if check {
+        println!("--check: nothing written");
+        return 0;
+    }
+    match result.write(&WriteOptions {
+        dir: out.to_path_buf(),
+        force,
+    }) {
+        Ok(w) => {
+            for p in &w.connections {
+                println!("wrote {}", p.display());
+            }
+            println!("wrote {} (mode 0600)", w.secrets.display());
+            println!(
+                "vpnd.toml (in {}) needs: [daemon] include = [\"conf.d/*.toml\"] and secrets = [\"secrets.toml\"]",
+                out.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
 }
