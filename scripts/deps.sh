@@ -27,6 +27,8 @@ deps_demo=(
 deps_test=(
   /usr/lib/ipsec/charon:strongswan-charon
   swanctl:strongswan-swanctl
+  # control/tests/import.rs converts Debian's own commented swanctl.conf.
+  /etc/swanctl/swanctl.conf:strongswan-swanctl
   ss:iproute2
   nft:nftables
   sysctl:procps
