@@ -1,9 +1,12 @@
 //! The control side of vpnd: the configuration and secrets files
 //! ([`config`], [`secrets`]), their lowering into what the actors run
 //! ([`convert`]), the control socket's protocol and server ([`protocol`],
-//! [`server`]), and the `vpnd` and `vpnctl` binaries (`src/bin`).
+//! [`server`]), systemd notifications ([`notify`]), and the `vpnd` and
+//! `vpnctl` binaries (`src/bin`) with their command lines ([`cli`]).
+pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod notify;
 pub mod peer;
 pub mod protocol;
 pub mod secrets;
