@@ -32,7 +32,7 @@ fn main() -> Result<()> {
             }
             let status = Command::new(&cargo)
                 .current_dir(xtask::workspace_root())
-                .args(["deb", "--package", "control"])
+                .args(["deb", "--package", "control", "--locked"])
                 .args(args)
                 .status()
                 .context("running cargo deb")?;
