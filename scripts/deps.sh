@@ -43,6 +43,12 @@ deps_test=(
   '/usr/lib/uml/modules/*/kernel/drivers/net/tun.ko*':user-mode-linux
   depmod:kmod
   modprobe:kmod
+  # control/tests/systemd.rs verifies the unit; xtask/tests render the man
+  # pages (man -l needs nroff) and install the package with dpkg --root.
+  systemd-analyze:systemd
+  man:man-db
+  nroff:groff-base
+  dpkg-deb:dpkg
 )
 # Every charon plugin a lab loads (chaos-tests/charon-plugins.txt).
 while read -r plugin package; do

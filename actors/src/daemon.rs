@@ -117,6 +117,33 @@ fn forward(
     });
 }
 
+/// `vpnctl impair @daemon stall[=SECS]` impairs the daemon actor itself
+/// (`@` cannot begin a connection name).
+pub const DAEMON_IMPAIR_TARGET: &str = "@daemon";
+
+/// How long a daemon stall lasts when no `=SECS` is given.
+const DAEMON_STALL_DEFAULT: Duration = Duration::from_secs(600);
+
+/// `stall[=SECS]` for [`DAEMON_IMPAIR_TARGET`]: the daemon actor stops
+/// handling messages for that long (`vpnd --impair` only).
+fn daemon_stall(enabled: bool, kind: &str) -> Result<Duration, String> {
+    if !enabled {
+        return Err("impairments are disabled: start vpnd with --impair".into());
+    }
+    match kind.split_once('=') {
+        None if kind == "stall" => Ok(DAEMON_STALL_DEFAULT),
+        Some(("stall", secs)) => match secs.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+            _ => Err(format!(
+                "impairment 'stall' of {DAEMON_IMPAIR_TARGET}: '{secs}' is not a positive number of seconds"
+            )),
+        },
+        _ => Err(format!(
+            "unknown impairment '{kind}' for {DAEMON_IMPAIR_TARGET}: expected stall or stall=SECS"
+        )),
+    }
+}
+
 fn no_conn(name: &str) -> ApiReply {
     ApiReply::Err(format!("no connection named '{name}'"))
 }
@@ -622,6 +649,28 @@ impl DaemonActor {
                     let _ = reply.send(ApiReply::Stats(Box::new(stats)));
                 });
             }
+            Api::Impair { conn, kind } if conn == DAEMON_IMPAIR_TARGET => {
+                match daemon_stall(st.ctx.impair, &kind) {
+                    Ok(d) => {
+                        let _ = reply.send(ApiReply::Ok(format!(
+                            "the daemon actor stalls for {}s",
+                            d.as_secs()
+                        )));
+                        st.ctx.event(
+                            None,
+                            "error",
+                            format!("impair: daemon actor stalls for {}s", d.as_secs()),
+                        );
+                        // The actor answers nothing meanwhile (the runtime
+                        // is not blocked): what a wedged actor tree looks
+                        // like to the control socket and the watchdog.
+                        tokio::time::sleep(d).await;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(ApiReply::Err(e));
+                    }
+                }
+            }
             Api::Impair { conn, kind } => match st.find(&conn) {
                 Some(c) => forward(reply, c.actor.clone(), conn, 3_000, |p| ConnMsg::Impair {
                     kind,
@@ -654,5 +703,25 @@ impl DaemonActor {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_stall_parses_and_is_gated() {
+        assert_eq!(daemon_stall(true, "stall"), Ok(DAEMON_STALL_DEFAULT));
+        assert_eq!(daemon_stall(true, "stall=7"), Ok(Duration::from_secs(7)));
+        assert_eq!(
+            daemon_stall(false, "stall").unwrap_err(),
+            "impairments are disabled: start vpnd with --impair"
+        );
+        assert!(daemon_stall(true, "stall=0").is_err());
+        assert_eq!(
+            daemon_stall(true, "panic").unwrap_err(),
+            "unknown impairment 'panic' for @daemon: expected stall or stall=SECS"
+        );
     }
 }

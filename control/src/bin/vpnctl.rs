@@ -5,113 +5,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 
 use actors::status::{ConnStatus, StatsReport, StatusReport};
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use control::cli::{Verb, VpnctlArgs as Args};
 use control::protocol::{Request, Response};
-
-#[derive(Parser, Debug)]
-#[command(name = "vpnctl", version, about = "Control a running vpnd")]
-struct Args {
-    /// vpnd's control socket.
-    #[arg(long, global = true, default_value = "/run/vpnd/vpnd.sock")]
-    socket: PathBuf,
-    #[command(subcommand)]
-    verb: Verb,
-}
-
-#[derive(Subcommand, Debug)]
-enum Verb {
-    /// Connections, IKE SAs and CHILD SAs.
-    Status {
-        conn: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Establish a connection (waits for the result unless --async).
-    Up {
-        #[arg(required_unless_present = "all")]
-        conn: Option<String>,
-        #[arg(long)]
-        child: Option<String>,
-        #[arg(long = "async")]
-        no_wait: bool,
-        /// Every loaded connection, with progress.
-        #[arg(long, conflicts_with = "conn")]
-        all: bool,
-    },
-    /// Load a connection's definition from the configuration (fails if loaded).
-    Add { conn: String },
-    /// Tear down and unload a connection (SAs, routes, traps).
-    Delete { conn: String },
-    /// Delete (if loaded), then add from the configuration.
-    Replace { conn: String },
-    /// Install trap policies: traffic to the remote selectors starts it.
-    Route { conn: String },
-    /// Remove trap policies.
-    Unroute { conn: String },
-    /// Retune retries: keyingtries, retry_base, retry_max, retransmit_timeout, retransmit_tries, dpd_delay.
-    Set {
-        conn: String,
-        #[arg(required = true, value_name = "KEY=VALUE")]
-        settings: Vec<String>,
-    },
-    /// Reload the secrets files (used from the next authentication).
-    Rereadsecrets,
-    /// Re-read the configuration and apply only the differences.
-    Reload {
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Delete a connection's SAs (sends DELETE, waits for the answer).
-    Down { conn: String },
-    /// Tear a connection down now, whatever its state.
-    Kill { conn: String },
-    /// Apply new and changed connections from the config, or from one file.
-    Load {
-        #[arg(long)]
-        file: Option<PathBuf>,
-    },
-    /// Daemon counters.
-    Stats {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Stream events.
-    Monitor {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Fault injection (vpnd --impair only).
-    Impair { conn: String, kind: String },
-    /// Convert strongSwan configuration into vpnd's, listing what it cannot carry over.
-    ///
-    /// Reads swanctl.conf, or ipsec.conf with ipsec.secrets; writes
-    /// conf.d/NAME.toml per connection and secrets.toml (mode 0600) under
-    /// --out, and reports every option it does not carry over as it was.
-    /// Needs no daemon. Exit status 1 when the input has errors (nothing is
-    /// written then).
-    Import {
-        /// swanctl.conf or ipsec.conf.
-        file: PathBuf,
-        /// Where conf.d/ and secrets.toml are written.
-        #[arg(long, default_value = ".")]
-        out: PathBuf,
-        /// Only report; write nothing.
-        #[arg(long)]
-        check: bool,
-        /// ipsec.secrets, for an ipsec.conf (default: the one beside it).
-        #[arg(long)]
-        secrets: Option<PathBuf>,
-        /// The input format (default: by the file's name, else its content).
-        #[arg(long, value_parser = ["swanctl", "ipsec"])]
-        format: Option<String>,
-        /// Overwrite files that exist.
-        #[arg(long)]
-        force: bool,
-    },
-}
 
 fn main() {
     let args = Args::parse();

@@ -2,32 +2,16 @@
 //!
 //! vpnd [--config PATH] [--socket PATH] [--log-format text|json] [--impair]
 
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actors::{DaemonHandle, DaemonSettings};
 use clap::Parser;
+use control::cli::VpndArgs as Args;
 use control::config::{self, Dataplane};
 use control::server::{self, Server};
 use kernel::NoneDataplane;
 use runtime::scheduler::SchedulerConfig;
-
-#[derive(Parser, Debug)]
-#[command(name = "vpnd", version, about = "IKEv2/IPsec keying daemon")]
-struct Args {
-    /// Configuration file.
-    #[arg(long, default_value = "/etc/vpnd/vpnd.toml")]
-    config: PathBuf,
-    /// Control socket.
-    #[arg(long, default_value = "/run/vpnd/vpnd.sock")]
-    socket: PathBuf,
-    /// Log format on stderr.
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
-    /// Allow fault injection through `vpnctl impair` (tests only).
-    #[arg(long)]
-    impair: bool,
-}
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -37,10 +21,12 @@ fn init_logging(format: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    // Under systemd, stderr is the journal, which stamps each line itself.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (format == "json", journal) {
+        (true, _) => builder.json().init(),
+        (false, true) => builder.without_time().init(),
+        (false, false) => builder.init(),
     }
 }
 
@@ -133,6 +119,29 @@ async fn run(args: Args) -> Result<(), String> {
     let server = Server::new(daemon.clone(), cfg);
     let serve = tokio::spawn(server.serve(listener));
 
+    // systemd (Type=notify): READY=1 now that the sockets are bound and the
+    // configuration is loaded; then STATUS= and the watchdog.
+    let notifier = control::notify::Notifier::from_env();
+    let supervise = if notifier.enabled() {
+        let first = control::notify::stats(&daemon, Duration::from_secs(2))
+            .await
+            .map(|s| control::notify::summary(&s))
+            .unwrap_or_else(|| format!("{n} connections loaded"));
+        notifier.ready(&first);
+        let watchdog = control::notify::watchdog_interval();
+        if let Some(w) = watchdog {
+            tracing::info!("systemd watchdog: every {w:?}, pinged while the daemon actor answers");
+        }
+        Some(tokio::spawn(control::notify::supervise(
+            daemon.clone(),
+            notifier.clone(),
+            watchdog,
+            first,
+        )))
+    } else {
+        None
+    };
+
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     tokio::select! {
@@ -140,7 +149,13 @@ async fn run(args: Args) -> Result<(), String> {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    notifier.stopping();
+    if let Some(t) = supervise {
+        t.abort();
+        let _ = t.await;
+    }
     serve.abort();
+    let _ = serve.await;
     let _ = std::fs::remove_file(&args.socket);
     match Arc::try_unwrap(daemon) {
         Ok(d) => d.shutdown().await,

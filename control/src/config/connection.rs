@@ -125,7 +125,7 @@ impl ConnectionConfig {
     }
 }
 
-const CHILD_KEYS: &[&str] = &[
+pub(super) const CHILD_KEYS: &[&str] = &[
     "local_ts",
     "remote_ts",
     "esp_proposals",

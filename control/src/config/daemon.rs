@@ -122,7 +122,7 @@ impl Default for SchedulerConfig {
     }
 }
 
-const DAEMON_KEYS: &[&str] = &[
+pub(super) const DAEMON_KEYS: &[&str] = &[
     "listen",
     "dataplane",
     "include",
@@ -141,7 +141,7 @@ const DAEMON_KEYS: &[&str] = &[
     "state_dir",
 ];
 
-const SCHEDULER_KEYS: &[&str] = &[
+pub(super) const SCHEDULER_KEYS: &[&str] = &[
     "key_computations_per_sec",
     "max_concurrent",
     "max_half_open_per_peer",

@@ -15,6 +15,7 @@
 
 mod connection;
 mod daemon;
+pub mod doc;
 mod duration;
 pub(crate) mod error;
 pub mod file;
