@@ -70,6 +70,20 @@ async fn two_daemons_establish_and_one_kill_leaves_nothing_on_either_side() {
     let (sa, sb) = (stats(&a).await, stats(&b).await);
     assert_eq!((sa.ike_sas, sa.child_sas, sa.half_open), (1, 1, 0));
     assert_eq!((sb.ike_sas, sb.child_sas, sb.half_open), (1, 1, 0));
+    // Deleting the connection stops its subtree: no IKE SA is left counted.
+    let r = a.api(Api::Delete("c1".into()), T).await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    pass(Duration::from_millis(100)).await;
+    let sa = stats(&a).await;
+    assert_eq!((sa.connections, sa.ike_sas, sa.child_sas), (1, 0, 0));
+    // The peer heard the DELETE: its c1 SA is gone and not counted.
+    let sb = stats(&b).await;
+    assert_eq!((sb.connections, sb.ike_sas, sb.child_sas), (2, 0, 0));
+    let r = b.api(Api::Delete("c1".into()), T).await;
+    assert!(matches!(&r, ApiReply::Ok(_)), "{r:?}");
+    pass(Duration::from_millis(100)).await;
+    let sb = stats(&b).await;
+    assert_eq!((sb.connections, sb.ike_sas, sb.child_sas), (1, 0, 0));
 }
 
 #[tokio::test(start_paused = true)]

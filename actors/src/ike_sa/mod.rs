@@ -107,6 +107,9 @@ pub struct IkeSaActor;
 
 pub struct IkeState {
     _alive: runtime::counters::AliveGuard,
+    /// This actor in `ike_sas`, however it ends (a stopped supervisor's
+    /// children may end without `post_stop`).
+    _counted: Counted,
     ctx: CtxRef,
     spec: Arc<ConnSpec>,
     /// The core's timer settings from `spec`, kept so each step compares
@@ -384,6 +387,22 @@ impl IkeState {
     }
 }
 
+/// One IKE SA actor in the daemon's `ike_sas` count while it lives.
+struct Counted(CtxRef);
+
+impl Counted {
+    fn new(ctx: &CtxRef) -> Counted {
+        ctx.ike_sas.fetch_add(1, Ordering::Relaxed);
+        Counted(ctx.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.ike_sas.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A datagram for this SA that it refused: garbage (undecodable, an SK
 /// payload that does not open, a protocol violation) counts as malformed;
 /// late or duplicate ones do not.
@@ -409,7 +428,7 @@ impl Actor for IkeSaActor {
             IkeStart::Accept { slot, .. } => slot.take(),
             _ => None,
         };
-        args.ctx.ike_sas.fetch_add(1, Ordering::Relaxed);
+        let counted = Counted::new(&args.ctx);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         // A half-open responder SA belongs to no connection yet.
         let span = if matches!(args.start, IkeStart::Accept { .. }) {
@@ -436,6 +455,7 @@ impl Actor for IkeSaActor {
         let _ = myself.send_message(IkeMsg::Start);
         Ok(IkeState {
             _alive: runtime::counters::AliveGuard::new(),
+            _counted: counted,
             ctx: args.ctx,
             timers: timers(&args.spec),
             spec: args.spec,
@@ -538,7 +558,6 @@ impl Actor for IkeSaActor {
         st: &mut IkeState,
     ) -> Result<(), ActorProcessingErr> {
         st.finish();
-        st.ctx.ike_sas.fetch_sub(1, Ordering::Relaxed);
         Ok(())
     }
 }
