@@ -1,7 +1,8 @@
 //! ipsec.conf and ipsec.secrets conversion.
 
 use super::*;
-use crate::import::{Collect, Connection, NoteKind, Val};
+use crate::import::test_util::*;
+use crate::import::{Collect, NoteKind, Val};
 
 fn run(text: &str) -> Collect {
     let mut out = Collect::default();
@@ -10,24 +11,7 @@ fn run(text: &str) -> Collect {
 }
 
 fn ok(text: &str) -> Collect {
-    let out = run(text);
-    assert!(out.errors.is_empty(), "{:?}", out.errors);
-    out
-}
-
-fn conn<'a>(out: &'a Collect, name: &str) -> &'a Connection {
-    out.connections
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no connection {name}: {:#?}", out.notes))
-}
-
-fn s(v: &str) -> Val {
-    Val::Str(v.into())
-}
-
-fn l(v: &[&str]) -> Val {
-    Val::List(v.iter().map(|x| x.to_string()).collect())
+    without_errors(run(text))
 }
 
 const FULL: &str = "\

@@ -32,6 +32,33 @@ mod settings;
 mod swanctl;
 mod values;
 
+/// Helpers of the swanctl and ipsec conversion tests.
+#[cfg(test)]
+mod test_util {
+    use super::{Collect, Connection, Val};
+
+    /// `out`, checked to hold no error.
+    pub fn without_errors(out: Collect) -> Collect {
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        out
+    }
+
+    pub fn conn<'a>(out: &'a Collect, name: &str) -> &'a Connection {
+        out.connections
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no connection {name}: {:#?}", out.notes))
+    }
+
+    pub fn s(v: &str) -> Val {
+        Val::Str(v.into())
+    }
+
+    pub fn l(v: &[&str]) -> Val {
+        Val::List(v.iter().map(|x| x.to_string()).collect())
+    }
+}
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 
