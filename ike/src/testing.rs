@@ -201,6 +201,7 @@ pub fn test_config(
         },
         initial_contact: true,
         max_child_sas: crate::config::DEFAULT_MAX_CHILD_SAS,
+        fragment_size: crate::config::DEFAULT_FRAGMENT_SIZE,
     }
 }
 
