@@ -567,7 +567,18 @@ impl IkeSa {
         if self.phase() == Phase::Closed {
             return Err(DatagramError::Closed);
         }
-        let msg = Message::decode(data).map_err(DatagramError::Malformed)?;
+        let msg = match Message::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                if crate::wire::Header::decode(data)
+                    .is_ok_and(|h| h.next_payload == PayloadType::SKF)
+                {
+                    self.frag_stats.fragments_dropped =
+                        self.frag_stats.fragments_dropped.saturating_add(1);
+                }
+                return Err(DatagramError::Malformed(e));
+            }
+        };
         let h = &msg.header;
         let current = h.spi_i == self.core.spi_i
             && (h.spi_r == self.core.spi_r
