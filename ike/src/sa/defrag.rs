@@ -1,4 +1,5 @@
-//! Received fragments (RFC 7383 §2.6) on an IKE SA: which message a
+//! Fragmentation (RFC 7383) on an IKE SA. Sending: when a message goes
+//! out in fragments (§2.5). Receiving (§2.6): which message a
 //! fragment may belong to, its integrity check before it is kept, the
 //! resend of a cached response when fragment 1 of an answered request
 //! comes again (§2.6.1), and handing a reassembled message to the same
@@ -13,6 +14,43 @@ use super::{DatagramError, IkeSa};
 use crate::wire::{self, ExchangeType, Message, Payload};
 
 impl IkeSa {
+    /// The longest message we send in one datagram, when fragmentation
+    /// is negotiated and our connection uses it.
+    pub(super) fn max_message(&self) -> Option<usize> {
+        if !self.core.fragmentation {
+            return None;
+        }
+        let size = self
+            .config
+            .as_ref()
+            .or_else(|| self.candidates.first())
+            .map(|c| c.fragment_size)?;
+        if size == 0 {
+            return None;
+        }
+        Some(fragment::max_message_len(
+            size.max(crate::config::MIN_FRAGMENT_SIZE),
+            self.remote.is_ipv4(),
+            self.natt,
+        ))
+    }
+
+    /// Protect a message of the current IKE SA, in fragments if needed.
+    pub(super) fn protect(
+        &mut self,
+        exchange: ExchangeType,
+        response: bool,
+        id: u32,
+        payloads: &[Payload],
+    ) -> Vec<Vec<u8>> {
+        let max = self.max_message();
+        let data = self.core.protect(exchange, response, id, payloads, max);
+        if data.len() > 1 {
+            self.frag_stats.messages_fragmented += 1;
+        }
+        data
+    }
+
     /// A datagram of the current IKE SA whose last payload is SKF.
     pub(super) fn handle_fragment(
         &mut self,

@@ -640,43 +640,6 @@ impl IkeSa {
         }
     }
 
-    /// The longest message we send in one datagram, when fragmentation
-    /// is negotiated and our connection uses it.
-    fn max_message(&self) -> Option<usize> {
-        if !self.core.fragmentation {
-            return None;
-        }
-        let size = self
-            .config
-            .as_ref()
-            .or_else(|| self.candidates.first())
-            .map(|c| c.fragment_size)?;
-        if size == 0 {
-            return None;
-        }
-        Some(fragment::max_message_len(
-            size.max(crate::config::MIN_FRAGMENT_SIZE),
-            self.remote.is_ipv4(),
-            self.natt,
-        ))
-    }
-
-    /// Protect a message of the current IKE SA, in fragments if needed.
-    fn protect(
-        &mut self,
-        exchange: ExchangeType,
-        response: bool,
-        id: u32,
-        payloads: &[Payload],
-    ) -> Vec<Vec<u8>> {
-        let max = self.max_message();
-        let data = self.core.protect(exchange, response, id, payloads, max);
-        if data.len() > 1 {
-            self.frag_stats.messages_fragmented += 1;
-        }
-        data
-    }
-
     fn transmit(&mut self, data: Vec<u8>) {
         self.transmits.push_back(Transmit {
             local: self.local,
