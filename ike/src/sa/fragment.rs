@@ -248,6 +248,75 @@ fn add_inner(slot: &mut Option<Reassembly>, now: Instant, f: Opened<'_>) -> Adde
     })
 }
 
+/// Fuzzing entry (`ike/fuzz`, target `fragments`): `input` is read as a
+/// sequence of fragments, each `[id: 1][number: 2][total: 2][len: 1]`
+/// followed by `len` plaintext bytes (the integrity check, which a fuzzer
+/// cannot pass, is taken as done), offered in order to one reassembly
+/// slot, one simulated second apart when the id byte's top bit is set.
+/// Panics if a bound is broken: at most [`MAX_FRAGMENTS`] held, at most
+/// [`MAX_REASSEMBLED_LEN`] bytes held or reassembled, and a reassembled
+/// message exactly its fragments' bytes in order.
+#[doc(hidden)]
+pub fn fuzz_reassembly(input: &[u8]) -> u32 {
+    let start = Instant::now();
+    let mut now = start;
+    let mut slot: Option<Reassembly> = None;
+    let mut rest = input;
+    let mut completed = 0;
+    let digest = [0u8; 32];
+    // What each (id, total) in progress holds, to check the result.
+    let mut shadow: Vec<(u16, Vec<u8>)> = Vec::new();
+    while let [id, n0, n1, t0, t1, len, tail @ ..] = rest {
+        let len = usize::from(*len).min(tail.len());
+        let (plain, tail) = tail.split_at(len);
+        rest = tail;
+        if id & 0x80 != 0 {
+            now += Duration::from_secs(1);
+        }
+        let number = u16::from_be_bytes([*n0, *n1]);
+        let total = u16::from_be_bytes([*t0, *t1]);
+        if number == 0 || number > total {
+            continue; // the decoder never yields these
+        }
+        let f = Opened {
+            id: u32::from(id & 0x7f),
+            exchange: ExchangeType::IKE_AUTH,
+            number,
+            total,
+            next_payload: PayloadType::NONE,
+            plain: plain.to_vec(),
+            digest: &digest,
+        };
+        let before = slot.as_ref().map(|r| (r.id, r.total, r.deadline > now));
+        match before {
+            Some((rid, rt, true)) if rid == f.id && total <= rt => {}
+            _ => shadow.clear(),
+        }
+        let (added, _) = add(&mut slot, now, f);
+        match added {
+            Added::Stored => shadow.push((number, plain.to_vec())),
+            Added::Dropped(_) => {}
+            Added::Complete(done) => {
+                shadow.push((number, plain.to_vec()));
+                shadow.sort_by_key(|(n, _)| *n);
+                let expect: Vec<u8> = shadow.iter().flat_map(|(_, p)| p.clone()).collect();
+                assert_eq!(done.plain, expect, "reassembled bytes");
+                assert!(done.plain.len() <= MAX_REASSEMBLED_LEN);
+                shadow.clear();
+                completed += 1;
+            }
+        }
+        if let Some(r) = &slot {
+            assert!(r.total <= MAX_FRAGMENTS && r.received <= r.total);
+            assert!(r.len <= MAX_REASSEMBLED_LEN);
+            assert_eq!(r.parts.len(), usize::from(r.total));
+        } else {
+            shadow.clear();
+        }
+    }
+    completed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,8 @@ use crate::wire::{
 
 pub use self::error::{BadChild, ChildError, PeerMisbehaved, RekeyError};
 pub use self::exchange::sa_init::CookieCheck;
+#[doc(hidden)]
+pub use self::fragment::fuzz_reassembly;
 pub use self::fragment::{
     FragmentError, FragmentStats, MAX_FRAGMENTS, MAX_REASSEMBLED_LEN, REASSEMBLY_TIMEOUT,
 };
