@@ -365,3 +365,32 @@ fn fuzz_seeds_reassemble() {
         ike::sa::fuzz_reassembly(&data);
     }
 }
+
+#[test]
+fn only_the_fragment_that_completes_a_message_costs_key_work() {
+    use ike::sa::{Cost, KeyWork};
+    let mut p = big_pair(|_, _| {});
+    p.drop_fragment(Dir::AtoB, ExchangeType::IKE_AUTH, false, 1, 1);
+    p.initiate(&["net"]);
+    p.drive_for(Duration::from_millis(100));
+    let n = stats(&p, Dir::AtoB).fragments_sent as u16;
+    assert!(n >= 3, "{n}");
+    assert_eq!(stats(&p, Dir::BtoA).fragments_received, u32::from(n) - 1);
+    let cost =
+        |p: &Pair, id, number, total| p.b.sa().datagram_cost(&skf(p, id, number, total, &[0; 40]));
+    assert_eq!(
+        cost(&p, 1, 1, n),
+        Cost::Keys(KeyWork::Authenticate),
+        "the missing one"
+    );
+    assert_eq!(cost(&p, 1, 2, n), Cost::Cheap, "held already");
+    assert_eq!(cost(&p, 1, 1, n + 1), Cost::Cheap, "another total");
+    assert_eq!(cost(&p, 2, 1, n), Cost::Cheap, "another message");
+    assert_eq!(
+        cost(&p, 1, 1, 1),
+        Cost::Keys(KeyWork::Authenticate),
+        "a lone fragment"
+    );
+    p.drive();
+    assert!(established(&p));
+}

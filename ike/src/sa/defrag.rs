@@ -169,6 +169,29 @@ impl IkeSa {
         }
     }
 
+    /// Would the fragment `data` (header `h`, already decoded) complete
+    /// its message, if it opens? Read from its SKF header alone, for
+    /// [`IkeSa::datagram_cost`].
+    pub(super) fn fragment_completes(&self, h: &crate::wire::Header, data: &[u8]) -> bool {
+        let field = |at: usize| {
+            data.get(at..at + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        };
+        let (Some(number), Some(total)) = (field(32), field(34)) else {
+            return false;
+        };
+        let slot = if h.is_response() {
+            &self.core.defrag_response
+        } else {
+            &self.core.defrag_request
+        };
+        match slot {
+            _ if total == 1 => true,
+            Some(r) => r.completed_by(h.message_id, number, total),
+            None => false,
+        }
+    }
+
     /// Drop partial messages that waited too long for their other
     /// fragments.
     pub(super) fn expire_reassembly(&mut self, now: Instant) {

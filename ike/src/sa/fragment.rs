@@ -161,6 +161,17 @@ impl Reassembly {
     pub fn held(&self) -> u32 {
         u32::from(self.received)
     }
+
+    /// Is fragment `number` of `total` of message `id` the one missing?
+    pub fn completed_by(&self, id: u32, number: u16, total: u16) -> bool {
+        id == self.id
+            && total == self.total
+            && self.received.saturating_add(1) == total
+            && self
+                .parts
+                .get(usize::from(number).wrapping_sub(1))
+                .is_some_and(Option::is_none)
+    }
 }
 
 /// Offer an opened fragment to the reassembly slot `slot` (one for
