@@ -21,53 +21,86 @@ use chaos_tests::{Charon, CharonConn, Lab, Ns, Vpnd};
 const PSK: &str = "fragmentation-interop-psk-7383";
 const A: &str = "198.18.1.1";
 const B: &str = "198.18.2.1";
+const A6: &str = "2001:db8:1::1";
+const B6: &str = "2001:db8:2::1";
 /// Selectors on a's side.
 const N_TS: u8 = 150;
 /// b's side.
 const LAN_B: &str = "198.19.2.0/24";
+/// vpnd's and charon's default fragment size: no IKE datagram on the
+/// wire may make a longer IP packet.
+const FRAGMENT_SIZE: u64 = 1280;
 
 struct FragLab {
     lab: Lab,
     a: Ns,
     r: Ns,
     b: Ns,
+    /// a's and b's addresses.
+    addrs: (&'static str, &'static str),
+}
+
+/// The router drops IP fragments of both families before conntrack could
+/// reassemble them (priority -450) and, in a chain before that, counts
+/// IKE packets longer than `FRAGMENT_SIZE`.
+fn router_rules() -> String {
+    format!(
+        "add table inet nofrag
+add chain inet nofrag big {{ type filter hook prerouting priority -460; }}
+add rule inet nofrag big udp dport {{ 500, 4500 }} meta length > {FRAGMENT_SIZE} counter
+add chain inet nofrag pre {{ type filter hook prerouting priority -450; }}
+add rule inet nofrag pre ip frag-off & 0x1fff != 0 counter drop
+add rule inet nofrag pre ip frag-off & 0x2000 != 0 counter drop
+add rule inet nofrag pre exthdr frag exists counter drop
+"
+    )
 }
 
 fn lab(tag: &str) -> FragLab {
+    lab_of(tag, false)
+}
+
+/// a — r — b over IPv4 (198.18.1.0/24, 198.18.2.0/24) or IPv6
+/// (2001:db8:1::/64, 2001:db8:2::/64); the LANs are IPv4 either way.
+fn lab_of(tag: &str, v6: bool) -> FragLab {
     let mut lab = Lab::new(tag);
     let a = lab.ns("a");
     let r = lab.ns("r");
     let b = lab.ns("b");
-    lab.link(&a, &[&format!("{A}/24")], &r, &["198.18.1.254/24"]);
-    lab.link(&r, &["198.18.2.254/24"], &b, &[&format!("{B}/24")]);
-    lab.exec(
-        &a,
-        &["ip", "route", "add", "default", "via", "198.18.1.254"],
-    );
-    lab.exec(
-        &b,
-        &["ip", "route", "add", "default", "via", "198.18.2.254"],
-    );
-    lab.exec(&r, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    let (addrs, gw_a, gw_b, ip) = if v6 {
+        lab.link(&a, &[&format!("{A6}/64")], &r, &["2001:db8:1::fe/64"]);
+        lab.link(&r, &["2001:db8:2::fe/64"], &b, &[&format!("{B6}/64")]);
+        lab.exec(
+            &r,
+            &["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"],
+        );
+        ((A6, B6), "2001:db8:1::fe", "2001:db8:2::fe", "-6")
+    } else {
+        lab.link(&a, &[&format!("{A}/24")], &r, &["198.18.1.254/24"]);
+        lab.link(&r, &["198.18.2.254/24"], &b, &[&format!("{B}/24")]);
+        lab.exec(&r, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        ((A, B), "198.18.1.254", "198.18.2.254", "-4")
+    };
+    lab.exec(&a, &["ip", ip, "route", "add", "default", "via", gw_a]);
+    lab.exec(&b, &["ip", ip, "route", "add", "default", "via", gw_b]);
     lab.lan(&a, &["198.19.1.1/24"]);
     lab.lan(&b, &["198.19.2.1/24"]);
-    nft(
-        &lab,
-        &r,
-        "add table ip nofrag\n\
-         add chain ip nofrag pre { type filter hook prerouting priority -450; }\n\
-         add rule ip nofrag pre ip frag-off & 0x1fff != 0 counter drop\n\
-         add rule ip nofrag pre ip frag-off & 0x2000 != 0 counter drop\n",
-    );
-    FragLab { lab, a, r, b }
+    nft(&lab, &r, &router_rules());
+    FragLab {
+        lab,
+        a,
+        r,
+        b,
+        addrs,
+    }
 }
 
 impl FragLab {
-    /// IP fragments the router dropped so far.
-    fn dropped_ip_fragments(&self) -> u64 {
+    /// The sum of the packet counters of one of the router's chains.
+    fn counted(&self, chain: &str) -> u64 {
         let out = self
             .lab
-            .exec(&self.r, &["nft", "list", "chain", "ip", "nofrag", "pre"]);
+            .exec(&self.r, &["nft", "list", "chain", "inet", "nofrag", chain]);
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
@@ -76,6 +109,16 @@ impl FragLab {
                 w.next()?.parse::<u64>().ok()
             })
             .sum()
+    }
+
+    /// IP fragments the router dropped so far.
+    fn dropped_ip_fragments(&self) -> u64 {
+        self.counted("pre")
+    }
+
+    /// IKE packets longer than `FRAGMENT_SIZE` the router saw.
+    fn oversized(&self) -> u64 {
+        self.counted("big")
     }
 }
 
@@ -139,7 +182,8 @@ fn secrets() -> String {
 
 /// charon on b: net 2 behind it, net 1 behind a.
 fn charon(l: &mut FragLab) -> Charon {
-    let mut c = CharonConn::psk("big", B, A, "b.test", "a.test", PSK);
+    let (a, b) = l.addrs;
+    let mut c = CharonConn::psk("big", b, a, "b.test", "a.test", PSK);
     c.local_ts = selectors(2).join(",");
     c.remote_ts = selectors(1).join(",");
     c.extra = "fragmentation = yes".into();
@@ -147,7 +191,8 @@ fn charon(l: &mut FragLab) -> Charon {
 }
 
 fn vpnd_a(l: &mut FragLab, frag: Option<u16>) -> Vpnd {
-    let config = vpnd_config(A, B, ("a.test", "b.test"), (1, 2), frag);
+    let (a, b) = l.addrs;
+    let config = vpnd_config(a, b, ("a.test", "b.test"), (1, 2), frag);
     Vpnd::start(&mut l.lab, &l.a, "vpnd-a", &config, &secrets(), &[])
 }
 
@@ -196,6 +241,8 @@ fn vpnd_initiator_charon_responder_in_fragments() {
     );
     assert_all_selectors(&v, true);
     assert_charon_fragmented(&l);
+    assert_eq!(l.oversized(), 0, "IKE packets over {FRAGMENT_SIZE} bytes");
+    assert_eq!(l.dropped_ip_fragments(), 0);
 }
 
 #[test]
@@ -218,13 +265,15 @@ fn charon_initiator_vpnd_responder_in_fragments() {
     assert_eq!(v.conn("big")["ike_sas"][0]["initiator"], false);
     assert_all_selectors(&v, true);
     assert_charon_fragmented(&l);
+    assert_eq!(l.oversized(), 0, "IKE packets over {FRAGMENT_SIZE} bytes");
+    assert_eq!(l.dropped_ip_fragments(), 0);
 }
 
 #[test]
 fn vpnd_to_vpnd_in_fragments_both_ways() {
     let mut l = lab("frv");
     let va = vpnd_a(&mut l, None);
-    let config = vpnd_config(B, A, ("b.test", "a.test"), (2, 1), None);
+    let config = vpnd_config(l.addrs.1, l.addrs.0, ("b.test", "a.test"), (2, 1), None);
     let vb = Vpnd::start(&mut l.lab, &l.b, "vpnd-b", &config, &secrets(), &[]);
     let up = va.ctl(&["up", "big"]);
     assert!(
@@ -248,6 +297,31 @@ fn vpnd_to_vpnd_in_fragments_both_ways() {
     assert!(up.ok(), "up from b failed: {up:?}\n{}", l.lab.log("vpnd-b"));
     assert!(wait(5, || va.installed_children() == 1));
     assert_eq!(l.dropped_ip_fragments(), 0, "vpnd sent IP fragments");
+    assert_eq!(l.oversized(), 0, "IKE packets over {FRAGMENT_SIZE} bytes");
+}
+
+#[test]
+fn vpnd_initiator_charon_responder_over_ipv6_in_fragments() {
+    let mut l = lab_of("fr6", true);
+    let charon = charon(&mut l);
+    let v = vpnd_a(&mut l, None);
+    let up = v.ctl(&["up", "big"]);
+    assert!(
+        up.ok(),
+        "up failed: {up:?}\n{}\ncharon:\n{}",
+        l.lab.log("vpnd-a"),
+        l.lab.log("charon-b")
+    );
+    assert!(
+        wait(5, || charon.has_installed("net")),
+        "{}",
+        charon.list_sas()
+    );
+    assert_all_selectors(&v, true);
+    assert_charon_fragmented(&l);
+    // The 40-byte IPv6 header counts: still no packet over 1280 bytes.
+    assert_eq!(l.oversized(), 0, "IKE packets over {FRAGMENT_SIZE} bytes");
+    assert_eq!(l.dropped_ip_fragments(), 0);
 }
 
 #[test]
@@ -260,6 +334,9 @@ fn without_fragmentation_vpnd_and_charon_do_not_come_up_either_way() {
     assert!(!charon.has_installed("net"));
     let dropped = l.dropped_ip_fragments();
     assert!(dropped > 0, "the router dropped no IP fragments");
+    // The counter of oversized IKE packets works: it saw the first
+    // fragments (UDP header and all) of the unfragmented IKE_AUTH.
+    assert!(l.oversized() > 0, "no oversized IKE packet counted");
     // charon initiating: it does not fragment for a peer that did not
     // announce support, so its IKE_AUTH is lost too.
     charon.initiate("net");
