@@ -394,3 +394,24 @@ fn only_the_fragment_that_completes_a_message_costs_key_work() {
     p.drive();
     assert!(established(&p));
 }
+
+#[test]
+fn a_forged_fragment_one_of_the_answered_request_brings_no_response() {
+    let mut p = big_pair(|_, _| {});
+    up(&mut p);
+    let sent = stats(&p, Dir::BtoA).fragments_sent;
+    let (local, remote, now) = (p.b.addr, p.a.addr, p.now);
+    for number in [1, 2] {
+        let data = skf(&p, 1, number, 3, &[0x33; 64]);
+        let e = p.b.sa_mut().handle_datagram(now, local, remote, &data);
+        let e = e.expect_err("dropped").to_string();
+        let why = if number == 1 {
+            "integrity"
+        } else {
+            "already answered"
+        };
+        assert!(e.contains(why), "{number}: {e}");
+    }
+    assert_eq!(stats(&p, Dir::BtoA).fragments_sent, sent, "nothing resent");
+    assert!(p.b.sa_mut().poll_transmit().is_none());
+}

@@ -126,6 +126,19 @@ impl IkeSa {
                 .cached
                 .as_ref()
                 .is_some_and(|(id, _, _)| *id == h.message_id);
+            if answered && f.number == 1 {
+                // Not the copy we saw (the peer may have fragmented it
+                // anew, for a smaller MTU): fragment 1 that opens under the
+                // peer's key is its retransmission all the same (§2.6.1).
+                self.core
+                    .open_fragment(data, msg)
+                    .map_err(DatagramError::Open)?;
+                if let Some((_, resp, _)) = self.core.cached.as_ref() {
+                    let resp = resp.clone();
+                    self.transmit_all(resp);
+                }
+                return Ok(None);
+            }
             return Err(DatagramError::Fragment(if answered {
                 FragmentError::AlreadyAnswered
             } else {

@@ -6,7 +6,9 @@
 //! the only request ID we answer afresh; the cached response goes out again
 //! only for a byte-identical copy of the request it answered (RFC 7296 §2.1:
 //! retransmissions are identical), so a tampered or different message with
-//! that ID gets nothing; anything else is dropped.
+//! that ID gets nothing; anything else is dropped. A fragmented request
+//! (RFC 7383 §2.6.1) is recognised by its fragment 1 alone: identical, or
+//! (sent anew in other fragments) opening under the peer's key.
 
 use std::time::Instant;
 
@@ -354,7 +356,8 @@ impl MessageLayer {
     /// A fragment of a request with message ID `id` whose datagram has
     /// digest `d`: `Some(response)` if it is fragment 1 of the request we
     /// answered last, byte for byte (RFC 7383 §2.6.1: only fragment 1 of a
-    /// retransmitted request makes the response go out again).
+    /// retransmitted request makes the response go out again; one that
+    /// differs is opened first, by the caller).
     pub fn retransmitted_fragment(
         &self,
         id: u32,
