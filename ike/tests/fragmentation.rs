@@ -415,3 +415,30 @@ fn a_forged_fragment_one_of_the_answered_request_brings_no_response() {
     assert_eq!(stats(&p, Dir::BtoA).fragments_sent, sent, "nothing resent");
     assert!(p.b.sa_mut().poll_transmit().is_none());
 }
+
+#[test]
+fn the_rekeyed_ike_sa_keeps_fragmenting_a_large_child_rekey() {
+    use ike::sa::Command;
+    let mut p = big_pair(|_, _| {});
+    up(&mut p);
+    p.command(Dir::AtoB, Command::RekeyIke);
+    p.drive();
+    assert!(
+        p.a.events
+            .iter()
+            .any(|e| matches!(e, ike::sa::Event::IkeRekeyed { .. })),
+        "IKE SA not rekeyed"
+    );
+    assert!(p.a.sa().fragmentation() && p.b.sa().fragmentation());
+    let before = stats(&p, Dir::AtoB).messages_fragmented;
+    let spi_in = *p.a.children.keys().next().expect("child");
+    p.command(Dir::AtoB, Command::RekeyChild { spi_in });
+    p.drive();
+    assert!(!p.a.children.contains_key(&spi_in), "old child still there");
+    assert_eq!(p.a.children.len(), 1);
+    assert!(p.children_mirror());
+    // Its CREATE_CHILD_SA (150 selectors) crossed the 1280-byte path in
+    // fragments, and so did the answer.
+    assert!(stats(&p, Dir::AtoB).messages_fragmented > before);
+    assert!(stats(&p, Dir::BtoA).messages_fragmented >= 2);
+}
