@@ -9,6 +9,8 @@
 //! IKE_AUTH request and response (about 2.8 KB each) cross only in IKE
 //! fragments. (One /24 on b's side keeps charon's kernel-libipsec at 150
 //! policies rather than 150 × 150.)
+//! Lost fragments (an nftables quota drops the first full-sized one each
+//! way) are recovered by retransmission in both roles against charon.
 //! With vpnd's `fragment_size = 0` it does not announce fragmentation,
 //! neither end fragments, and the SA does not come up: proof that the
 //! lab really drops IP fragments.
@@ -38,6 +40,8 @@ struct FragLab {
     b: Ns,
     /// a's and b's addresses.
     addrs: (&'static str, &'static str),
+    /// The router's interfaces towards a and towards b.
+    r_ifs: (String, String),
 }
 
 /// The router drops IP fragments of both families before conntrack could
@@ -67,19 +71,19 @@ fn lab_of(tag: &str, v6: bool) -> FragLab {
     let a = lab.ns("a");
     let r = lab.ns("r");
     let b = lab.ns("b");
-    let (addrs, gw_a, gw_b, ip) = if v6 {
-        lab.link(&a, &[&format!("{A6}/64")], &r, &["2001:db8:1::fe/64"]);
-        lab.link(&r, &["2001:db8:2::fe/64"], &b, &[&format!("{B6}/64")]);
+    let (addrs, gw_a, gw_b, ip, r_ifs) = if v6 {
+        let (_, ra) = lab.link(&a, &[&format!("{A6}/64")], &r, &["2001:db8:1::fe/64"]);
+        let (rb, _) = lab.link(&r, &["2001:db8:2::fe/64"], &b, &[&format!("{B6}/64")]);
         lab.exec(
             &r,
             &["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"],
         );
-        ((A6, B6), "2001:db8:1::fe", "2001:db8:2::fe", "-6")
+        ((A6, B6), "2001:db8:1::fe", "2001:db8:2::fe", "-6", (ra, rb))
     } else {
-        lab.link(&a, &[&format!("{A}/24")], &r, &["198.18.1.254/24"]);
-        lab.link(&r, &["198.18.2.254/24"], &b, &[&format!("{B}/24")]);
+        let (_, ra) = lab.link(&a, &[&format!("{A}/24")], &r, &["198.18.1.254/24"]);
+        let (rb, _) = lab.link(&r, &["198.18.2.254/24"], &b, &[&format!("{B}/24")]);
         lab.exec(&r, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-        ((A, B), "198.18.1.254", "198.18.2.254", "-4")
+        ((A, B), "198.18.1.254", "198.18.2.254", "-4", (ra, rb))
     };
     lab.exec(&a, &["ip", ip, "route", "add", "default", "via", gw_a]);
     lab.exec(&b, &["ip", ip, "route", "add", "default", "via", gw_b]);
@@ -92,6 +96,7 @@ fn lab_of(tag: &str, v6: bool) -> FragLab {
         r,
         b,
         addrs,
+        r_ifs,
     }
 }
 
@@ -114,6 +119,27 @@ impl FragLab {
     /// IP fragments the router dropped so far.
     fn dropped_ip_fragments(&self) -> u64 {
         self.counted("pre")
+    }
+
+    /// Lose the first IKE fragment-sized packet (over 1000 bytes, on port
+    /// 4500) coming from a and the first one coming from b: one fragment
+    /// of the IKE_AUTH request and one of its response. (A quota matches
+    /// while a packet still fits in it: 1300 bytes take one such packet.)
+    fn lose_first_big_packet_each_way(&self) {
+        let mut rules = String::from(
+            "add chain inet nofrag lose { type filter hook prerouting priority -440; }\n",
+        );
+        for ifname in [&self.r_ifs.0, &self.r_ifs.1] {
+            rules.push_str(&format!(
+                "add rule inet nofrag lose iifname \"{ifname}\" udp dport 4500 meta length > 1000 quota until 1300 bytes counter drop\n"
+            ));
+        }
+        nft(&self.lab, &self.r, &rules);
+    }
+
+    fn ruleset(&self) -> String {
+        let out = self.lab.exec(&self.r, &["nft", "list", "ruleset"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// IKE packets longer than `FRAGMENT_SIZE` the router saw.
@@ -347,4 +373,76 @@ fn without_fragmentation_vpnd_and_charon_do_not_come_up_either_way() {
     );
     assert!(l.dropped_ip_fragments() > dropped);
     assert!(!l.lab.log("charon-b").contains("splitting IKE message"));
+}
+
+#[test]
+fn lost_fragments_each_way_are_retransmitted_with_charon_responding() {
+    let mut l = lab("frl");
+    l.lose_first_big_packet_each_way();
+    let charon = charon(&mut l);
+    let v = vpnd_a(&mut l, None);
+    let up = v.ctl(&["up", "big"]);
+    assert!(
+        up.ok(),
+        "up failed: {up:?}\n{}\ncharon:\n{}",
+        l.lab.log("vpnd-a"),
+        l.lab.log("charon-b")
+    );
+    assert!(
+        wait(5, || charon.has_installed("net")),
+        "{}",
+        charon.list_sas()
+    );
+    assert_eq!(
+        l.counted("lose"),
+        2,
+        "one fragment lost each way:\n{}",
+        l.ruleset()
+    );
+    // vpnd sent its request again, whole; its fragment 1 made charon send
+    // its cached response again, whole.
+    let log = l.lab.log("charon-b");
+    assert!(
+        log.contains("received retransmit of request with ID 1, retransmitting response"),
+        "{log}"
+    );
+    // vpnd's datagrams are the size of charon's: 1248 bytes of UDP
+    // payload (1280 with the IP and UDP headers and the non-ESP marker).
+    assert!(
+        log.contains(&format!(
+            "received packet: from {A}[4500] to {B}[4500] (1248 bytes)"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn lost_fragments_each_way_are_retransmitted_with_charon_initiating() {
+    let mut l = lab("frm");
+    l.lose_first_big_packet_each_way();
+    let v = vpnd_a(&mut l, None);
+    let charon = charon(&mut l);
+    charon.initiate("net");
+    assert!(
+        wait(15, || v.installed_children() == 1),
+        "vpnd:\n{}\ncharon:\n{}",
+        l.lab.log("vpnd-a"),
+        l.lab.log("charon-b")
+    );
+    assert!(
+        wait(5, || charon.has_installed("net")),
+        "{}",
+        charon.list_sas()
+    );
+    assert_eq!(
+        l.counted("lose"),
+        2,
+        "one fragment lost each way:\n{}",
+        l.ruleset()
+    );
+    let log = l.lab.log("charon-b");
+    assert!(
+        log.contains("retransmit 1 of request with message ID 1"),
+        "{log}"
+    );
 }
