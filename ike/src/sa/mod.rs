@@ -9,13 +9,16 @@
 //! retries; NAT detection §2.23), IKE_AUTH with the first CHILD SA (§1.2,
 //! PSK §2.15, narrowing §2.9), CREATE_CHILD_SA (new CHILD SA §1.3.1, CHILD
 //! rekey §1.3.3, IKE rekey §1.3.2, collisions §2.8.1), INFORMATIONAL (§1.4:
-//! DELETE and liveness). Message IDs use a window of one (§2.3).
+//! DELETE and liveness). Message IDs use a window of one (§2.3). IKE
+//! fragmentation (RFC 7383) once both sides announced it in IKE_SA_INIT.
 //!
 //! Layout: this module is the shell, `IkeSa`'s state, its inputs and
 //! outputs, and the dispatch of requests and responses by exchange type;
 //! `message` is the message layer (SK payload protection, message IDs,
 //! retransmission and the response cache); `exchange` has one module per
-//! exchange with both of its halves; `types` the public inputs and outputs;
+//! exchange with both of its halves; `fragment` splitting and bounded
+//! reassembly of fragments, `defrag` their use on the SA; `types` the
+//! public inputs and outputs;
 //! `payloads` the payload helpers the exchanges share; `natd` NAT detection
 //! hashes and cookies.
 //!
