@@ -158,9 +158,9 @@ pub struct Pair {
     pub delivered: HashMap<Dir, u32>,
     /// Datagrams dropped by impairments or rules, per direction.
     pub dropped: HashMap<Dir, u32>,
-    /// Drop datagrams whose IPv4 packet (20-byte IP and 8-byte UDP header,
-    /// non-ESP marker included) is longer than this: a path that loses IP
-    /// fragments.
+    /// Drop datagrams whose IP packet (IP header of 20 bytes for IPv4, 40
+    /// for IPv6, the 8-byte UDP header and the non-ESP marker included) is
+    /// longer than this: a path that loses IP fragments.
     pub path_mtu: Option<usize>,
     /// The longest datagram (UDP payload) sent, per direction.
     pub largest: HashMap<Dir, usize>,
@@ -391,9 +391,10 @@ impl Pair {
         let largest = self.largest.entry(dir).or_default();
         *largest = (*largest).max(t.data.len());
         let marker = if t.non_esp_marker { 4 } else { 0 };
+        let headers = if t.remote.is_ipv4() { 28 } else { 48 };
         if self
             .path_mtu
-            .is_some_and(|mtu| t.data.len() + marker + 28 > mtu)
+            .is_some_and(|mtu| t.data.len() + marker + headers > mtu)
         {
             *self.dropped.entry(dir).or_default() += 1;
             return;

@@ -442,3 +442,16 @@ fn the_rekeyed_ike_sa_keeps_fragmenting_a_large_child_rekey() {
     assert!(stats(&p, Dir::AtoB).messages_fragmented > before);
     assert!(stats(&p, Dir::BtoA).messages_fragmented >= 2);
 }
+
+#[test]
+fn over_ipv6_the_larger_header_counts() {
+    let mut p = big_pair(|_, _| {});
+    p.a.addr = "[2001:db8::1]:500".parse().unwrap();
+    p.b.addr = "[2001:db8::2]:500".parse().unwrap();
+    up(&mut p);
+    for dir in [Dir::AtoB, Dir::BtoA] {
+        // 1280 - 40 (IPv6) - 8 (UDP): the largest datagram is 1232 bytes.
+        assert_eq!(p.largest[&dir], 1232, "{dir:?}");
+        assert_eq!(stats(&p, dir).messages_fragmented, 1, "{dir:?}");
+    }
+}
