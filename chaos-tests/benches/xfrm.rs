@@ -230,9 +230,23 @@ fn vpnd_config(side: u8, auto: &str) -> String {
 
 fn tunnels_vpnd() -> Vec<Row> {
     let (mut lab, a, b) = lab("xbv");
-    let vb = Vpnd::start(&mut lab, &b, "vpnd-b", &vpnd_config(1, "add"), &psk_any(PSK), &[]);
+    let vb = Vpnd::start(
+        &mut lab,
+        &b,
+        "vpnd-b",
+        &vpnd_config(1, "add"),
+        &psk_any(PSK),
+        &[],
+    );
     let t = Instant::now();
-    let va = Vpnd::start(&mut lab, &a, "vpnd-a", &vpnd_config(0, "start"), &psk_any(PSK), &[]);
+    let va = Vpnd::start(
+        &mut lab,
+        &a,
+        "vpnd-a",
+        &vpnd_config(0, "start"),
+        &psk_any(PSK),
+        &[],
+    );
     let up = Lab::wait_until(Duration::from_secs(600), || {
         count(Some(&a), "state") >= 2 * N && count(Some(&b), "state") >= 2 * N
     });
