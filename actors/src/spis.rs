@@ -15,10 +15,18 @@ use ike::sa::Provider;
 /// the SA sets it, so its later rekeys' SPIs go with that connection.
 pub type SpiOwner = Arc<std::sync::Mutex<String>>;
 
+/// How many reserved SPIs an IKE SA remembers; older ones were installed
+/// or have expired in the kernel (ALLOCSPI's reservation lasts 30 s).
+const REMEMBERED: usize = 8;
+
+/// Lives inside its IKE SA (`ike::sa::IkeSa` owns its provider): when the
+/// SA is dropped, however its actor ended, the SPIs it reserved and never
+/// installed are given back.
 pub struct DataplaneSpis {
     rng: SystemRandom,
     dataplane: Arc<dyn kernel::Dataplane>,
     owner: SpiOwner,
+    reserved: Vec<u32>,
     local: IpAddr,
     remote: IpAddr,
 }
@@ -35,6 +43,7 @@ impl DataplaneSpis {
             rng: SystemRandom::new(),
             dataplane,
             owner: cell.clone(),
+            reserved: Vec::new(),
             local,
             remote,
         });
@@ -54,6 +63,10 @@ impl Provider for DataplaneSpis {
             .alloc_spi(&owner, self.local, self.remote, 0)
             .filter(|s| *s >= 0x100)
         {
+            if self.reserved.len() == REMEMBERED {
+                self.reserved.remove(0);
+            }
+            self.reserved.push(spi);
             return spi;
         }
         loop {
@@ -63,6 +76,14 @@ impl Provider for DataplaneSpis {
             if spi >= 0x100 {
                 return spi;
             }
+        }
+    }
+}
+
+impl Drop for DataplaneSpis {
+    fn drop(&mut self) {
+        for spi in self.reserved.drain(..) {
+            self.dataplane.release_spi(spi);
         }
     }
 }

@@ -54,8 +54,11 @@ fn main() {
         return;
     }
     let backend = backend();
+    print_rows(&backend);
     let vpnd = tunnels_vpnd();
+    print_rows(&vpnd);
     let charon = tunnels_charon();
+    print_rows(&charon);
     println!("\n| daemon (in the UML guest, 1 CPU) | measure | 1,000 CHILD SAs | per CHILD SA |");
     println!("|---|---|---|---|");
     for (who, what, total) in backend.iter().chain(&vpnd).chain(&charon) {
@@ -68,6 +71,22 @@ fn main() {
 }
 
 type Row = (&'static str, &'static str, Duration);
+
+fn print_rows(rows: &[Row]) {
+    for (who, what, d) in rows {
+        eprintln!("XFRM-BENCH {who}: {what}: {:.3} s", d.as_secs_f64());
+    }
+}
+
+/// SIGTERM `name` and wait (bounded) for it to exit; a daemon removes its
+/// kernel state on the way out.
+fn terminate(lab: &mut Lab, name: &str) {
+    if let Some(pid) = lab.pid(name) {
+        // SAFETY: signalling a child process we started.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    lab.wait_exit(name, Duration::from_secs(300));
+}
 
 fn host(i: usize, side: u8) -> String {
     format!("198.19.{}.{}", (i >> 8) + 128 * side as usize, i & 255)
@@ -258,7 +277,7 @@ fn tunnels_vpnd() -> Vec<Row> {
     );
     let _ = (&va, &vb);
     let t = Instant::now();
-    lab.stop("vpnd-a");
+    terminate(&mut lab, "vpnd-a");
     let gone = Lab::wait_until(Duration::from_secs(120), || count(Some(&a), "state") == 0);
     let down = t.elapsed();
     assert!(gone, "vpnd left {} states", count(Some(&a), "state"));
@@ -314,7 +333,7 @@ fn tunnels_charon() -> Vec<Row> {
         lab.pid("charon-b").map(cpu).unwrap_or_default(),
     );
     let t = Instant::now();
-    lab.stop("charon-a");
+    terminate(&mut lab, "charon-a");
     let gone = Lab::wait_until(Duration::from_secs(120), || count(Some(&a), "state") == 0);
     let down = t.elapsed();
     if !up {

@@ -178,6 +178,10 @@ pub trait Dataplane: Send + Sync + 'static {
     ) -> Option<u32> {
         None
     }
+    /// Gives back an SPI from [`Dataplane::alloc_spi`] that was never
+    /// installed (its negotiation failed or its IKE SA is gone); an
+    /// installed or unknown SPI is left alone.
+    fn release_spi(&self, _spi_in: u32) {}
     /// Objects in the backend (the kernel) that vpnd did not install, one
     /// line each, for `vpnctl status`.
     fn unknown_state(&self) -> Vec<String> {

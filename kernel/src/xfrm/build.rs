@@ -95,7 +95,11 @@ fn lifetime_cfg(l: &Lifetime) -> LifetimeConfig {
         hard_byte_limit: limit(l.hard_bytes),
         soft_packet_limit: limit(l.soft_packets),
         hard_packet_limit: limit(l.hard_packets),
-        hard_add_expires_seconds: l.hard_time.map_or(0, |d| d.as_secs().max(1)),
+        // Rounded up: a limit of 8.8 s must not fire at 8 s, before the
+        // rekey it backs up.
+        hard_add_expires_seconds: l.hard_time.map_or(0, |d| {
+            (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+        }),
         ..LifetimeConfig::default()
     }
 }

@@ -268,8 +268,20 @@ impl Shared {
         )
     }
 
+    /// Deletes the reserved (never installed) state `spi`.
+    fn release_spi(&self, spi: u32) {
+        let larval = self.lock().larval.remove(&spi);
+        if let Some((_, key)) = larval {
+            self.delete(vec![self.delete_state(Loose { key, mark: (0, 0) })]);
+        }
+    }
+
     fn install(&self, sa: &SaInstall) -> Result<(), DataplaneError> {
-        self.fail_next.check(&sa.owner)?;
+        if let Err(e) = self.fail_next.check(&sa.owner) {
+            // Refused before the kernel saw it: its reserved SPI goes too.
+            self.release_spi(sa.spi_in);
+            return Err(e);
+        }
         let (update_in, child_state) = {
             let t = self.lock();
             if t.sas.contains_key(&sa.spi_in) {
@@ -816,6 +828,10 @@ impl Dataplane for XfrmDataplane {
 
     fn alloc_spi(&self, owner: &str, local: IpAddr, remote: IpAddr, reqid: u32) -> Option<u32> {
         self.shared.alloc_spi(owner, local, remote, reqid)
+    }
+
+    fn release_spi(&self, spi_in: u32) {
+        self.shared.release_spi(spi_in)
     }
 
     fn stats(&self) -> Vec<(&'static str, u64)> {

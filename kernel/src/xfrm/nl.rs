@@ -282,6 +282,13 @@ impl Worker {
     }
 
     fn recv(&self, buf: &mut Vec<u8>) -> Result<usize, KernelError> {
+        // The kernel answers within the sendmsg: usually it is there.
+        buf.clear();
+        match self.sock.recv(buf, libc::MSG_DONTWAIT) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(KernelError::local(format!("netlink receive: {e}"))),
+        }
         // Bounded: a kernel that never answers fails the batch.
         let fd = std::os::fd::AsRawFd::as_raw_fd(&self.sock);
         let mut pfd = libc::pollfd {
