@@ -75,6 +75,10 @@ pub struct CharonConn {
     pub extra: String,
     /// The child's swanctl `rekey_time` ("0": never).
     pub child_rekey_time: String,
+    /// swanctl `encap`: "yes" (the default here: UDP encapsulation even
+    /// without a NAT, as libipsec needs) or "no" (plain ESP unless a NAT
+    /// is detected; kernel ESP only).
+    pub encap: String,
 }
 
 impl CharonConn {
@@ -103,6 +107,7 @@ impl CharonConn {
             mode: "tunnel".into(),
             extra: String::new(),
             child_rekey_time: "0".into(),
+            encap: "yes".into(),
         }
     }
 
@@ -113,7 +118,7 @@ impl CharonConn {
     local_addrs = {la}
     remote_addrs = {ra}
     proposals = {p}
-    encap = yes
+    encap = {encap}
     rekey_time = 0
     dpd_delay = 0
     {extra}
@@ -151,6 +156,7 @@ impl CharonConn {
             mode = self.mode,
             sa = self.start_action,
             crt = self.child_rekey_time,
+            encap = self.encap,
         )
     }
 }
