@@ -79,6 +79,10 @@ pub struct CharonConn {
     /// without a NAT, as libipsec needs) or "no" (plain ESP unless a NAT
     /// is detected; kernel ESP only).
     pub encap: String,
+    /// Lines inside the child's block (e.g. `mark_in = 42`).
+    pub child_extra: String,
+    /// The connection's swanctl `rekey_time` (IKE SA; "0": never).
+    pub ike_rekey_time: String,
 }
 
 impl CharonConn {
@@ -108,6 +112,8 @@ impl CharonConn {
             extra: String::new(),
             child_rekey_time: "0".into(),
             encap: "yes".into(),
+            child_extra: String::new(),
+            ike_rekey_time: "0".into(),
         }
     }
 
@@ -119,7 +125,7 @@ impl CharonConn {
     remote_addrs = {ra}
     proposals = {p}
     encap = {encap}
-    rekey_time = 0
+    rekey_time = {irt}
     dpd_delay = 0
     {extra}
     local {{
@@ -138,6 +144,7 @@ impl CharonConn {
         mode = {mode}
         start_action = {sa}
         rekey_time = {crt}
+        {child_extra}
       }}
     }}
   }}
@@ -157,6 +164,8 @@ impl CharonConn {
             sa = self.start_action,
             crt = self.child_rekey_time,
             encap = self.encap,
+            irt = self.ike_rekey_time,
+            child_extra = self.child_extra,
         )
     }
 }

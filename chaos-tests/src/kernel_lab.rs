@@ -235,3 +235,15 @@ pub fn wait_kernel(
     });
     (last, ok)
 }
+
+/// `ip route show table TABLE` in `ns` (empty when the table is).
+pub fn routes(lab: &Lab, ns: &Ns, table: u32) -> String {
+    let t = table.to_string();
+    let out = lab.try_exec(ns, &["ip", "route", "show", "table", &t]);
+    let out6 = lab.try_exec(ns, &["ip", "-6", "route", "show", "table", &t]);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out6.stdout)
+    )
+}
