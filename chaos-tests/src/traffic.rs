@@ -85,7 +85,8 @@ pub fn ping_start(
     require_tool("ping", "iputils-ping");
     let c = count.to_string();
     let i = format!("{:.3}", interval.as_secs_f64());
-    let deadline = (interval.as_secs_f64() * count as f64 + 5.0)
+    // A loaded guest sends slower than `interval`: room for half again.
+    let deadline = (interval.as_secs_f64() * count as f64 * 1.5 + 5.0)
         .ceil()
         .to_string();
     lab.spawn(
@@ -108,7 +109,7 @@ impl PingRun {
     /// and return `(transmitted, received)`; panics with its log when it
     /// printed no summary.
     pub fn finish(self, lab: &mut Lab) -> (u32, u32) {
-        let limit = self.interval * self.count + Duration::from_secs(10);
+        let limit = self.interval * self.count * 3 / 2 + Duration::from_secs(10);
         lab.wait_exit(&self.name, limit);
         let log = lab.log(&self.name);
         summary(&log).unwrap_or_else(|| panic!("ping '{}' printed no summary:\n{log}", self.name))
