@@ -60,11 +60,14 @@ pub fn wait_child(lab: &Lab, v: &Vpnd, conn: &str, timeout: Duration) -> Value {
     })
 }
 
-/// A CHILD SA's reqid from its status object (a number, or a string in
-/// decimal or `0x` hex).
+/// The reqid the kernel's objects of a CHILD SA carry, from the SA's
+/// status object: vpnd's status may name the full reqid (a number, or a
+/// string in decimal or `0x` hex) or only its number n in vpnd's range
+/// (`VPND_REQID_BASE | n`, n < 2^16).
 pub fn reqid(child: &Value) -> u32 {
     let r = &child["reqid"];
-    r.as_u64()
+    let n = r
+        .as_u64()
         .map(|n| n as u32)
         .or_else(|| {
             let s = r.as_str()?;
@@ -73,7 +76,12 @@ pub fn reqid(child: &Value) -> u32 {
                 None => s.parse().ok(),
             }
         })
-        .unwrap_or_else(|| panic!("CHILD SA without a reqid: {child}"))
+        .unwrap_or_else(|| panic!("CHILD SA without a reqid: {child}"));
+    if n < 0x1_0000 {
+        crate::xfrm::VPND_REQID_BASE | n
+    } else {
+        n
+    }
 }
 
 /// A status field holding an SPI in hex.
