@@ -99,14 +99,36 @@ pub fn counter(c: &Value, key: &str) -> u64 {
 /// `count` pings from `src` to `dst` in `ns`, every one answered.
 pub fn assert_ping(lab: &Lab, ns: &Ns, src: &str, dst: &str, count: u32) {
     let out = traffic::ping_output(lab, ns, src, dst, count);
-    assert_eq!(
-        traffic::received(&out),
-        Some(count),
-        "ping {src} -> {dst} in {}:\n{}{}",
-        ns.name,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if traffic::received(&out) != Some(count) {
+        panic!(
+            "ping {src} -> {dst} in {}:\n{}{}\n{}",
+            ns.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            network(lab, ns)
+        );
+    }
+}
+
+/// Rules, routes (main and 220), XFRM states and policies of `ns`: what a
+/// failed ping's message shows.
+pub fn network(lab: &Lab, ns: &Ns) -> String {
+    let mut s = String::new();
+    for argv in [
+        &["ip", "rule"][..],
+        &["ip", "route", "show", "table", "all"],
+        &["ip", "-s", "xfrm", "state"],
+        &["ip", "-s", "xfrm", "policy"],
+    ] {
+        let out = lab.try_exec(ns, argv);
+        s.push_str(&format!(
+            "$ {}\n{}{}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    s
 }
 
 /// True when at least one of `count` pings got an answer.
