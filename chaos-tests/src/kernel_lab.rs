@@ -277,3 +277,10 @@ pub fn routes(lab: &Lab, ns: &Ns, table: u32) -> String {
         String::from_utf8_lossy(&out6.stdout)
     )
 }
+
+/// True when vpnd's log tells of an ACQUIRE: the kernel's word, or vpnd's
+/// "traffic hit the trap of 'CHILD'".
+pub fn log_shows_acquire(log: &str) -> bool {
+    let l = log.to_lowercase();
+    l.contains("acquire") || l.contains("hit the trap")
+}

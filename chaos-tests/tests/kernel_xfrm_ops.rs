@@ -109,7 +109,7 @@ fn xfrm_auto_route_traps_acquire_down_and_unroute() {
         assert_only(&up, &[kl::reqid(&child)]);
         let log = lab.log("vpnd-gw1");
         assert!(
-            log.to_lowercase().contains("acquire"),
+            kl::log_shows_acquire(&log),
             "vpnd's log names no ACQUIRE:\n{log}"
         );
 

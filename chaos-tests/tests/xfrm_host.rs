@@ -67,7 +67,7 @@ fn xfrm_auto_route_installs_traps_and_a_ping_raises_acquire() {
         v.conn("tun")
     );
     assert!(
-        log.to_lowercase().contains("acquire"),
+        kl::log_shows_acquire(&log),
         "vpnd's log names no ACQUIRE:\n{log}"
     );
     eprintln!("after ACQUIRE: {}", v.conn("tun"));
