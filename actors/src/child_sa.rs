@@ -22,6 +22,7 @@ pub struct ChildArgs {
     pub sa: ChildSa,
     pub reqid: u32,
     pub lifetime: kernel::Lifetime,
+    pub xfrm: kernel::XfrmOptions,
     /// Its IKE SA, for rekey and delete requests.
     pub parent: DerivedActorRef<ChildReport>,
     /// The updown script and its event: "up" runs when the SA is installed
@@ -78,6 +79,7 @@ impl Actor for ChildSaActor {
             rekey_of: c.rekey_of,
             initiator: c.initiator,
             lifetime: a.lifetime,
+            opts: a.xfrm,
         };
         a.ctx.dataplane.install_sa(&install)?;
         // updown runs on up and down, never on rekey: the tunnel stays up.

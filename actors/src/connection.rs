@@ -328,6 +328,10 @@ impl ConnState {
                 reqid: self.ctx.reqid(&self.spec.name, &c.name),
                 local_ts: c.local_ts.clone(),
                 remote_ts: c.remote_ts.clone(),
+                local: self.spec.local_addrs.first().copied(),
+                remote: self.spec.initiate_to(),
+                mode: c.mode,
+                opts: self.spec.child(&c.name).map(|s| s.xfrm).unwrap_or_default(),
             };
             if let Err(e) = self.ctx.dataplane.install_trap(&trap) {
                 self.ctx.event(

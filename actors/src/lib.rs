@@ -18,6 +18,7 @@ pub mod revival;
 pub mod router;
 pub mod socket;
 pub mod spec;
+pub mod spis;
 pub mod status;
 pub mod uniqueness;
 

@@ -83,6 +83,9 @@ pub struct ChildSpec {
     /// Dataplane lifetimes (volume limits; the hard time limit defaults to
     /// 110% of the rekey time, as in strongSwan).
     pub lifetime: kernel::Lifetime,
+    /// Marks and XFRM interface ids (`mark_in`, `mark_out`, `if_id_in`,
+    /// `if_id_out`).
+    pub xfrm: kernel::XfrmOptions,
 }
 
 impl ConnSpec {

@@ -80,6 +80,7 @@ pub fn to_spec(
                     hard_packets: ch.life_packets,
                     hard_time: ch.life_time,
                 },
+                xfrm: ch.xfrm,
             })
             .collect(),
         jitter_pct,

@@ -1,8 +1,8 @@
 //! The `Dataplane`: where negotiated CHILD SAs and their policies go.
 //!
 //! Backends: `none` (records only; a CHILD SA is "installed" when it accepts
-//! it), `userspace` (ESP-in-UDP over TUN) and, in later work, `xfrm` (Linux
-//! netlink XFRM and routes). The trait is synchronous and cheap to call
+//! it), `userspace` (ESP-in-UDP over TUN) and `xfrm` (Linux kernel ESP over
+//! netlink XFRM). The trait is synchronous and cheap to call
 //! from actors; a backend that must block (netlink round trips) does so for
 //! bounded, short times.
 //!
@@ -20,6 +20,7 @@ pub mod lifetime;
 pub mod none;
 pub mod updown;
 pub mod userspace;
+pub mod xfrm;
 
 use std::net::SocketAddr;
 
@@ -29,6 +30,7 @@ use ike::keys::ChildKeys;
 use ike::wire::TrafficSelector;
 
 pub use none::NoneDataplane;
+pub use xfrm::XfrmOptions;
 
 /// Everything a backend needs to install one CHILD SA (both directions and
 /// the policies for its selectors).
@@ -60,6 +62,8 @@ pub struct SaInstall {
     pub initiator: bool,
     /// Volume and time limits enforced by the backend.
     pub lifetime: Lifetime,
+    /// Marks and XFRM interface ids (kernel backends).
+    pub opts: XfrmOptions,
 }
 
 /// Lifetimes of one SA pair (0 / `None`: unlimited). Bytes and packets are
@@ -85,6 +89,12 @@ pub struct Trap {
     pub reqid: u32,
     pub local_ts: Vec<TrafficSelector>,
     pub remote_ts: Vec<TrafficSelector>,
+    /// The connection's own and peer's addresses, when it names them: the
+    /// tunnel a kernel trap's template points at.
+    pub local: Option<std::net::IpAddr>,
+    pub remote: Option<std::net::IpAddr>,
+    pub mode: Mode,
+    pub opts: XfrmOptions,
 }
 
 /// Traffic counters of one SA pair.
@@ -156,6 +166,23 @@ pub trait Dataplane: Send + Sync + 'static {
     fn traps(&self) -> Vec<Trap>;
     /// Subscribe to ACQUIRE / EXPIRE events.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DataplaneEvent>;
+    /// Reserves an inbound SPI for a CHILD SA of `owner` from `remote` to
+    /// `local` (kernel backends: XFRM_MSG_ALLOCSPI). `None`: the caller
+    /// picks one at random, as backends that keep their own tables allow.
+    fn alloc_spi(
+        &self,
+        _owner: &str,
+        _local: std::net::IpAddr,
+        _remote: std::net::IpAddr,
+        _reqid: u32,
+    ) -> Option<u32> {
+        None
+    }
+    /// Objects in the backend (the kernel) that vpnd did not install, one
+    /// line each, for `vpnctl status`.
+    fn unknown_state(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Backend-wide counters for `vpnctl stats` (name, value).
     fn stats(&self) -> Vec<(&'static str, u64)> {
         Vec::new()

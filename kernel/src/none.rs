@@ -265,6 +265,7 @@ mod tests {
                 hard_time: hard,
                 ..crate::Lifetime::default()
             },
+            opts: Default::default(),
         }
     }
 

@@ -509,6 +509,7 @@ fn esp_sa_pair_from_install_and_udp4500_demux() {
         rekey_of: None,
         initiator: true,
         lifetime: Default::default(),
+        opts: Default::default(),
     };
     let (_, mut out) = esp::sa_pair(&install).unwrap();
     // The peer's view: its inbound is our outbound.

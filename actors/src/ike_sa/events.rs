@@ -112,6 +112,7 @@ impl IkeState {
                 let settings = spec.child(&name);
                 let rekey = settings.map(|c| c.rekey_time).unwrap_or_default();
                 let rekey_of = child.rekey_of;
+                let xfrm = settings.map(|c| c.xfrm).unwrap_or_default();
                 let updown = settings.and_then(|c| c.updown.as_ref()).map(|script| {
                     let sa = self.sa.as_ref();
                     let id = |i: Option<&ike::wire::Identification>| {
@@ -129,10 +130,10 @@ impl IkeState {
                         udp_encap_port: child.encap.then(|| child.remote.port()),
                         local_ts: child.local_ts.clone(),
                         remote_ts: child.remote_ts.clone(),
-                        mark_in: None,
-                        mark_out: None,
-                        if_id_in: None,
-                        if_id_out: None,
+                        mark_in: (xfrm.mark_in.0 != 0).then_some(xfrm.mark_in.0),
+                        mark_out: (xfrm.mark_out.0 != 0).then_some(xfrm.mark_out.0),
+                        if_id_in: (xfrm.if_id_in != 0).then_some(xfrm.if_id_in),
+                        if_id_out: (xfrm.if_id_out != 0).then_some(xfrm.if_id_out),
                     };
                     (script.clone(), ev)
                 });
@@ -147,6 +148,7 @@ impl IkeState {
                     sa: *child,
                     reqid,
                     lifetime,
+                    xfrm,
                     parent: myself.get_derived(),
                 };
                 match Actor::spawn_linked(None, ChildSaActor, args, myself.get_cell()).await {

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::spis::DataplaneSpis;
 use ike::config::PeerConfig;
-use ike::crypto::SystemRandom;
 use ike::sa::{Accept, Command, Cost, IkeSa, KeyWork, Responder, Timers, Transmit};
 use ike::wire::Header;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
@@ -586,6 +586,12 @@ async fn step(
                     let me = myself.clone();
                     let ctx_events = st.ctx.clone();
                     let conn = st.spec.name.clone();
+                    let spis = DataplaneSpis::boxed(
+                        st.ctx.dataplane.clone(),
+                        &conn,
+                        local.ip(),
+                        remote.ip(),
+                    );
                     st.work = Some(tokio::spawn(async move {
                         // Pace bring-up under the peer's half-open limits.
                         let guard = sched.half_open(remote.ip()).await;
@@ -599,7 +605,7 @@ async fn step(
                                     peer,
                                     local,
                                     remote,
-                                    Box::new(SystemRandom::new()),
+                                    spis,
                                     &names,
                                 )
                             })
@@ -621,6 +627,8 @@ async fn step(
                     let sched = st.ctx.scheduler.clone();
                     let me = myself.clone();
                     let ctx = st.ctx.clone();
+                    let spis =
+                        DataplaneSpis::boxed(ctx.dataplane.clone(), "", local.ip(), remote.ip());
                     st.work = Some(tokio::spawn(async move {
                         let outcome = sched
                             .compute_or_shed(priority, move || {
@@ -630,12 +638,7 @@ async fn step(
                                     candidates,
                                     require_cookie: None,
                                 };
-                                IkeSa::accept(
-                                    runtime::clock::now(),
-                                    params,
-                                    Box::new(SystemRandom::new()),
-                                    &data,
-                                )
+                                IkeSa::accept(runtime::clock::now(), params, spis, &data)
                             })
                             .await;
                         let log = ctx.admission.may_log();

@@ -55,6 +55,7 @@ pub fn spec(name: &str, me: &str, peer: &str, initiator: bool, auto: Auto) -> Co
             rekey_time: Duration::ZERO,
             updown: None,
             lifetime: kernel::Lifetime::default(),
+            xfrm: kernel::XfrmOptions::default(),
         }],
         jitter_pct: 0,
     }

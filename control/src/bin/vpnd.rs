@@ -56,6 +56,25 @@ async fn run(args: Args) -> Result<(), String> {
         };
         kernel::userspace::UserspaceDataplane::new(opts)
     };
+    let xfrm = || {
+        let d = kernel::xfrm::XfrmDataplane::new()?;
+        for line in d.reconcile() {
+            tracing::warn!("xfrm: {line} (left by an earlier vpnd)");
+        }
+        Ok::<_, std::io::Error>(d)
+    };
+    let auto_userspace = |why: String| -> Result<Arc<dyn kernel::Dataplane>, String> {
+        match userspace() {
+            Ok(d) => {
+                tracing::info!("dataplane 'auto': using 'userspace' (ESP-in-UDP over TUN): {why}");
+                Ok(Arc::new(d))
+            }
+            Err(e) => {
+                tracing::warn!("dataplane 'auto': {why}; the userspace dataplane cannot start ({e}); using 'none': no packets will flow");
+                Ok(Arc::new(NoneDataplane::new()))
+            }
+        }
+    };
     let dataplane: Arc<dyn kernel::Dataplane> = match cfg.daemon.dataplane {
         Dataplane::None => Arc::new(NoneDataplane::new()),
         Dataplane::Userspace => Arc::new(userspace().map_err(|e| {
@@ -64,23 +83,22 @@ async fn run(args: Args) -> Result<(), String> {
                 cfg.main_file.display()
             )
         })?),
-        Dataplane::Auto => match userspace() {
-            Ok(d) => {
-                tracing::info!("dataplane 'auto': using 'userspace' (ESP-in-UDP over TUN)");
-                Arc::new(d)
-            }
-            Err(e) => {
-                tracing::warn!("dataplane 'auto': the userspace dataplane cannot start ({e}); using 'none': no packets will flow");
-                Arc::new(NoneDataplane::new())
-            }
+        Dataplane::Xfrm => Arc::new(xfrm().map_err(|e| {
+            format!(
+                "{}: daemon.dataplane: the xfrm dataplane cannot start: {e}",
+                cfg.main_file.display()
+            )
+        })?),
+        Dataplane::Auto => match kernel::xfrm::probe::probe() {
+            Ok(()) => match xfrm() {
+                Ok(d) => {
+                    tracing::info!("dataplane 'auto': using 'xfrm' (this kernel installs ESP SAs)");
+                    Arc::new(d)
+                }
+                Err(e) => auto_userspace(format!("the xfrm dataplane cannot start: {e}"))?,
+            },
+            Err(why) => auto_userspace(why)?,
         },
-        other => {
-            return Err(format!(
-                "{}: daemon.dataplane: '{}' is not available in this build yet (use \"userspace\" or \"none\")",
-                cfg.main_file.display(),
-                other.as_str()
-            ))
-        }
     };
     let specs = control::convert::specs(&cfg)?;
     let settings = DaemonSettings {

@@ -73,6 +73,9 @@ pub struct ChildConfig {
     /// `"prefer"` (the default) proposes it and drops it for a peer that
     /// refuses it.
     pub pfs_required: bool,
+    /// strongSwan's `mark_in`, `mark_out`, `if_id_in`, `if_id_out`
+    /// (`dataplane = "xfrm"`).
+    pub xfrm: kernel::XfrmOptions,
 }
 
 /// The longest wait between two retransmissions.
@@ -138,7 +141,32 @@ pub(super) const CHILD_KEYS: &[&str] = &[
     "life_packets",
     "life_time",
     "pfs",
+    "mark_in",
+    "mark_out",
+    "if_id_in",
+    "if_id_out",
 ];
+
+/// A mark as strongSwan writes it: `value[/mask]`, decimal or `0x` hex, as
+/// a string or an integer; the mask defaults to 0xffffffff.
+pub fn parse_mark(s: &str) -> Result<(u32, u32), String> {
+    let num = |t: &str| {
+        let t = t.trim();
+        let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(h) => u32::from_str_radix(h, 16),
+            None => t.parse::<u32>(),
+        };
+        r.map_err(|_| format!("invalid number '{t}' (a 32-bit value, decimal or 0x hex)"))
+    };
+    let (v, m) = match s.split_once('/') {
+        Some((v, m)) => (num(v)?, num(m)?),
+        None => (num(s)?, u32::MAX),
+    };
+    if v & !m != 0 {
+        return Err(format!("value 0x{v:x} has bits outside its mask 0x{m:x}"));
+    }
+    Ok((v, m))
+}
 
 const PFS: &[(&str, bool)] = &[("prefer", false), ("require", true)];
 
@@ -364,6 +392,7 @@ fn build_child(
     let mut rekey_time = Some(Duration::from_secs(3600));
     let mut updown = None;
     let mut volume = [0u64; 4];
+    let mut xfrm = kernel::XfrmOptions::default();
     let mut life_time = None;
     let mut pfs_required = Some(false);
     let mut seen_ts = (false, false);
@@ -399,6 +428,33 @@ fn build_child(
             }
             "life_time" => life_time = ctx.duration(cv, key),
             "pfs" => pfs_required = ctx.choice(cv, key, PFS),
+            "mark_in" | "mark_out" | "if_id_in" | "if_id_out" => {
+                let text = match cv.get_ref() {
+                    toml::de::DeValue::Integer(i) => Some(i.to_string()),
+                    _ => ctx.string(cv, key).map(str::to_string),
+                };
+                let Some(text) = text else { continue };
+                let parsed = if cname.starts_with("mark") {
+                    parse_mark(&text)
+                } else {
+                    parse_mark(&text).and_then(|(v, m)| {
+                        if m != u32::MAX {
+                            Err("an interface id has no mask".to_string())
+                        } else if v == 0 {
+                            Err("must not be 0 (0 means unset)".to_string())
+                        } else {
+                            Ok((v, m))
+                        }
+                    })
+                };
+                match (parsed, cname) {
+                    (Err(e), _) => ctx.err(cv.span(), key, e),
+                    (Ok(m), "mark_in") => xfrm.mark_in = m,
+                    (Ok(m), "mark_out") => xfrm.mark_out = m,
+                    (Ok((v, _)), "if_id_in") => xfrm.if_id_in = v,
+                    (Ok((v, _)), _) => xfrm.if_id_out = v,
+                }
+            }
             "updown" => match ctx.string(cv, key) {
                 Some("") => ctx.err(cv.span(), key, "must not be empty"),
                 Some(s) => updown = Some(PathBuf::from(s)),
@@ -457,6 +513,7 @@ fn build_child(
         life_packets: volume[3],
         life_time,
         pfs_required: pfs_required?,
+        xfrm,
     };
     if child.pfs_required && child.esp_proposals.iter().all(|p| p.dh.is_empty()) {
         ctx.err_across(

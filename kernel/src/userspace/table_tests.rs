@@ -37,6 +37,7 @@ fn sa(spi_in: u32, lifetime: Lifetime) -> SaInstall {
         rekey_of: None,
         initiator: true,
         lifetime,
+        opts: Default::default(),
     }
 }
 
@@ -68,6 +69,10 @@ fn trap() -> Trap {
         reqid: REQID,
         local_ts: vec![ts("10.1.0.0/16")],
         remote_ts: vec![ts("10.2.0.0/16")],
+        local: None,
+        remote: None,
+        mode: ike::config::Mode::Tunnel,
+        opts: Default::default(),
     }
 }
 
