@@ -72,7 +72,7 @@ fn guest_lab_nat_masquerades_a_charon_tunnel() {
         let mut c2 = CharonConn::psk("tun", GW2, NAT_OUTSIDE, "gw2.test", "gw1.test", PSK);
         c2.encap = "no".into();
         let ch2 = kl::charon(&mut n.lab, &n.gw2, "charon-gw2", &[c2], "");
-        let ch1 = kl::charon(&mut n.lab, &n.gw1, "charon-gw1", &[c1], "");
+        let ch1 = kl::charon(&mut n.lab, &n.gw1, "charon-gw1", &[c1], "keep_alive = 2s");
         ch1.initiate("net");
         assert!(
             ch1.wait_installed("net", UP) && ch2.wait_installed("net", UP),
@@ -87,6 +87,12 @@ fn guest_lab_nat_masquerades_a_charon_tunnel() {
         let st = xfrm::states(&n.lab, &n.gw2);
         let inbound = state(&st, NAT_OUTSIDE, GW2);
         assert!(inbound.packets >= 3, "{st:#?}");
+        // The keepalive counter sees charon's (behind the NAT, every 2 s
+        // when idle).
+        count_keepalives(&n);
+        std::thread::sleep(Duration::from_secs(5));
+        let k = forwarded_keepalives(&n);
+        assert!(k >= 1, "{k} keepalives from charon counted");
     });
 }
 
@@ -408,6 +414,7 @@ fn xfrm_vpnd_behind_nat_uses_espinudp_and_keepalives_hold_the_mapping() {
             );
         }
         assert_ping(&n.lab, &n.gw1, LAN1_HOST, LAN2_HOST, 3);
+        assert_ping(&n.lab, &n.gw2, LAN2_HOST, LAN1_HOST, 3);
         let up = tcp(&mut n.lab, &n.gw1, LAN1_HOST, &n.gw2, LAN2_HOST, BYTES);
         let st = xfrm::states(&n.lab, &n.gw2);
         assert!(state(&st, NAT_OUTSIDE, GW2).bytes >= up, "{st:#?}");
@@ -415,8 +422,17 @@ fn xfrm_vpnd_behind_nat_uses_espinudp_and_keepalives_hold_the_mapping() {
         // Idle past the NAT's 4 s timeout: only vpnd's keepalives flow
         // (every 2 s); charon's ESP still reaches gw1 through the mapping,
         // which would be gone otherwise.
+        count_keepalives(&n);
         let idle_from = Snapshot::take(&n.lab, &n.gw1);
         std::thread::sleep(Duration::from_secs(7));
+        // The keepalives themselves, as the NAT forwarded them: 1-byte UDP
+        // payloads (29-byte IPv4 packets) to port 4500.
+        let keepalives = forwarded_keepalives(&n);
+        assert!(
+            keepalives >= 2,
+            "{keepalives} NAT keepalives crossed the NAT in 7 s (keep_alive = 2s)"
+        );
+        eprintln!("vpnd stats after the idle period: {}", v1.stats());
         let mappings = n.udp_mappings();
         eprintln!("NAT mappings after 7 s idle:\n{mappings}");
         assert!(
@@ -430,6 +446,42 @@ fn xfrm_vpnd_behind_nat_uses_espinudp_and_keepalives_hold_the_mapping() {
         let grew = state(&after.states, GW2, NAT_GW1).packets
             - state(&idle_from.states, GW2, NAT_GW1).packets;
         assert!((3..10).contains(&grew), "{}", after.describe());
-        eprintln!("vpnd stats after the idle period: {}", v1.stats());
     });
+}
+
+/// A rule in the NAT that counts what it forwards of NAT keepalives
+/// (FORWARD, UDP to 4500, 29-byte packets: a 1-byte payload).
+fn count_keepalives(n: &topology::NatLab) {
+    n.lab.exec(
+        &n.nat,
+        &[
+            "iptables-legacy",
+            "-A",
+            "FORWARD",
+            "-p",
+            "udp",
+            "--dport",
+            "4500",
+            "-m",
+            "length",
+            "--length",
+            "29",
+            "-j",
+            "ACCEPT",
+        ],
+    );
+}
+
+/// Packets the NAT's keepalive counting rule (FORWARD, UDP to 4500, 29
+/// bytes) matched so far.
+fn forwarded_keepalives(n: &topology::NatLab) -> u64 {
+    let out = n.lab.exec(
+        &n.nat,
+        &["iptables-legacy", "-L", "FORWARD", "-v", "-x", "-n"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("dpt:4500") && l.contains("length 29"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no keepalive counting rule:\n{text}"))
 }
