@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct StatusReport {
     pub connections: Vec<ConnStatus>,
+    /// With `vpnctl status --kernel`: the dataplane's objects (XFRM states
+    /// and policies) that vpnd did not install, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_unknown: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

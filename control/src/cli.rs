@@ -71,6 +71,10 @@ pub enum Verb {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also list kernel XFRM states and policies vpnd did not install
+        /// (another daemon's, an operator's, stale ones).
+        #[arg(long)]
+        kernel: bool,
     },
     /// Establish a connection (waits for the result unless --async).
     Up {

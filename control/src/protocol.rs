@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     Status {
         conn: Option<String>,
+        /// Also list kernel state vpnd did not install.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        kernel: bool,
     },
     Up {
         conn: String,

@@ -330,7 +330,14 @@ impl Server {
     /// configuration errors as the module `peer` describes.
     pub async fn handle_as(&self, req: Request, peer: &Peer) -> Response {
         match req {
-            Request::Status { conn } => self.api(Api::Status(conn)).await,
+            Request::Status { conn, kernel } => {
+                let mut r = self.api(Api::Status(conn)).await;
+                if let (true, Response::Status { status }) = (kernel, &mut r) {
+                    let dp = self.daemon.dataplane().clone();
+                    status.kernel_unknown = off_runtime(move || dp.unknown_state()).await;
+                }
+                r
+            }
             Request::Up {
                 conn,
                 child,

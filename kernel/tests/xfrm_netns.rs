@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ike::config::Mode;
 use ike::wire::TrafficSelector;
-use kernel::xfrm::XfrmDataplane;
+use kernel::xfrm::{XfrmDataplane, XfrmSettings};
 use kernel::{Dataplane, DataplaneEvent, SaInstall, Trap};
 
 /// Moves this test's thread (and the threads and processes it starts) into
@@ -66,9 +66,21 @@ fn policies() -> String {
 }
 
 #[test]
-fn traps_install_policies_raise_acquire_and_go() {
+fn traps_install_policies_and_routes_raise_acquire_and_go() {
     own_netns();
-    let dp = XfrmDataplane::new().unwrap();
+    // The gateway: its outer address and a LAN address inside the local
+    // selectors, on a veth (loopback routes skip XFRM).
+    ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+    ip(&["link", "set", "v0", "up"]);
+    ip(&["link", "set", "v1", "up"]);
+    ip(&["addr", "add", "198.18.0.1/24", "dev", "v0"]);
+    ip(&["addr", "add", "198.19.1.1/24", "dev", "v0"]);
+    let dp = XfrmDataplane::new(XfrmSettings::default()).unwrap();
+    assert!(
+        ip(&["rule"]).contains("220:\tfrom all lookup 220"),
+        "{}",
+        ip(&["rule"])
+    );
     let mut events = dp.subscribe();
     dp.install_trap(&trap("c1", 1, "198.19.2.0")).unwrap();
     dp.install_trap(&trap("c2", 2, "198.19.3.0")).unwrap();
@@ -80,21 +92,15 @@ fn traps_install_policies_raise_acquire_and_go() {
     assert!(p.contains("priority 375424"), "{p}");
     assert!(p.contains("tmpl src 198.18.0.1 dst 198.18.0.2"), "{p}");
 
-    // A packet into c2's selectors hits its trap (loopback routes skip
-    // XFRM: the packet leaves through a veth).
-    ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
-    ip(&["link", "set", "v0", "up"]);
-    ip(&["link", "set", "v1", "up"]);
-    ip(&["addr", "add", "198.19.1.1/24", "dev", "v0"]);
-    ip(&[
-        "route",
-        "add",
-        "198.19.3.0/24",
-        "dev",
-        "v0",
-        "src",
-        "198.19.1.1",
-    ]);
+    // Routed in table 220 like strongSwan's, from the LAN address.
+    let routes = ip(&["route", "show", "table", "220"]);
+    assert!(
+        routes.contains("198.19.2.0/24 dev v0 proto static scope link src 198.19.1.1"),
+        "{routes}"
+    );
+    assert!(routes.contains("198.19.3.0/24 dev v0"), "{routes}");
+
+    // A packet into c2's selectors hits its trap.
     let s = UdpSocket::bind("198.19.1.1:0").unwrap();
     let _ = s.send_to(b"hello", "198.19.3.9:9");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -129,12 +135,19 @@ fn traps_install_policies_raise_acquire_and_go() {
     dp.remove_trap("c1", "net").unwrap();
     assert_eq!(policies().trim(), "", "policies left");
     assert!(dp.traps().is_empty());
+    assert_eq!(
+        ip(&["route", "show", "table", "220"]).trim(),
+        "",
+        "routes left"
+    );
+    drop(dp);
+    assert!(!ip(&["rule"]).contains("lookup 220"), "{}", ip(&["rule"]));
 }
 
 #[test]
 fn reserved_spis_are_the_kernels_and_go_with_their_connection() {
     own_netns();
-    let dp = XfrmDataplane::new().unwrap();
+    let dp = XfrmDataplane::new(XfrmSettings::default()).unwrap();
     let local: IpAddr = "198.18.0.1".parse().unwrap();
     let remote: IpAddr = "198.18.0.2".parse().unwrap();
     let a = dp.alloc_spi("c1", local, remote, 0).expect("ALLOCSPI");
@@ -180,7 +193,7 @@ fn sa(owner: &str, spi_in: u32, spi_out: u32) -> SaInstall {
 #[test]
 fn a_refused_install_says_why_and_leaves_nothing_half_installed() {
     own_netns();
-    let dp = XfrmDataplane::new().unwrap();
+    let dp = XfrmDataplane::new(XfrmSettings::default()).unwrap();
     // With a trap in place, the refused SA must put the trap back.
     dp.install_trap(&Trap {
         reqid: 5,
@@ -246,7 +259,7 @@ fn reconcile_removes_only_stale_objects_in_vpnds_range() {
             "tunnel",
         ]);
     }
-    let dp = XfrmDataplane::new().unwrap();
+    let dp = XfrmDataplane::new(XfrmSettings::default()).unwrap();
     dp.install_trap(&trap("c1", 3, "198.19.4.0")).unwrap();
     let removed = dp.reconcile();
     assert_eq!(removed.len(), 1, "{removed:?}");

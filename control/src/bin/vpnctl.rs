@@ -32,7 +32,7 @@ fn main() {
         ));
     }
     let (req, json) = match args.verb {
-        Verb::Status { conn, json } => (Request::Status { conn }, json),
+        Verb::Status { conn, json, kernel } => (Request::Status { conn, kernel }, json),
         Verb::Up {
             all: true, no_wait, ..
         } => std::process::exit(up_all(&args.socket, no_wait)),
@@ -126,7 +126,13 @@ fn receive(conn: &mut Conn) -> Response {
 /// finishes. Exit 1 if any failed.
 fn up_all(socket: &std::path::Path, no_wait: bool) -> i32 {
     let mut c = connect(socket);
-    send(&mut c, &Request::Status { conn: None });
+    send(
+        &mut c,
+        &Request::Status {
+            conn: None,
+            kernel: false,
+        },
+    );
     let names: Vec<String> = match receive(&mut c) {
         Response::Status { status } => status.connections.into_iter().map(|c| c.name).collect(),
         Response::Error { message } => {
@@ -329,6 +335,12 @@ fn print_status(s: &StatusReport) {
     }
     for c in &s.connections {
         print_conn(c);
+    }
+    if !s.kernel_unknown.is_empty() {
+        println!("kernel state vpnd did not install:");
+        for l in &s.kernel_unknown {
+            println!("  {l}");
+        }
     }
 }
 

@@ -57,7 +57,11 @@ async fn run(args: Args) -> Result<(), String> {
         kernel::userspace::UserspaceDataplane::new(opts)
     };
     let xfrm = || {
-        let d = kernel::xfrm::XfrmDataplane::new()?;
+        let d = kernel::xfrm::XfrmDataplane::new(kernel::xfrm::XfrmSettings {
+            install_routes: cfg.daemon.install_routes,
+            route_table: cfg.daemon.route_table,
+            keep_alive: cfg.daemon.keep_alive,
+        })?;
         for line in d.reconcile() {
             tracing::warn!("xfrm: {line} (left by an earlier vpnd)");
         }

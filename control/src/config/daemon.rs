@@ -31,8 +31,11 @@ pub struct DaemonConfig {
     pub workers: u32,
     /// NAT keepalive interval for UDP-encapsulated SAs (0 = off).
     pub keep_alive: Duration,
-    /// Userspace dataplane: routing table of the routes into the TUN device.
+    /// Routing table of the dataplane's routes (userspace: into the TUN
+    /// device; xfrm: for tunnel-mode children, like strongSwan's).
     pub route_table: u32,
+    /// xfrm dataplane: install those routes (strongSwan's install_routes).
+    pub install_routes: bool,
     /// Userspace dataplane: firewall mark of the daemon's own IKE and
     /// ESP-in-UDP packets, which bypass `route_table`.
     pub fwmark: u32,
@@ -68,6 +71,7 @@ impl Default for DaemonConfig {
             keep_alive: Duration::from_secs(20),
             socket_group: None,
             route_table: 220,
+            install_routes: true,
             fwmark: 0x220,
             cookie_threshold: 30,
             cookie_threshold_ip: 3,
@@ -133,6 +137,7 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "workers",
     "keep_alive",
     "route_table",
+    "install_routes",
     "fwmark",
     "cookie_threshold",
     "cookie_threshold_ip",
@@ -253,6 +258,11 @@ pub(super) fn parse_daemon(
             "keep_alive" => {
                 if let Some(d) = ctx.duration(v, &key) {
                     out.keep_alive = d;
+                }
+            }
+            "install_routes" => {
+                if let Some(b) = ctx.boolean(v, &key) {
+                    out.install_routes = b;
                 }
             }
             "route_table" => {

@@ -50,7 +50,8 @@ pub struct Routes {
 /// route into the TUN device may cover the peer's own address (transport
 /// mode, or a remote selector of 0.0.0.0/0) without capturing the
 /// encapsulated packets themselves (strongSwan's `fwmark` options do the
-/// same for kernel-libipsec).
+/// same for kernel-libipsec). With `fwmark` 0 it is the plain rule
+/// `ip rule add priority P lookup T` (kernel ESP's, as strongSwan's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MarkRule {
     pub priority: u32,
@@ -290,10 +291,12 @@ fn rule_message(rule: MarkRule, v4: bool) -> RuleMessage {
     };
     msg.header.table = u8::try_from(rule.table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
     msg.header.action = RuleAction::ToTable;
-    msg.header.flags = RuleFlags::Invert;
     msg.attributes.push(RuleAttribute::Priority(rule.priority));
-    msg.attributes.push(RuleAttribute::FwMark(rule.fwmark));
-    msg.attributes.push(RuleAttribute::FwMask(u32::MAX));
+    if rule.fwmark != 0 {
+        msg.header.flags = RuleFlags::Invert;
+        msg.attributes.push(RuleAttribute::FwMark(rule.fwmark));
+        msg.attributes.push(RuleAttribute::FwMask(u32::MAX));
+    }
     msg.attributes.push(RuleAttribute::Table(rule.table));
     msg
 }
@@ -449,7 +452,7 @@ pub fn local_addr_in(start: IpAddr, end: IpAddr) -> Option<IpAddr> {
     let inside = |a: IpAddr| a.is_ipv4() == start.is_ipv4() && (lo..=hi).contains(&to_bits(a).0);
 
     let mut fallback = None;
-    for (addr, loopback) in host_addrs().ok()? {
+    for (addr, loopback, _) in host_addrs().ok()? {
         if !inside(addr) {
             continue;
         }
@@ -461,9 +464,19 @@ pub fn local_addr_in(start: IpAddr, end: IpAddr) -> Option<IpAddr> {
     fallback
 }
 
+/// The index of the interface that holds `addr`.
+pub fn ifindex_of_addr(addr: IpAddr) -> Option<u32> {
+    let name = host_addrs()
+        .ok()?
+        .into_iter()
+        .find(|(a, _, _)| *a == addr)?
+        .2;
+    ifindex(&name).ok()
+}
+
 /// Every IPv4 and IPv6 address on this host, with whether its interface is
-/// a loopback one.
-fn host_addrs() -> io::Result<Vec<(IpAddr, bool)>> {
+/// a loopback one and the interface's name.
+fn host_addrs() -> io::Result<Vec<(IpAddr, bool, String)>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: `head` is a valid out pointer; on success the list is freed
     // below with freeifaddrs.
@@ -499,7 +512,15 @@ fn host_addrs() -> io::Result<Vec<(IpAddr, bool)>> {
                 _ => continue,
             }
         };
-        out.push((addr, loopback));
+        let name = if ifa.ifa_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a non-null ifa_name is a NUL-terminated string.
+            unsafe { CStr::from_ptr(ifa.ifa_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        out.push((addr, loopback, name));
     }
     // SAFETY: `head` came from a successful getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(head) };

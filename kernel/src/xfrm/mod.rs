@@ -19,6 +19,7 @@
 pub mod build;
 pub mod nl;
 pub mod probe;
+pub mod routes;
 pub mod sockets;
 pub mod tables;
 
@@ -52,8 +53,33 @@ fn failed(what: impl Into<String>) -> DataplaneError {
     }
 }
 
+/// How the backend runs.
+#[derive(Clone, Debug)]
+pub struct XfrmSettings {
+    /// Routes for tunnel-mode children in `route_table` (strongSwan's
+    /// `install_routes`).
+    pub install_routes: bool,
+    pub route_table: u32,
+    /// NAT keepalive interval for ESP-in-UDP SAs (RFC 3948 §2.3); zero
+    /// disables.
+    pub keep_alive: Duration,
+}
+
+impl Default for XfrmSettings {
+    fn default() -> Self {
+        XfrmSettings {
+            install_routes: true,
+            route_table: 220,
+            keep_alive: Duration::from_secs(20),
+        }
+    }
+}
+
 struct Shared {
     nl: Netlink,
+    routes: Option<routes::RouteTable>,
+    sockets: sockets::KernelSockets,
+    keepalives: AtomicU64,
     tables: Mutex<Tables>,
     events: broadcast::Sender<DataplaneEvent>,
     fail_next: FailNext,
@@ -70,10 +96,18 @@ pub struct XfrmDataplane {
 
 impl XfrmDataplane {
     /// Opens the netlink sockets and starts listening for kernel events.
-    pub fn new() -> std::io::Result<XfrmDataplane> {
+    pub fn new(settings: XfrmSettings) -> std::io::Result<XfrmDataplane> {
         let nl = Netlink::open()?;
+        let routes = if settings.install_routes {
+            Some(routes::RouteTable::open(settings.route_table)?)
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
             nl,
+            routes,
+            sockets: sockets::KernelSockets::default(),
+            keepalives: AtomicU64::new(0),
             tables: Mutex::new(Tables::default()),
             events: broadcast::channel(1024).0,
             fail_next: FailNext::default(),
@@ -91,6 +125,16 @@ impl XfrmDataplane {
             },
             shared.bad_events.clone(),
         )?;
+        if !settings.keep_alive.is_zero() {
+            let weak = Arc::downgrade(&shared);
+            std::thread::Builder::new()
+                .name("xfrm-keepalive".into())
+                .spawn(move || loop {
+                    std::thread::sleep(settings.keep_alive);
+                    let Some(s) = weak.upgrade() else { return };
+                    s.send_keepalives();
+                })?;
+        }
         Ok(XfrmDataplane { shared })
     }
 
@@ -115,6 +159,48 @@ fn lock(t: &Mutex<Tables>) -> std::sync::MutexGuard<'_, Tables> {
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         lock(&self.tables)
+    }
+
+    /// One NAT keepalive to the peer of every ESP-in-UDP SA.
+    fn send_keepalives(&self) {
+        let peers: Vec<(std::net::SocketAddr, std::net::SocketAddr)> = self
+            .lock()
+            .sas
+            .values()
+            .filter(|s| s.encap)
+            .map(|s| (s.local, s.remote))
+            .collect();
+        for (local, remote) in peers {
+            if self.sockets.keepalive(local, remote) {
+                self.keepalives.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn add_routes(&self, rs: &[routes::Route]) {
+        if let Some(t) = &self.routes {
+            t.add(rs);
+        }
+    }
+
+    fn remove_routes(&self, rs: &[routes::Route]) {
+        if let Some(t) = &self.routes {
+            t.remove(rs);
+        }
+    }
+
+    fn routes_for(
+        &self,
+        local_ts: &[ike::wire::TrafficSelector],
+        remote_ts: &[ike::wire::TrafficSelector],
+        local: IpAddr,
+        remote: IpAddr,
+        mode: ike::config::Mode,
+    ) -> Vec<routes::Route> {
+        if self.routes.is_none() {
+            return Vec::new();
+        }
+        routes::child_routes(local_ts, remote_ts, local, remote, mode)
     }
 
     /// Runs `requests`; the errors, each named by its label.
@@ -281,12 +367,25 @@ impl Shared {
             local: sa.local,
             remote: sa.remote,
             opts: sa.opts,
+            encap: sa.encap,
             pending_out: defer_out.then_some(outbound),
         });
         if needs_policies {
             let c = t.child_mut(&sa.owner, &sa.child);
             c.policies = policies.into_iter().map(|(_, k)| k).collect();
             c.trapped = false;
+            if !was_trapped {
+                drop(t);
+                let rs = self.routes_for(
+                    &sa.local_ts,
+                    &sa.remote_ts,
+                    sa.local.ip(),
+                    sa.remote.ip(),
+                    sa.mode,
+                );
+                self.add_routes(&rs);
+                self.lock().child_mut(&sa.owner, &sa.child).routes = rs;
+            }
         }
         Ok(())
     }
@@ -352,6 +451,7 @@ impl Shared {
     fn remove(&self, owner: &str, spi_in: u32) -> Option<u32> {
         let mut reqs = Vec::new();
         let mut linger = None;
+        let mut routes_gone = Vec::new();
         {
             let mut t = self.lock();
             if let Some((o, key)) = t.larval.remove(&spi_in) {
@@ -394,7 +494,10 @@ impl Shared {
                             }
                             child.trapped = true;
                         }
-                        None => reqs.extend(Self::delete_policies(&keys)),
+                        None => {
+                            reqs.extend(Self::delete_policies(&keys));
+                            routes_gone = std::mem::take(&mut child.routes);
+                        }
                     }
                     t.prune(&key.0, &key.1);
                 } else {
@@ -405,6 +508,7 @@ impl Shared {
             }
         }
         self.delete(reqs);
+        self.remove_routes(&routes_gone);
         linger
     }
 
@@ -448,37 +552,53 @@ impl Shared {
                 errors.join("; ")
             )));
         }
+        let rs = self.routes_for(
+            &trap.local_ts,
+            &trap.remote_ts,
+            trap.local
+                .unwrap_or_else(|| unspecified(IpAddr::from([0, 0, 0, 0]))),
+            trap.remote
+                .unwrap_or_else(|| unspecified(IpAddr::from([0, 0, 0, 0]))),
+            trap.mode,
+        );
+        self.add_routes(&rs);
         let mut t = self.lock();
         let c = t.child_mut(&trap.owner, &trap.child);
         c.policies = added;
         c.trapped = true;
+        c.routes = rs;
         Ok(())
     }
 
     fn remove_trap(&self, owner: &str, child: &str) {
-        let keys = {
+        let (keys, rs) = {
             let mut t = self.lock();
             let Some(c) = t.children.get_mut(&(owner.to_string(), child.to_string())) else {
                 return;
             };
             let Some(trap) = c.trap.take() else { return };
-            let keys = if c.trapped {
+            let (keys, rs) = if c.trapped {
                 c.trapped = false;
-                std::mem::take(&mut c.policies)
+                (
+                    std::mem::take(&mut c.policies),
+                    std::mem::take(&mut c.routes),
+                )
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
             t.by_reqid.remove(&build::kernel_reqid(trap.reqid));
             t.prune(owner, child);
-            keys
+            (keys, rs)
         };
         self.delete(Self::delete_policies(&keys));
+        self.remove_routes(&rs);
     }
 
     /// Everything of `owner`: its SAs' states, lingering and reserved
     /// states, its policies and traps.
     fn remove_owner(&self, owner: &str) {
         let mut reqs = Vec::new();
+        let mut rs = Vec::new();
         {
             let mut t = self.lock();
             for key in t.owner_children(owner) {
@@ -499,6 +619,7 @@ impl Shared {
                     }
                 }
                 reqs.extend(Self::delete_policies(&c.policies));
+                rs.extend(c.routes);
                 if let Some(trap) = c.trap {
                     t.by_reqid.remove(&build::kernel_reqid(trap.reqid));
                 }
@@ -527,6 +648,7 @@ impl Shared {
             }
         }
         self.delete(reqs);
+        self.remove_routes(&rs);
     }
 
     fn alloc_spi(&self, owner: &str, local: IpAddr, remote: IpAddr, reqid: u32) -> Option<u32> {
@@ -710,11 +832,12 @@ impl Dataplane for XfrmDataplane {
             ("xfrm_bad_events", s.bad_events.load(Ordering::Relaxed)),
             ("xfrm_acquires", s.acquires.load(Ordering::Relaxed)),
             ("xfrm_expires", s.expires.load(Ordering::Relaxed)),
+            ("xfrm_keepalives_sent", s.keepalives.load(Ordering::Relaxed)),
         ]
     }
 
     fn encap(&self) -> &dyn EncapSockets {
-        &sockets::KernelSockets
+        &self.shared.sockets
     }
 
     fn faults(&self) -> Option<&dyn FaultInjection> {

@@ -20,7 +20,34 @@ const IP_XFRM_POLICY: libc::c_int = 17;
 const IPV6_XFRM_POLICY: libc::c_int = 35;
 const NATT_PORT: u16 = 4500;
 
-pub struct KernelSockets;
+/// The port-4500 sockets (duplicated descriptors), for NAT keepalives.
+#[derive(Default)]
+pub struct KernelSockets {
+    natt: std::sync::Mutex<Vec<(std::net::SocketAddr, std::os::fd::OwnedFd)>>,
+}
+
+impl KernelSockets {
+    /// Sends one NAT keepalive (a single 0xFF byte, RFC 3948 §2.3) from
+    /// the port-4500 socket bound to `local` (or to the wildcard address).
+    pub fn keepalive(&self, local: std::net::SocketAddr, remote: std::net::SocketAddr) -> bool {
+        let natt = self.natt.lock().unwrap_or_else(|p| p.into_inner());
+        let fd = natt.iter().find(|(a, _)| *a == local).or_else(|| {
+            natt.iter().find(|(a, _)| {
+                a.ip().is_unspecified()
+                    && a.port() == local.port()
+                    && a.is_ipv4() == local.is_ipv4()
+            })
+        });
+        let Some((_, fd)) = fd else { return false };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(fd);
+        let sock = std::mem::ManuallyDrop::new(
+            // SAFETY: `fd` stays open (owned by `natt`, locked) while this
+            // borrowed socket, which never closes it, is used.
+            unsafe { <std::net::UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(fd) },
+        );
+        sock.send_to(&[0xff], remote).is_ok()
+    }
+}
 
 fn setsockopt(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &[u8]) -> io::Result<()> {
     // SAFETY: `val` is valid for its length for the duration of the call.
@@ -40,8 +67,8 @@ fn setsockopt(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &[u8]) -> i
     }
 }
 
-/// The socket's family and port.
-fn local(fd: RawFd) -> io::Result<(bool, u16)> {
+/// The socket's family, port and address.
+fn local(fd: RawFd) -> io::Result<(bool, u16, std::net::SocketAddr)> {
     // SAFETY: storage is large enough for any address; len says so.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -59,13 +86,17 @@ fn local(fd: RawFd) -> io::Result<(bool, u16)> {
         libc::AF_INET => {
             // SAFETY: the family says it is a sockaddr_in.
             let a: &libc::sockaddr_in = unsafe { &*(&ss as *const _ as *const libc::sockaddr_in) };
-            Ok((false, u16::from_be(a.sin_port)))
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            let port = u16::from_be(a.sin_port);
+            Ok((false, port, (ip, port).into()))
         }
         _ => {
             // SAFETY: the family says it is a sockaddr_in6.
             let a: &libc::sockaddr_in6 =
                 unsafe { &*(&ss as *const _ as *const libc::sockaddr_in6) };
-            Ok((true, u16::from_be(a.sin6_port)))
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            let port = u16::from_be(a.sin6_port);
+            Ok((true, port, (ip, port).into()))
         }
     }
 }
@@ -85,7 +116,7 @@ pub fn bypass(v6: bool, dir: u8) -> Vec<u8> {
 
 impl EncapSockets for KernelSockets {
     fn prepare_socket(&self, fd: RawFd) -> io::Result<()> {
-        let (v6, port) = local(fd)?;
+        let (v6, port, addr) = local(fd)?;
         let (level, name) = if v6 {
             (libc::IPPROTO_IPV6, IPV6_XFRM_POLICY)
         } else {
@@ -101,6 +132,12 @@ impl EncapSockets for KernelSockets {
                 UDP_ENCAP,
                 &UDP_ENCAP_ESPINUDP.to_ne_bytes(),
             )?;
+            // SAFETY: `fd` is an open socket; the duplicate is owned here.
+            let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+            self.natt
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((addr, dup));
         }
         Ok(())
     }
@@ -119,6 +156,6 @@ mod tests {
     fn ike_sockets_get_bypass_and_encap() {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
-        KernelSockets.prepare_socket(fd).unwrap();
+        KernelSockets::default().prepare_socket(fd).unwrap();
     }
 }

@@ -23,6 +23,8 @@ pub struct SaEntry {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub opts: XfrmOptions,
+    /// ESP-in-UDP: NAT keepalives go to `remote`.
+    pub encap: bool,
     /// The outbound state, waiting until the SA it replaces goes (we
     /// answered the rekey: the peer may not have the new inbound SA yet).
     pub pending_out: Option<XfrmMessage>,
@@ -55,6 +57,8 @@ pub struct ChildEntry {
     pub trap: Option<Trap>,
     /// Its SA pairs, by inbound SPI.
     pub sas: BTreeSet<u32>,
+    /// The routes that came with its policies.
+    pub routes: Vec<super::routes::Route>,
 }
 
 /// An object to delete later or at `remove_owner`.
@@ -164,6 +168,7 @@ mod tests {
             local: "198.18.0.1:4500".parse().unwrap(),
             remote: "198.18.0.2:4500".parse().unwrap(),
             opts: XfrmOptions::default(),
+            encap: true,
             pending_out: None,
         }
     }
