@@ -91,7 +91,11 @@ fn rekeys_under_ping(vpnd_rekeys: bool) {
     let mut ike_ids: BTreeSet<String> = BTreeSet::new();
     let mut max_states = 0;
     let end = Instant::now() + Duration::from_millis(50) * count;
-    while Instant::now() < end || lab.wait_exit("ping-rekey", Duration::ZERO).is_none() {
+    while Instant::now() < end
+        || lab
+            .wait_exit("ping-rekey", Duration::from_millis(30))
+            .is_none()
+    {
         let conn = v.conn("tun");
         for ike in conn["ike_sas"].as_array().into_iter().flatten() {
             if ike["state"] == "established" {
@@ -106,7 +110,7 @@ fn rekeys_under_ping(vpnd_rekeys: bool) {
             }
         }
         max_states = max_states.max(Snapshot::take(&lab, &gw1).vpnd_states().len());
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(400));
     }
     let (tx, rx) = ping.finish(&mut lab);
     let child_rekeys = spis.len() - 1;
