@@ -62,8 +62,10 @@ pub fn summary(text: &str) -> Option<(u32, u32)> {
 }
 
 /// A ping running in the background as a lab process (so the lab's `Drop`
-/// ends it if a test fails first): `count` echoes `interval` apart, each
-/// waited for at most one second.
+/// ends it if a test fails first): echoes `interval` apart, each waited for
+/// at most one second, until `count` are answered or its deadline passes
+/// (with a deadline, ping sends more than `count` when some are lost, so
+/// transmitted minus received is the loss).
 pub struct PingRun {
     name: String,
     count: u32,
