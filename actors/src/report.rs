@@ -61,6 +61,8 @@ pub struct HandOver {
     pub established: Event,
     /// When the peer's IKE_SA_INIT arrived.
     pub started: std::time::Instant,
+    /// Whom the SA's reserved SPIs belong to; the adopter names itself.
+    pub spi_owner: Option<crate::spis::SpiOwner>,
 }
 
 /// What a CHILD SA actor asks of its IKE SA: rekey or delete it;

@@ -10,11 +10,15 @@ use std::sync::Arc;
 use ike::crypto::{Random, SystemRandom};
 use ike::sa::Provider;
 
+/// The connection an IKE SA's SPIs are reserved for: empty for a
+/// responder until IKE_AUTH names its connection; the actor that adopts
+/// the SA sets it, so its later rekeys' SPIs go with that connection.
+pub type SpiOwner = Arc<std::sync::Mutex<String>>;
+
 pub struct DataplaneSpis {
     rng: SystemRandom,
     dataplane: Arc<dyn kernel::Dataplane>,
-    /// The connection, or empty for a responder that has not found it yet.
-    owner: String,
+    owner: SpiOwner,
     local: IpAddr,
     remote: IpAddr,
 }
@@ -25,14 +29,16 @@ impl DataplaneSpis {
         owner: &str,
         local: IpAddr,
         remote: IpAddr,
-    ) -> Box<DataplaneSpis> {
-        Box::new(DataplaneSpis {
+    ) -> (Box<DataplaneSpis>, SpiOwner) {
+        let cell: SpiOwner = Arc::new(std::sync::Mutex::new(owner.to_string()));
+        let me = Box::new(DataplaneSpis {
             rng: SystemRandom::new(),
             dataplane,
-            owner: owner.to_string(),
+            owner: cell.clone(),
             local,
             remote,
-        })
+        });
+        (me, cell)
     }
 }
 
@@ -42,9 +48,10 @@ impl Provider for DataplaneSpis {
     }
 
     fn alloc_child_spi(&mut self) -> u32 {
+        let owner = self.owner.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(spi) = self
             .dataplane
-            .alloc_spi(&self.owner, self.local, self.remote, 0)
+            .alloc_spi(&owner, self.local, self.remote, 0)
             .filter(|s| *s >= 0x100)
         {
             return spi;

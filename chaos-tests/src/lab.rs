@@ -180,6 +180,15 @@ impl Lab {
         self.procs.len() - 1
     }
 
+    /// The pid of a process started with `spawn` (`ip netns exec` execs
+    /// the command, so it is the command's).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.procs
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.child.id())
+    }
+
     /// A started process's log so far.
     pub fn log(&self, name: &str) -> String {
         self.procs

@@ -39,6 +39,7 @@ pub fn to_spec(
         retransmit_tries: _,
         encap: _,
         max_child_sas: _,
+        fragment_size: _,
     } = c;
     if *auto == Auto::Ignore {
         return Ok(None);

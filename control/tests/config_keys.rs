@@ -363,3 +363,59 @@ fn pfs_prefers_by_default_and_require_needs_a_group() {
         "{e}"
     );
 }
+
+#[test]
+fn fragment_size_defaults_inherits_is_bounded_and_reaches_the_peer_config() {
+    let dir = Dir::new("fragsize");
+    let text = format!(
+        r#"[defaults]
+fragment_size = 1400
+
+[connections.t]
+{CONN}{}
+[connections.u]
+{CONN}fragment_size = 575
+{}
+[connections.v]
+{CONN}fragment_size = 65536
+{}"#,
+        child("t"),
+        child("u"),
+        child("v")
+    );
+    let main = dir.write("vpnd.toml", &text);
+    let m = d(&main);
+    let why = "must be 0 (no fragmentation) or between 576 and 65535";
+    assert_eq!(
+        errors(config::load(&main)),
+        [
+            format!("{m}:16: connections.u.fragment_size: invalid value 575: {why}"),
+            format!("{m}:25: connections.v.fragment_size: invalid value 65536: {why}"),
+        ]
+    );
+    let good = dir.write(
+        "good.toml",
+        &format!(
+            "[defaults]\nfragment_size = 1400\n\n[connections.t]\n{CONN}{}\n[connections.w]\n{CONN}fragment_size = 0\n{}",
+            child("t"),
+            child("w")
+        ),
+    );
+    let c = ok(config::load(&good));
+    assert_eq!(c.connections[0].fragment_size, 1400, "inherited");
+    assert_eq!(c.connections[1].fragment_size, 0, "0 turns it off");
+    let secrets = Secrets::default();
+    let peer = c.connections[1]
+        .to_peer_config(&secrets)
+        .expect("peer config");
+    assert_eq!(peer.fragment_size, 0);
+    let only = dir.write(
+        "one.toml",
+        &format!("[connections.w]\n{CONN}{}", child("w")),
+    );
+    let c = ok(config::load(&only));
+    assert_eq!(
+        c.connections[0].fragment_size,
+        ike::config::DEFAULT_FRAGMENT_SIZE
+    );
+}

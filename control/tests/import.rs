@@ -86,7 +86,7 @@ connections {
         }
         dpd_delay = 20s
         mobike = no
-        fragmentation = yes
+        fragmentation = force
         children {
             net {
                 local_ts = 198.19.3.0/24
@@ -129,10 +129,10 @@ fn swanctl_conf_converts_and_loads_with_vpnds_loader() {
         .filter(|n| n.kind == NoteKind::Dropped)
         .map(|n| (n.line, n.key.as_str()))
         .collect();
-    assert_eq!(dropped, [(35, "connections.second.fragmentation")]);
+    assert_eq!(dropped, []);
     let report = result.report();
     assert!(
-        report.contains("swanctl.conf:35: connections.second.fragmentation: not supported:"),
+        report.contains("swanctl.conf:35: connections.second.fragmentation: changed: fragmentation = force: vpnd fragments only for a peer that announced support"),
         "{report}"
     );
     assert!(

@@ -99,7 +99,24 @@ pub struct PeerConfig {
     /// CREATE_CHILD_SA for a new CHILD SA gets NO_ADDITIONAL_SAS (rekeys
     /// are always allowed). See [`DEFAULT_MAX_CHILD_SAS`].
     pub max_child_sas: u32,
+    /// IKE fragmentation (RFC 7383): the largest IP datagram an encrypted
+    /// message of ours may fill, IP and UDP headers included (as
+    /// strongSwan's `fragment_size`); a longer one goes out in fragments if
+    /// the peer announced support. 0 disables fragmentation (it is then not
+    /// announced either). Values below [`MIN_FRAGMENT_SIZE`] count as it.
+    /// See [`DEFAULT_FRAGMENT_SIZE`].
+    pub fragment_size: u16,
 }
+
+/// The default of [`PeerConfig::fragment_size`], for both address families:
+/// strongSwan's default, and for IPv6 exactly the minimum link MTU (so the
+/// 1232-byte UDP payload of a 1280-byte IPv6 packet), a size every IPv6
+/// path carries.
+pub const DEFAULT_FRAGMENT_SIZE: u16 = 1280;
+
+/// The smallest fragment size used: the IPv4 datagram every host must
+/// accept (RFC 791).
+pub const MIN_FRAGMENT_SIZE: u16 = 576;
 
 /// The default of [`PeerConfig::max_child_sas`]: far more than any
 /// configured set of children needs, few enough that an authenticated peer

@@ -39,6 +39,8 @@ pub struct DropRule {
     /// Flip a bit in the last byte (inside the ICV or the last payload)
     /// instead of dropping.
     pub tamper: bool,
+    /// Match only the fragment (RFC 7383 SKF payload) with this number.
+    pub fragment: Option<u16>,
 }
 
 /// Random impairments, each a probability in percent, per datagram.
@@ -156,6 +158,12 @@ pub struct Pair {
     pub delivered: HashMap<Dir, u32>,
     /// Datagrams dropped by impairments or rules, per direction.
     pub dropped: HashMap<Dir, u32>,
+    /// Drop datagrams whose IP packet (IP header of 20 bytes for IPv4, 40
+    /// for IPv6, the 8-byte UDP header and the non-ESP marker included) is
+    /// longer than this: a path that loses IP fragments.
+    pub path_mtu: Option<usize>,
+    /// The longest datagram (UDP payload) sent, per direction.
+    pub largest: HashMap<Dir, usize>,
     seed: u64,
     rng: SeededRandom,
     in_flight: Vec<InFlight>,
@@ -201,6 +209,7 @@ pub fn test_config(
         },
         initial_contact: true,
         max_child_sas: crate::config::DEFAULT_MAX_CHILD_SAS,
+        fragment_size: crate::config::DEFAULT_FRAGMENT_SIZE,
     }
 }
 
@@ -219,6 +228,8 @@ impl Pair {
             b_others: Vec::new(),
             delivered: HashMap::new(),
             dropped: HashMap::new(),
+            path_mtu: None,
+            largest: HashMap::new(),
             seed,
             rng: SeededRandom::new(seed ^ 0x005e_ed0f_1ab0),
             in_flight: Vec::new(),
@@ -297,6 +308,27 @@ impl Pair {
             response,
             count,
             tamper: false,
+            fragment: None,
+        });
+    }
+
+    /// Drop the next `count` datagrams matching that carry fragment number
+    /// `number`.
+    pub fn drop_fragment(
+        &mut self,
+        dir: Dir,
+        exchange: ExchangeType,
+        response: bool,
+        number: u16,
+        count: u32,
+    ) {
+        self.drops.push(DropRule {
+            dir,
+            exchange,
+            response,
+            count,
+            tamper: false,
+            fragment: Some(number),
         });
     }
 
@@ -308,6 +340,7 @@ impl Pair {
             response,
             count,
             tamper: true,
+            fragment: None,
         });
     }
 
@@ -355,12 +388,28 @@ impl Pair {
     }
 
     fn send(&mut self, dir: Dir, mut t: Transmit) {
+        let largest = self.largest.entry(dir).or_default();
+        *largest = (*largest).max(t.data.len());
+        let marker = if t.non_esp_marker { 4 } else { 0 };
+        let headers = if t.remote.is_ipv4() { 28 } else { 48 };
+        if self
+            .path_mtu
+            .is_some_and(|mtu| t.data.len() + marker + headers > mtu)
+        {
+            *self.dropped.entry(dir).or_default() += 1;
+            return;
+        }
         if let Ok(h) = Header::decode(&t.data) {
+            let fragment = (h.next_payload == crate::wire::PayloadType::SKF)
+                .then(|| t.data.get(32..34))
+                .flatten()
+                .map(|b| u16::from_be_bytes([b[0], b[1]]));
             if let Some(rule) = self.drops.iter_mut().find(|r| {
                 r.count > 0
                     && r.dir == dir
                     && r.exchange == h.exchange
                     && r.response == h.is_response()
+                    && r.fragment.is_none_or(|n| fragment == Some(n))
             }) {
                 rule.count -= 1;
                 if rule.tamper {

@@ -849,24 +849,78 @@ fn sk_must_be_last() {
 }
 
 #[test]
-fn skf_fragment_is_kept_as_last_unknown_payload() {
+fn skf_fragment_decodes_with_its_numbers_and_must_be_last() {
     let body = [0, 1, 0, 2, 9, 9, 9, 9];
-    let bytes = raw_message(PayloadType::SKF.0, &raw_payload(0, false, &body));
+    let bytes = raw_message(PayloadType::SKF.0, &raw_payload(35, false, &body));
     let m = Message::decode(&bytes).unwrap();
     assert_eq!(
         m.payloads,
-        vec![Payload::Unknown {
-            payload_type: PayloadType::SKF,
-            critical: false,
-            body: body.to_vec(),
-        }]
+        vec![Payload::EncryptedFragment(EncryptedFragment {
+            next_payload: PayloadType::IDI,
+            number: 1,
+            total: 2,
+            body: vec![9; 4],
+        })]
     );
+    assert_eq!(m.encode(), bytes);
+    // A later fragment's next-payload field is ignored (read as 0).
+    let later = raw_message(
+        PayloadType::SKF.0,
+        &raw_payload(35, false, &[0, 2, 0, 2, 1]),
+    );
+    match &Message::decode(&later).unwrap().payloads[..] {
+        [Payload::EncryptedFragment(f)] => {
+            assert_eq!(
+                (f.next_payload, f.number, f.total),
+                (PayloadType::NONE, 2, 2)
+            )
+        }
+        other => panic!("not one fragment: {other:?}"),
+    }
     let mut chain = raw_payload(0, false, &body);
     chain.extend(raw_payload(0, false, &[]));
     assert!(matches!(
         Message::decode(&raw_message(PayloadType::SKF.0, &chain)),
         Err(DecodeError::EncryptedNotLast { .. })
     ));
+}
+
+#[test]
+fn skf_fragment_numbers_are_checked() {
+    for (number, total) in [(0u16, 1u16), (3, 2), (1, 0), (0, 0)] {
+        let mut body = number.to_be_bytes().to_vec();
+        body.extend(total.to_be_bytes());
+        body.extend([7; 20]);
+        assert_eq!(
+            Message::decode(&raw_message(
+                PayloadType::SKF.0,
+                &raw_payload(0, false, &body)
+            )),
+            Err(DecodeError::BadFragmentNumber { number, total }),
+            "{number}/{total}"
+        );
+    }
+    // Shorter than the two number fields.
+    assert!(matches!(
+        Message::decode(&raw_message(
+            PayloadType::SKF.0,
+            &raw_payload(0, false, &[0, 1, 0])
+        )),
+        Err(DecodeError::Truncated { .. })
+    ));
+    let bad = message(vec![Payload::EncryptedFragment(EncryptedFragment {
+        next_payload: PayloadType::NONE,
+        number: 3,
+        total: 2,
+        body: vec![],
+    })]);
+    assert_eq!(
+        bad.try_encode(),
+        Err(EncodeError::BadFragmentNumber {
+            number: 3,
+            total: 2
+        })
+    );
 }
 
 #[test]
@@ -1255,6 +1309,7 @@ fn try_encode_rejects_unrepresentable_values() {
         PayloadType::SA,
         PayloadType::SK,
         PayloadType::CP,
+        PayloadType::SKF,
     ] {
         let m = message(vec![Payload::Unknown {
             payload_type: ty,
@@ -1264,11 +1319,12 @@ fn try_encode_rejects_unrepresentable_values() {
         assert_eq!(m.try_encode(), Err(EncodeError::UnknownWithKnownType(ty)));
     }
     let skf_not_last = message(vec![
-        Payload::Unknown {
-            payload_type: PayloadType::SKF,
-            critical: false,
-            body: vec![0, 1, 0, 1],
-        },
+        Payload::EncryptedFragment(EncryptedFragment {
+            next_payload: PayloadType::NONE,
+            number: 1,
+            total: 1,
+            body: vec![],
+        }),
         Payload::Nonce(vec![]),
     ]);
     assert_eq!(

@@ -66,6 +66,7 @@ impl IkeState {
                         sa,
                         established,
                         started: self.started_at.unwrap_or_else(runtime::clock::now),
+                        spi_owner: self.spi_owner.take(),
                     }));
                     self.done = true;
                     myself.stop(Some("handed over".into()));

@@ -120,6 +120,8 @@ pub struct IkeState {
     /// A responder SA accepted on the neutral path: at IKE_AUTH it moves
     /// to its connection, whichever that is.
     neutral: bool,
+    /// Who the SA's reserved inbound SPIs belong to.
+    spi_owner: Option<crate::spis::SpiOwner>,
     sa: Option<Box<IkeSa>>,
     busy: bool,
     work: Option<JoinHandle<()>>,
@@ -462,6 +464,7 @@ impl Actor for IkeSaActor {
             parent: args.parent,
             start: Some(args.start),
             neutral,
+            spi_owner: None,
             sa: None,
             busy: true,
             work: None,
@@ -586,12 +589,13 @@ async fn step(
                     let me = myself.clone();
                     let ctx_events = st.ctx.clone();
                     let conn = st.spec.name.clone();
-                    let spis = DataplaneSpis::boxed(
+                    let (spis, owner) = DataplaneSpis::boxed(
                         st.ctx.dataplane.clone(),
                         &conn,
                         local.ip(),
                         remote.ip(),
                     );
+                    st.spi_owner = Some(owner);
                     st.work = Some(tokio::spawn(async move {
                         // Pace bring-up under the peer's half-open limits.
                         let guard = sched.half_open(remote.ip()).await;
@@ -627,8 +631,9 @@ async fn step(
                     let sched = st.ctx.scheduler.clone();
                     let me = myself.clone();
                     let ctx = st.ctx.clone();
-                    let spis =
+                    let (spis, owner) =
                         DataplaneSpis::boxed(ctx.dataplane.clone(), "", local.ip(), remote.ip());
+                    st.spi_owner = Some(owner);
                     st.work = Some(tokio::spawn(async move {
                         let outcome = sched
                             .compute_or_shed(priority, move || {
@@ -671,9 +676,14 @@ async fn step(
                     mut sa,
                     established,
                     started,
+                    spi_owner,
                     ..
                 }) => {
                     st.started_at = Some(started);
+                    if let Some(o) = &spi_owner {
+                        *o.lock().unwrap_or_else(|p| p.into_inner()) = st.spec.name.clone();
+                    }
+                    st.spi_owner = spi_owner;
                     // The accepting actor's timers are not ours.
                     sa.set_timers(runtime::clock::now(), &st.timers);
                     st.sa = Some(sa);

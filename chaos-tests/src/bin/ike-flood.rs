@@ -106,6 +106,7 @@ fn template(from: Ipv4Addr, to: Ipv4Addr) -> Vec<u8> {
         },
         initial_contact: false,
         max_child_sas: ike::config::DEFAULT_MAX_CHILD_SAS,
+        fragment_size: ike::config::DEFAULT_FRAGMENT_SIZE,
     };
     let mut sa = IkeSa::initiate(
         Instant::now(),

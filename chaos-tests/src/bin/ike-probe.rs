@@ -83,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
         },
         initial_contact: true,
         max_child_sas: ike::config::DEFAULT_MAX_CHILD_SAS,
+        fragment_size: ike::config::DEFAULT_FRAGMENT_SIZE,
     };
     Ok(Args {
         initiator: match role.as_deref() {

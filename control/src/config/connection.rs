@@ -120,6 +120,7 @@ impl ConnectionConfig {
             },
             initial_contact: true,
             max_child_sas: self.max_child_sas,
+            fragment_size: self.fragment_size,
         })
     }
 

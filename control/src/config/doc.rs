@@ -170,6 +170,8 @@ pub static KEY_DOCS: &[KeyDoc] = &[
       "Force UDP encapsulation of ESP even without NAT."),
     k(N, "max_child_sas", "64", "none",
       "CHILD SAs one IKE SA may hold (1 to 10000); past it a peer's request for a new one gets NO_ADDITIONAL_SAS (rekeys are always allowed)."),
+    k(N, "fragment_size", "1280", "fragmentation; charon.fragment_size (strongswan.conf)",
+      "IKE fragmentation (RFC 7383): encrypted IKE messages larger than this IP datagram size (IP and UDP headers included) go out in fragments if the peer supports it; 0 = off (not offered), else 576 to 65535. The default suits both IPv4 and IPv6 (1280 is the IPv6 minimum MTU)."),
     k(N, "children", "none", "children",
       "The connection's CHILD SAs, one table each: [connections.NAME.children.CHILD] (not in [defaults])."),
     k(C, "local_ts", "required", "local_ts",

@@ -248,6 +248,38 @@ connection_keys! {
         set: false,
         replaces: true,
     }
+    /// IKE fragmentation (RFC 7383): the largest IP datagram (IP and UDP
+    /// headers included) an encrypted IKE message may fill before it goes
+    /// out in fragments; 0 = no fragmentation (not announced either), else
+    /// MIN_FRAGMENT_SIZE..=65535.
+    fragment_size: u16 {
+        default: Some(ike::config::DEFAULT_FRAGMENT_SIZE),
+        parse: fragment_size,
+        set: false,
+        replaces: true,
+    }
+}
+
+/// The smallest nonzero `fragment_size`: the IPv4 datagram every host
+/// must accept (RFC 791).
+pub const MIN_FRAGMENT_SIZE: u16 = ike::config::MIN_FRAGMENT_SIZE;
+
+fn fragment_size(ctx: &mut ParseCtx<'_>, v: &Value<'_>, key: &str) -> Option<u16> {
+    let n = ctx.uint(v, key)?;
+    match u16::try_from(n) {
+        Ok(0) => Some(0),
+        Ok(n) if n >= MIN_FRAGMENT_SIZE => Some(n),
+        _ => {
+            ctx.err(
+                v.span(),
+                key,
+                format!(
+                    "invalid value {n}: must be 0 (no fragmentation) or between {MIN_FRAGMENT_SIZE} and 65535"
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// The largest `max_child_sas` accepted.

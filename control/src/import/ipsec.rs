@@ -30,11 +30,6 @@ use super::ipsec_parse::{self as parse, Kind, Sec};
 /// Keywords vpnd cannot carry, the values that behave as vpnd does, why.
 const UNSUPPORTED: &[(&str, &[&str], &str)] = &[
     ("mobike", &["no"], "MOBIKE is not supported yet"),
-    (
-        "fragmentation",
-        &["no"],
-        "IKE fragmentation is not supported yet",
-    ),
     ("compress", &["no"], "IPComp is not supported"),
     ("installpolicy", &["yes"], "vpnd always installs policies"),
     (
@@ -451,6 +446,7 @@ fn connection(s: &Sec, view: &View<'_>, out: &mut Collect) {
     let mut packets = (0u64, 0u64);
     let mut mode = "tunnel";
     let mut encap = false;
+    let mut fragment_size = None;
     let mut updown = None;
     for kv in view.keys() {
         let Some(v) = kv.value.as_deref() else {
@@ -552,6 +548,13 @@ fn connection(s: &Sec, view: &View<'_>, out: &mut Collect) {
             "forceencaps" => match values::boolean(v) {
                 Ok(b) => encap = b,
                 Err(why) => bad(why),
+            },
+            "fragmentation" => match v {
+                "yes" => {}
+                "no" => fragment_size = Some(0),
+                "accept" => d.change(file, line, &kk, "fragmentation = accept: vpnd has no accept-only mode; it announces fragmentation and fragments messages over fragment_size (1280)"),
+                "force" => d.change(file, line, &kk, "fragmentation = force: vpnd fragments only for a peer that announced support"),
+                _ => bad(format!("invalid value '{v}': expected yes, accept, force or no")),
             },
             "leftupdown" => {
                 if v.contains(char::is_whitespace) {
@@ -665,6 +668,9 @@ fn connection(s: &Sec, view: &View<'_>, out: &mut Collect) {
     );
     d.set("keyingtries", Val::Int(keyingtries.into()));
     d.set("encap", Val::Bool(encap));
+    if let Some(f) = fragment_size {
+        d.set("fragment_size", Val::Int(f));
+    }
     let pfs = all_have_groups(&esp);
     let mut keys: Vec<(&'static str, Val)> = vec![
         ("local_ts", Val::List(local_ts.unwrap_or_default())),

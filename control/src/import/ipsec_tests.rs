@@ -41,6 +41,7 @@ conn net
 \tleftsubnet=198.19.1.0/24
 \trightsubnet=198.19.2.0/24,198.19.4.0/24
 \tforceencaps=yes
+\tfragmentation=no
 \tauto=start
 
 conn host
@@ -92,9 +93,12 @@ fn every_supported_keyword_is_converted() {
     );
     assert_eq!(ch.get("life_time"), Some(&s("40m")));
 
+    assert_eq!(net.get("fragment_size"), Some(&Val::Int(0)));
+
     let host = conn(&out, "host");
     assert_eq!(host.get("auto"), Some(&s("route")));
     assert_eq!(host.get("encap"), Some(&Val::Bool(false)));
+    assert_eq!(host.get("fragment_size"), None, "vpnd's default");
     let ch = &host.children[0];
     assert_eq!(ch.get("local_ts"), Some(&l(&["198.18.0.1/32[tcp/443]"])));
     assert_eq!(ch.get("remote_ts"), Some(&l(&["198.18.0.2/32"])));
@@ -291,4 +295,29 @@ fn a_setting_before_any_section_is_ignored_as_strongswan_does() {
     assert_eq!(out.notes[0].line, 1);
     assert_eq!(out.notes[0].key, "left");
     assert_eq!(out.notes[0].kind, NoteKind::Ignored);
+}
+
+#[test]
+fn fragmentation_accept_and_force_are_changed_and_nonsense_is_an_error() {
+    let text = |v: &str| {
+        format!("conn gw\n\tkeyexchange=ikev2\n\tauthby=psk\n\tleft=198.18.0.1\n\tright=198.18.0.2\n\tleftsubnet=198.19.1.0/24\n\trightsubnet=198.19.2.0/24\n\tfragmentation={v}\n\tauto=add\n")
+    };
+    for v in ["accept", "force"] {
+        let out = ok(&text(v));
+        assert_eq!(conn(&out, "gw").get("fragment_size"), None);
+        assert!(
+            out.notes.iter().any(|n| n.kind == NoteKind::Changed
+                && n.message.contains(&format!("fragmentation = {v}"))),
+            "{v}: {:#?}",
+            out.notes
+        );
+    }
+    let out = run(&text("maybe"));
+    assert!(
+        out.errors
+            .iter()
+            .any(|e| e.to_string().contains("fragmentation")),
+        "{:?}",
+        out.errors
+    );
 }

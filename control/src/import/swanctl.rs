@@ -31,11 +31,6 @@ const CONN_UNSUPPORTED: &[(&str, &[&str], &str)] = &[
         "IKEv1 only; vpnd uses retransmissions to time DPD out",
     ),
     (
-        "fragmentation",
-        &["no"],
-        "IKE fragmentation is not supported yet",
-    ),
-    (
         "childless",
         &["allow", "never"],
         "childless IKE SAs are not supported yet",
@@ -252,6 +247,7 @@ fn connection(c: &Section, out: &mut Collect) {
     let mut dpd_delay = Duration::ZERO;
     let mut keyingtries = 1u32;
     let mut encap = false;
+    let mut fragment_size = None;
     for kv in &c.kvs {
         let Some(v) = val(kv) else { continue };
         let key = format!("{prefix}.{}", kv.name);
@@ -348,6 +344,18 @@ fn connection(c: &Section, out: &mut Collect) {
             "encap" => match values::boolean(v) {
                 Ok(b) => encap = b,
                 Err(why) => out.error(file, line, key, why),
+            },
+            "fragmentation" => match v {
+                "yes" => {}
+                "no" => fragment_size = Some(0),
+                "accept" => d.change(file, line, &key, "fragmentation = accept: vpnd has no accept-only mode; it announces fragmentation and fragments messages over fragment_size (1280)"),
+                "force" => d.change(file, line, &key, "fragmentation = force: vpnd fragments only for a peer that announced support"),
+                _ => out.error(
+                    file,
+                    line,
+                    key,
+                    format!("invalid fragmentation '{v}': expected yes, accept, force or no"),
+                ),
             },
             "dpd_delay" => match values::time(v) {
                 Ok(t) => dpd_delay = t,
@@ -526,6 +534,9 @@ fn connection(c: &Section, out: &mut Collect) {
     d.set("dpd_action", Val::Str(dpd_action.into()));
     d.set("keyingtries", Val::Int(keyingtries.into()));
     d.set("encap", Val::Bool(encap));
+    if let Some(f) = fragment_size {
+        d.set("fragment_size", Val::Int(f));
+    }
     d.finish(out);
 }
 

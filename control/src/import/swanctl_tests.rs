@@ -23,6 +23,7 @@ connections {
         remote_addrs = 198.18.0.2
         proposals = aes256gcm16-prfsha256-x25519, aes128gcm16-prfsha256-ecp256
         encap = yes
+        fragmentation = no
         dpd_delay = 10s
         rekey_time = 2h
         keyingtries = 0
@@ -93,6 +94,7 @@ fn every_supported_key_is_converted() {
     assert_eq!(c.get("dpd_action"), Some(&s("restart")));
     assert_eq!(c.get("keyingtries"), Some(&Val::Int(0)));
     assert_eq!(c.get("encap"), Some(&Val::Bool(true)));
+    assert_eq!(c.get("fragment_size"), Some(&Val::Int(0)));
     let net = &c.children[0];
     assert_eq!(net.name, "net");
     assert_eq!(
@@ -310,4 +312,39 @@ fn a_childless_base_of_others_is_a_template_not_a_connection() {
         ]
     );
     assert_eq!(conn(&out, "gw").get("local_id"), Some(&s("198.18.0.1")));
+}
+
+#[test]
+fn fragmentation_yes_keeps_the_default_accept_and_force_are_changed() {
+    let text = |v: &str| {
+        format!(
+            "connections {{\n gw {{\n  remote_addrs = 198.18.0.2\n  fragmentation = {v}\n  local {{\n   auth = psk\n   id = a.test\n  }}\n  remote {{\n   auth = psk\n   id = b.test\n  }}\n  children {{\n   net {{\n    local_ts = 198.19.1.0/24\n    remote_ts = 198.19.2.0/24\n   }}\n  }}\n }}\n}}\n"
+        )
+    };
+    let out = ok(&text("yes"));
+    assert!(out.notes.is_empty(), "{:#?}", out.notes);
+    assert_eq!(
+        conn(&out, "gw").get("fragment_size"),
+        None,
+        "vpnd's default"
+    );
+    for v in ["accept", "force"] {
+        let out = ok(&text(v));
+        assert_eq!(conn(&out, "gw").get("fragment_size"), None);
+        assert!(
+            out.notes.iter().any(|n| n.kind == NoteKind::Changed
+                && n.key == "connections.gw.fragmentation"
+                && n.message.contains(&format!("fragmentation = {v}"))),
+            "{v}: {:#?}",
+            out.notes
+        );
+    }
+    let out = run(&text("sometimes"));
+    assert!(
+        out.errors
+            .iter()
+            .any(|e| e.to_string().contains("invalid fragmentation 'sometimes'")),
+        "{:?}",
+        out.errors
+    );
 }

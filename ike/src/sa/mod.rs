@@ -9,13 +9,16 @@
 //! retries; NAT detection §2.23), IKE_AUTH with the first CHILD SA (§1.2,
 //! PSK §2.15, narrowing §2.9), CREATE_CHILD_SA (new CHILD SA §1.3.1, CHILD
 //! rekey §1.3.3, IKE rekey §1.3.2, collisions §2.8.1), INFORMATIONAL (§1.4:
-//! DELETE and liveness). Message IDs use a window of one (§2.3).
+//! DELETE and liveness). Message IDs use a window of one (§2.3). IKE
+//! fragmentation (RFC 7383) once both sides announced it in IKE_SA_INIT.
 //!
 //! Layout: this module is the shell, `IkeSa`'s state, its inputs and
 //! outputs, and the dispatch of requests and responses by exchange type;
 //! `message` is the message layer (SK payload protection, message IDs,
 //! retransmission and the response cache); `exchange` has one module per
-//! exchange with both of its halves; `types` the public inputs and outputs;
+//! exchange with both of its halves; `fragment` splitting and bounded
+//! reassembly of fragments, `defrag` their use on the SA; `types` the
+//! public inputs and outputs;
 //! `payloads` the payload helpers the exchanges share; `natd` NAT detection
 //! hashes and cookies.
 //!
@@ -24,8 +27,10 @@
 //! SA closes); keys never appear in `Debug` output or events other than
 //! `ChildReady`, which carries them for the dataplane.
 
+mod defrag;
 mod error;
 mod exchange;
+mod fragment;
 mod message;
 pub mod natd;
 mod payloads;
@@ -45,10 +50,17 @@ use self::payloads::notify;
 use crate::config::PeerConfigRef;
 use crate::crypto::Random;
 use crate::proposal::Chosen;
-use crate::wire::{Delete, ExchangeType, Identification, Message, NotifyType, Payload};
+use crate::wire::{
+    Delete, ExchangeType, Identification, Message, NotifyType, Payload, PayloadType,
+};
 
 pub use self::error::{BadChild, ChildError, PeerMisbehaved, RekeyError};
 pub use self::exchange::sa_init::CookieCheck;
+#[doc(hidden)]
+pub use self::fragment::fuzz_reassembly;
+pub use self::fragment::{
+    FragmentError, FragmentStats, MAX_FRAGMENTS, MAX_REASSEMBLED_LEN, REASSEMBLY_TIMEOUT,
+};
 pub use self::message::OpenError;
 pub use self::natd::CookieJar;
 pub use self::timers::{Cost, KeyWork, Timers, MAX_REKEY_RETRIES};
@@ -251,6 +263,7 @@ pub struct IkeSa {
     dpd_at: Option<Instant>,
     /// The next IKE rekey, while established.
     rekey_at: Option<Instant>,
+    frag_stats: FragmentStats,
 }
 
 impl fmt::Debug for IkeSa {
@@ -378,6 +391,15 @@ impl IkeSa {
         v
     }
 
+    /// Fragmentation was negotiated (both sides announced it, RFC 7383).
+    pub fn fragmentation(&self) -> bool {
+        self.core.fragmentation
+    }
+
+    pub fn fragment_stats(&self) -> FragmentStats {
+        self.frag_stats
+    }
+
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
@@ -399,6 +421,8 @@ impl IkeSa {
             .filter_map(|c| c.out.as_ref().map(|o| o.next))
             .chain(self.half_open_deadline)
             .chain(self.next_periodic())
+            .chain(self.core.defrag_request.as_ref().map(|r| r.deadline))
+            .chain(self.core.defrag_response.as_ref().map(|r| r.deadline))
             .min()
     }
 
@@ -415,6 +439,7 @@ impl IkeSa {
                 return;
             }
         }
+        self.expire_reassembly(now);
         self.fire_periodic(now);
         self.retransmit_due(now);
         self.run_tasks(now);
@@ -436,7 +461,7 @@ impl IkeSa {
                         out.next = now + policy.wait_after(out.sent);
                         out.sent += 1;
                         let data = out.data.clone();
-                        self.transmit(data);
+                        self.transmit_all(data);
                     }
                 }
             }
@@ -475,7 +500,7 @@ impl IkeSa {
         out.next = now + policy.wait_after(out.sent);
         out.sent += 1;
         let data = out.data.clone();
-        self.transmit(data);
+        self.transmit_all(data);
     }
 
     /// Queue work. Commands that need an established SA wait until then.
@@ -529,8 +554,8 @@ impl IkeSa {
             let payloads = [Payload::Delete(Delete::ike())];
             let data = self
                 .core
-                .protect(ExchangeType::INFORMATIONAL, false, id, &payloads);
-            self.transmit(data);
+                .protect(ExchangeType::INFORMATIONAL, false, id, &payloads, None);
+            self.transmit_all(data);
         }
         self.close(Reason::Killed);
     }
@@ -547,13 +572,27 @@ impl IkeSa {
         if self.phase() == Phase::Closed {
             return Err(DatagramError::Closed);
         }
-        let msg = Message::decode(data).map_err(DatagramError::Malformed)?;
+        let msg = match Message::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                if crate::wire::Header::decode(data)
+                    .is_ok_and(|h| h.next_payload == PayloadType::SKF)
+                {
+                    self.frag_stats.fragments_dropped =
+                        self.frag_stats.fragments_dropped.saturating_add(1);
+                }
+                return Err(DatagramError::Malformed(e));
+            }
+        };
         let h = &msg.header;
         let current = h.spi_i == self.core.spi_i
             && (h.spi_r == self.core.spi_r
                 || (h.spi_r == 0 && h.exchange == ExchangeType::IKE_SA_INIT)
                 || (self.phase() == Phase::InitSent && h.is_response()));
         if current {
+            if matches!(msg.payloads.last(), Some(Payload::EncryptedFragment(_))) {
+                return self.handle_fragment(now, local, remote, data, msg);
+            }
             if h.is_response() {
                 self.handle_response(now, local, remote, data, msg)
             } else {
@@ -596,6 +635,16 @@ impl IkeSa {
             .unwrap_or_default()
     }
 
+    fn transmit_all(&mut self, data: Vec<Vec<u8>>) {
+        if data.len() > 1 {
+            let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            self.frag_stats.fragments_sent = self.frag_stats.fragments_sent.saturating_add(n);
+        }
+        for d in data {
+            self.transmit(d);
+        }
+    }
+
     fn transmit(&mut self, data: Vec<u8>) {
         self.transmits.push_back(Transmit {
             local: self.local,
@@ -614,20 +663,20 @@ impl IkeSa {
     ) {
         let id = self.core.next_request_id();
         let data = if exchange == ExchangeType::IKE_SA_INIT {
-            self.core.plain(exchange, false, id, payloads.to_vec())
+            vec![self.core.plain(exchange, false, id, payloads.to_vec())]
         } else {
-            self.core.protect(exchange, false, id, payloads)
+            self.protect(exchange, false, id, payloads)
         };
         let wait = self.retransmit_policy().wait_after(0);
         self.core.begin_request(now, exchange, data.clone(), wait);
         self.pending = Some(pending);
-        self.transmit(data);
+        self.transmit_all(data);
     }
 
     fn respond(&mut self, id: u32, exchange: ExchangeType, payloads: &[Payload]) {
-        let data = self.core.protect(exchange, true, id, payloads);
+        let data = self.protect(exchange, true, id, payloads);
         self.core.answered(id, data.clone());
-        self.transmit(data);
+        self.transmit_all(data);
     }
 
     fn run_tasks(&mut self, now: Instant) {
@@ -728,6 +777,15 @@ impl IkeSa {
             return self.handle_sa_init_response(now, msg);
         }
         let payloads = self.core.open(data, &msg).map_err(DatagramError::Open)?;
+        self.process_response(now, payloads)
+    }
+
+    /// The opened (or reassembled) response to our outstanding request.
+    fn process_response(
+        &mut self,
+        now: Instant,
+        payloads: Vec<Payload>,
+    ) -> Result<(), DatagramError> {
         self.core.finish_request();
         let pending = self.pending.take();
         match pending {
@@ -761,7 +819,7 @@ impl IkeSa {
         let id = msg.header.message_id;
         match self.core.classify_request(id, data) {
             RequestId::Retransmit(resp) => {
-                self.transmit(resp);
+                self.transmit_all(resp);
                 return Ok(());
             }
             RequestId::Drop => {
@@ -775,10 +833,35 @@ impl IkeSa {
             return Err(DatagramError::Unexpected("IKE_SA_INIT on an existing SA"));
         }
         let payloads = self.core.open(data, &msg).map_err(DatagramError::Open)?;
-        if let Some(t) = msg.unsupported_critical() {
+        let critical = msg.unsupported_critical();
+        self.process_request(
+            now,
+            local,
+            remote,
+            msg.header.exchange,
+            id,
+            critical,
+            payloads,
+        )
+    }
+
+    /// The opened (or reassembled) request `id` of the peer. `critical`:
+    /// the first outer payload we do not understand marked critical.
+    #[allow(clippy::too_many_arguments)]
+    fn process_request(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        exchange: ExchangeType,
+        id: u32,
+        critical: Option<PayloadType>,
+        payloads: Vec<Payload>,
+    ) -> Result<(), DatagramError> {
+        if let Some(t) = critical {
             self.respond(
                 id,
-                msg.header.exchange,
+                exchange,
                 &[notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t.0])],
             );
             return Ok(());
@@ -796,7 +879,7 @@ impl IkeSa {
                 c.sa.local = local;
             }
         }
-        match (self.phase(), msg.header.exchange) {
+        match (self.phase(), exchange) {
             (Phase::AwaitAuth, ExchangeType::IKE_AUTH) => {
                 self.local = local;
                 self.remote = remote;
@@ -815,7 +898,7 @@ impl IkeSa {
             _ => {
                 self.respond(
                     id,
-                    msg.header.exchange,
+                    exchange,
                     &[notify(NotifyType::INVALID_SYNTAX, Vec::new())],
                 );
             }

@@ -154,10 +154,15 @@ impl IkeSa {
     }
 
     /// What handling this datagram costs (see `Cost`).
+    /// A fragment (RFC 7383) is cheap unless it would complete its
+    /// message.
     pub fn datagram_cost(&self, data: &[u8]) -> Cost {
         let Ok(h) = Header::decode(data) else {
             return Cost::Cheap;
         };
+        if h.next_payload == crate::wire::PayloadType::SKF && !self.fragment_completes(&h, data) {
+            return Cost::Cheap;
+        }
         let work = match (h.exchange, h.is_response()) {
             (ExchangeType::IKE_SA_INIT, true) if self.phase() == Phase::InitSent => {
                 KeyWork::Establish

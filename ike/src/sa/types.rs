@@ -238,6 +238,9 @@ pub enum DatagramError {
     Unexpected(&'static str),
     #[error("invalid: {0}")]
     Invalid(PeerMisbehaved),
+    /// A fragment (RFC 7383) that was not kept.
+    #[error("fragment dropped: {0}")]
+    Fragment(super::fragment::FragmentError),
     #[error("unknown SPI")]
     UnknownSpi,
     #[error("IKE SA is closed")]

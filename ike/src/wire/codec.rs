@@ -86,6 +86,10 @@ pub enum DecodeError {
     /// A structure that must contain at least one item contains none.
     #[error("{what} is empty")]
     Empty { what: &'static str },
+    /// An SKF payload whose Fragment Number is 0 or above Total Fragments
+    /// (RFC 7383 §2.5).
+    #[error("SKF payload: fragment number {number} of {total}")]
+    BadFragmentNumber { number: u16, total: u16 },
 }
 
 /// Why [`Message::try_encode`] / [`try_encode_payloads`] refused a value.
@@ -110,8 +114,11 @@ pub enum EncodeError {
     /// An SK (or SKF) payload that is not the last one.
     #[error("SK payload is not the last payload")]
     EncryptedNotLast,
-    /// A [`Payload::Unknown`] whose type is NONE, SK or one that decodes to
-    /// its own variant: it would not decode back to `Unknown`.
+    /// An SKF payload whose Fragment Number is 0 or above Total Fragments.
+    #[error("SKF payload: fragment number {number} of {total}")]
+    BadFragmentNumber { number: u16, total: u16 },
+    /// A [`Payload::Unknown`] whose type is NONE, SK, SKF or one that
+    /// decodes to its own variant: it would not decode back to `Unknown`.
     #[error("payload type {0} cannot be encoded as an unknown payload")]
     UnknownWithKnownType(PayloadType),
     /// A 15-bit attribute type (transform or configuration attribute) with
@@ -317,6 +324,7 @@ impl Payload {
             Payload::CertReq(_) => PayloadType::CERTREQ,
             Payload::Cp(_) => PayloadType::CP,
             Payload::Encrypted(_) => PayloadType::SK,
+            Payload::EncryptedFragment(_) => PayloadType::SKF,
             Payload::Unknown { payload_type, .. } => *payload_type,
         }
     }

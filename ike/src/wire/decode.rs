@@ -145,17 +145,32 @@ pub(super) fn decode_chain(
                     body: body.to_vec(),
                 })
             } else {
-                Payload::Unknown {
-                    payload_type: ty,
-                    critical,
-                    body: body.to_vec(),
-                }
+                Payload::EncryptedFragment(decode_skf(next, body)?)
             });
             return Ok(out);
         }
         out.push(decode_body(ty, critical, body)?);
         ty = next;
     }
+}
+
+/// The SKF body (RFC 7383 §2.5): Fragment Number, Total Fragments, then
+/// IV ‖ ciphertext ‖ ICV. The next-payload field of a fragment other than
+/// the first is ignored (read as 0), as strongSwan does.
+fn decode_skf(next: PayloadType, body: &[u8]) -> Result<EncryptedFragment, DecodeError> {
+    const WHAT: &str = "SKF payload";
+    let mut r = Reader::new(body);
+    let number = r.u16(WHAT)?;
+    let total = r.u16(WHAT)?;
+    if number == 0 || number > total {
+        return Err(DecodeError::BadFragmentNumber { number, total });
+    }
+    Ok(EncryptedFragment {
+        next_payload: if number == 1 { next } else { PayloadType::NONE },
+        number,
+        total,
+        body: r.rest().to_vec(),
+    })
 }
 
 pub(super) fn payload_name(ty: PayloadType) -> &'static str {

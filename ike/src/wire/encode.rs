@@ -90,6 +90,18 @@ pub(super) fn encode_chain(payloads: &[Payload], w: &mut Writer) -> PayloadType 
                 }
                 e.next_payload
             }
+            Payload::EncryptedFragment(f) => {
+                if i + 1 != payloads.len() {
+                    w.fail(EncodeError::EncryptedNotLast);
+                }
+                if f.number == 0 || f.number > f.total {
+                    w.fail(EncodeError::BadFragmentNumber {
+                        number: f.number,
+                        total: f.total,
+                    });
+                }
+                f.next_payload
+            }
             _ => payloads
                 .get(i + 1)
                 .map_or(PayloadType::NONE, Payload::payload_type),
@@ -100,7 +112,7 @@ pub(super) fn encode_chain(payloads: &[Payload], w: &mut Writer) -> PayloadType 
                 critical,
                 ..
             } => {
-                check_unknown_type(*payload_type, i + 1 == payloads.len(), w);
+                check_unknown_type(*payload_type, w);
                 if *critical {
                     CRITICAL
                 } else {
@@ -122,13 +134,10 @@ pub(super) fn encode_chain(payloads: &[Payload], w: &mut Writer) -> PayloadType 
 }
 
 /// Records an `Unknown` payload that would not decode back to itself.
-pub(super) fn check_unknown_type(ty: PayloadType, is_last: bool, w: &mut Writer) {
-    if ty == PayloadType::SKF {
-        if !is_last {
-            w.fail(EncodeError::EncryptedNotLast);
-        }
-    } else if matches!(ty.0, 0 | 33..=47) {
-        // NONE, SK, and the types decode_body turns into their own variants.
+pub(super) fn check_unknown_type(ty: PayloadType, w: &mut Writer) {
+    if matches!(ty.0, 0 | 33..=47 | 53) {
+        // NONE, SK, SKF, and the types decode_body turns into their own
+        // variants.
         w.fail(EncodeError::UnknownWithKnownType(ty));
     }
 }
@@ -199,6 +208,11 @@ pub(super) fn encode_body(p: &Payload, w: &mut Writer) {
             }
         }
         Payload::Encrypted(e) => w.bytes(&e.body),
+        Payload::EncryptedFragment(f) => {
+            w.u16(f.number);
+            w.u16(f.total);
+            w.bytes(&f.body);
+        }
         Payload::Unknown { body, .. } => w.bytes(body),
     }
 }

@@ -212,6 +212,9 @@ pub enum Payload {
     /// message. `next_payload` is the type of the first inner payload; `body`
     /// is IV ‖ ciphertext ‖ ICV exactly as on the wire.
     Encrypted(Encrypted),
+    /// The SKF payload (RFC 7383 §2.5), one fragment of an SK payload,
+    /// still encrypted: always the last payload of a message.
+    EncryptedFragment(EncryptedFragment),
     /// A payload type we do not implement, kept verbatim.
     Unknown {
         payload_type: PayloadType,
@@ -344,5 +347,20 @@ pub struct ConfigAttribute {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Encrypted {
     pub next_payload: PayloadType,
+    pub body: Vec<u8>,
+}
+
+/// SKF payload contents (RFC 7383 §2.5). The decoder guarantees
+/// `1 <= number <= total`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncryptedFragment {
+    /// In fragment 1 the type of the first inner payload of the whole
+    /// message; 0 in every other fragment (ignored there on receipt).
+    pub next_payload: PayloadType,
+    /// This fragment's number, from 1.
+    pub number: u16,
+    /// How many fragments the message was split into.
+    pub total: u16,
+    /// IV ‖ ciphertext ‖ ICV exactly as on the wire.
     pub body: Vec<u8>,
 }

@@ -264,6 +264,8 @@ impl IkeSa {
         let k = keys::derive_ike_keys(prf, chosen.encr, &seed, ni, nr, spi_i, spi_r)
             .map_err(RekeyError::Crypto)?;
         let mut core = MessageLayer::new(spi_i, spi_r, initiator);
+        // The new IKE SA keeps the extensions negotiated for the old one.
+        core.fragmentation = self.core.fragmentation;
         core.keys = Some(k);
         Ok(core)
     }
@@ -304,10 +306,11 @@ impl IkeSa {
             false,
             id,
             &[Payload::Delete(Delete::ike())],
+            None,
         );
         let wait = self.retransmit_policy().wait_after(0);
         core.begin_request(now, ExchangeType::INFORMATIONAL, data.clone(), wait);
-        self.transmit(data);
+        self.transmit_all(data);
     }
 
     /// A datagram for an old IKE SA after a rekey: answer its DELETE, finish
@@ -333,7 +336,7 @@ impl IkeSa {
         }
         match core.classify_request(id, data) {
             RequestId::Retransmit(r) => {
-                self.transmit(r);
+                self.transmit_all(r);
                 return Ok(());
             }
             RequestId::Drop => {
@@ -349,9 +352,9 @@ impl IkeSa {
         } else {
             vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())]
         };
-        let resp = core.protect(msg.header.exchange, true, id, &answer);
+        let resp = core.protect(msg.header.exchange, true, id, &answer, None);
         core.answered(id, resp.clone());
-        self.transmit(resp);
+        self.transmit_all(resp);
         if is_delete {
             let c = self.retiring.remove(i);
             self.events.push_back(Event::Retired {

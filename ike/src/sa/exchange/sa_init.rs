@@ -79,6 +79,7 @@ impl IkeSa {
             timers: Timers::default(),
             dpd_at: None,
             rekey_at: None,
+            frag_stats: Default::default(),
         }
     }
 
@@ -257,9 +258,20 @@ impl IkeSa {
             Payload::Nonce(nr),
         ];
         payloads.extend(sa.natd_payloads(encap_forced));
+        // RFC 7383 §2.3: announce fragmentation only to an initiator that
+        // did, and only if some connection that may take the SA uses it.
+        if find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some()
+            && sa.candidates.iter().any(|c| c.fragment_size != 0)
+        {
+            sa.core.fragmentation = true;
+            payloads.push(notify(
+                NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            ));
+        }
         let response = sa.core.plain(ExchangeType::IKE_SA_INIT, true, 0, payloads);
         sa.core.answering(data);
-        sa.core.answered(0, response.clone());
+        sa.core.answered(0, vec![response.clone()]);
         if let Some(init) = sa.stage.init_mut() {
             init.msg_r = response.clone();
         }
@@ -290,6 +302,12 @@ impl IkeSa {
         }));
         payloads.push(Payload::Nonce(init.ni.clone()));
         payloads.extend(self.natd_payloads(config.encap));
+        if config.fragment_size != 0 {
+            payloads.push(notify(
+                NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            ));
+        }
         self.core.spi_r = 0;
         self.core.next_id = 0;
         self.send_request(now, ExchangeType::IKE_SA_INIT, &payloads, Pending::SaInit);
@@ -297,7 +315,7 @@ impl IkeSa {
             .core
             .out
             .as_ref()
-            .map(|o| o.data.clone())
+            .and_then(|o| o.data.first().cloned())
             .unwrap_or_default();
         if let Some(init) = self.stage.init_mut() {
             init.msg_i = sent;
@@ -404,6 +422,8 @@ impl IkeSa {
         self.pending = None;
         self.proposal = Some(chosen);
         self.detect_nat(&msg, self.core.spi_i, spi_r);
+        self.core.fragmentation = config.fragment_size != 0
+            && find_notify(p, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
         if config.encap {
             self.nat_local = true;
         }
