@@ -42,6 +42,9 @@ deps_test=(
   '/usr/lib/uml/modules/*/kernel/net/xfrm/xfrm_user.ko*':user-mode-linux
   '/usr/lib/uml/modules/*/kernel/drivers/net/tun.ko*':user-mode-linux
   depmod:kmod
+  # A UML guest's kernel has no nftables ip family: its NAT labs masquerade
+  # with x_tables.
+  iptables-legacy:iptables
   modprobe:kmod
   # control/tests/systemd.rs verifies the unit; xtask/tests render the man
   # pages (man -l needs nroff) and install the package with dpkg --root.

@@ -75,6 +75,14 @@ pub struct CharonConn {
     pub extra: String,
     /// The child's swanctl `rekey_time` ("0": never).
     pub child_rekey_time: String,
+    /// swanctl `encap`: "yes" (the default here: UDP encapsulation even
+    /// without a NAT, as libipsec needs) or "no" (plain ESP unless a NAT
+    /// is detected; kernel ESP only).
+    pub encap: String,
+    /// Lines inside the child's block (e.g. `mark_in = 42`).
+    pub child_extra: String,
+    /// The connection's swanctl `rekey_time` (IKE SA; "0": never).
+    pub ike_rekey_time: String,
 }
 
 impl CharonConn {
@@ -103,6 +111,9 @@ impl CharonConn {
             mode: "tunnel".into(),
             extra: String::new(),
             child_rekey_time: "0".into(),
+            encap: "yes".into(),
+            child_extra: String::new(),
+            ike_rekey_time: "0".into(),
         }
     }
 
@@ -113,8 +124,8 @@ impl CharonConn {
     local_addrs = {la}
     remote_addrs = {ra}
     proposals = {p}
-    encap = yes
-    rekey_time = 0
+    encap = {encap}
+    rekey_time = {irt}
     dpd_delay = 0
     {extra}
     local {{
@@ -133,6 +144,7 @@ impl CharonConn {
         mode = {mode}
         start_action = {sa}
         rekey_time = {crt}
+        {child_extra}
       }}
     }}
   }}
@@ -151,6 +163,9 @@ impl CharonConn {
             mode = self.mode,
             sa = self.start_action,
             crt = self.child_rekey_time,
+            encap = self.encap,
+            irt = self.ike_rekey_time,
+            child_extra = self.child_extra,
         )
     }
 }

@@ -75,6 +75,8 @@ pub struct End<'a> {
     pub local_ts: &'a [&'a str],
     pub remote_ts: &'a [&'a str],
     pub daemon_extra: &'a str,
+    /// Lines in the connection's table (e.g. `rekey_time = "20s"`).
+    pub conn_extra: &'a str,
     pub child_extra: &'a str,
     /// The connection's first retransmit ("1s" by default; slower in a
     /// UML guest).
@@ -115,10 +117,20 @@ fn list(v: &[&str]) -> String {
 /// vpnd's config for `e` with `dataplane = "userspace"`: connection
 /// "tun", CHILD SA "net", PSK from `secrets.toml`.
 pub fn userspace_end(e: &End<'_>) -> String {
+    end_config("userspace", e)
+}
+
+/// vpnd's config for `e` with the kernel's XFRM dataplane
+/// (`dataplane = "xfrm"`): connection "tun", CHILD SA "net".
+pub fn xfrm_end(e: &End<'_>) -> String {
+    end_config("xfrm", e)
+}
+
+fn end_config(dataplane: &str, e: &End<'_>) -> String {
     format!(
         r#"[daemon]
 listen = ["{me}"]
-dataplane = "userspace"
+dataplane = "{dataplane}"
 secrets = ["secrets.toml"]
 {daemon_extra}
 
@@ -132,6 +144,7 @@ auto = "{auto}"
 keyingtries = 1
 retransmit_timeout = "{rt}"
 retransmit_tries = 3
+{conn_extra}
 
 [connections.tun.children.net]
 local_ts = [{lts}]
@@ -147,6 +160,7 @@ esp_proposals = ["aes256gcm16"]
         lts = list(e.local_ts),
         rts = list(e.remote_ts),
         daemon_extra = e.daemon_extra,
+        conn_extra = e.conn_extra,
         child_extra = e.child_extra,
         rt = if e.retransmit_timeout.is_empty() {
             "1s"

@@ -8,6 +8,7 @@
 
 pub mod charon;
 pub mod configs;
+pub mod kernel_lab;
 pub mod lab;
 pub mod topology;
 pub mod traffic;

@@ -3,9 +3,14 @@
 //! * Site to site: gateways gw1 (198.18.1.1/24) and gw2 (198.18.1.2/24) on
 //!   one veth link, each with a protected LAN on loopback: 198.19.1.1/24
 //!   behind gw1, 198.19.2.1/24 behind gw2.
+//! * Site to site over IPv6: the same two gateways on 2001:db8:1::1/64 and
+//!   2001:db8:1::2/64, with 2001:db8:11::1/64 behind gw1 and
+//!   2001:db8:12::1/64 behind gw2 (and the IPv4 LANs above).
 //! * Behind a NAT: gw1 — nat — gw2, where `nat` masquerades gw1's side
 //!   with nftables, so gw2 only ever sees nat's outside address and cannot
-//!   reach gw1 at all. Same LANs as above.
+//!   reach gw1 at all. Same LANs as above. Inside a UML guest, whose kernel
+//!   has nftables but not its `ip` family, the same rule is an iptables
+//!   (legacy, x_tables) MASQUERADE rule.
 
 use std::time::Duration;
 
@@ -34,6 +39,40 @@ pub fn site_to_site(tag: &str) -> (Lab, Ns, Ns) {
     lab.link(&gw1, &[&format!("{GW1}/24")], &gw2, &[&format!("{GW2}/24")]);
     lab.lan(&gw1, &[&format!("{LAN1_HOST}/24")]);
     lab.lan(&gw2, &[&format!("{LAN2_HOST}/24")]);
+    (lab, gw1, gw2)
+}
+
+/// gw1's and gw2's addresses on the IPv6 site-to-site link.
+pub const GW1_V6: &str = "2001:db8:1::1";
+pub const GW2_V6: &str = "2001:db8:1::2";
+/// A host in the IPv6 LAN behind gw1, and that LAN.
+pub const LAN1_V6_HOST: &str = "2001:db8:11::1";
+pub const LAN1_V6: &str = "2001:db8:11::/64";
+/// A host in the IPv6 LAN behind gw2, and that LAN.
+pub const LAN2_V6_HOST: &str = "2001:db8:12::1";
+pub const LAN2_V6: &str = "2001:db8:12::/64";
+
+/// The site-to-site lab over IPv6 (IPv6 outside, IPv6 and IPv4 LANs):
+/// (lab, gw1, gw2). Addresses skip duplicate address detection, so they
+/// are usable at once.
+pub fn site_to_site_v6(tag: &str) -> (Lab, Ns, Ns) {
+    let mut lab = Lab::new(tag);
+    let gw1 = lab.ns("gw1");
+    let gw2 = lab.ns("gw2");
+    lab.link(
+        &gw1,
+        &[&format!("{GW1_V6}/64")],
+        &gw2,
+        &[&format!("{GW2_V6}/64")],
+    );
+    for (ns, v6, v4) in [
+        (&gw1, LAN1_V6_HOST, LAN1_HOST),
+        (&gw2, LAN2_V6_HOST, LAN2_HOST),
+    ] {
+        let v6 = format!("{v6}/64");
+        lab.exec(ns, &["ip", "-6", "addr", "add", &v6, "dev", "lo", "nodad"]);
+        lab.lan(ns, &[&format!("{v4}/24")]);
+    }
     (lab, gw1, gw2)
 }
 
@@ -117,12 +156,30 @@ pub fn behind_nat(tag: &str) -> NatLab {
     lab.lan(&gw2, &[&format!("{LAN2_HOST}/24")]);
     lab.exec(&gw1, &["ip", "route", "add", "default", "via", NAT_INSIDE]);
     lab.exec(&nat, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-    let rules = format!(
-        "add table ip nat\n\
-         add chain ip nat post {{ type nat hook postrouting priority 100; }}\n\
-         add rule ip nat post oifname \"{nat_outside_if}\" masquerade\n"
-    );
-    nft(&lab, &nat, &rules);
+    if crate::uml::in_guest() {
+        crate::traffic::require_tool("iptables-legacy", "iptables");
+        lab.exec(
+            &nat,
+            &[
+                "iptables-legacy",
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-o",
+                &nat_outside_if,
+                "-j",
+                "MASQUERADE",
+            ],
+        );
+    } else {
+        let rules = format!(
+            "add table ip nat\n\
+             add chain ip nat post {{ type nat hook postrouting priority 100; }}\n\
+             add rule ip nat post oifname \"{nat_outside_if}\" masquerade\n"
+        );
+        nft(&lab, &nat, &rules);
+    }
     NatLab {
         lab,
         gw1,

@@ -47,10 +47,75 @@ pub fn require_tool(tool: &str, package: &str) {
 
 /// Echo replies received, from ping's summary line.
 pub fn received(out: &Output) -> Option<u32> {
-    let text = String::from_utf8_lossy(&out.stdout);
+    summary(&String::from_utf8_lossy(&out.stdout)).map(|(_, rx)| rx)
+}
+
+/// `(transmitted, received)` from ping's summary line
+/// (`50 packets transmitted, 49 received, 2% packet loss, time 2450ms`).
+pub fn summary(text: &str) -> Option<(u32, u32)> {
     let line = text.lines().find(|l| l.contains("packets transmitted"))?;
-    let part = line.split(',').find(|p| p.contains("received"))?;
-    part.split_whitespace().next()?.parse().ok()
+    let num = |key: &str| -> Option<u32> {
+        let part = line.split(',').find(|p| p.contains(key))?;
+        part.split_whitespace().next()?.parse().ok()
+    };
+    Some((num("transmitted")?, num("received")?))
+}
+
+/// A ping running in the background as a lab process (so the lab's `Drop`
+/// ends it if a test fails first): echoes `interval` apart, each waited for
+/// at most one second, until `count` are answered or its deadline passes
+/// (with a deadline, ping sends more than `count` when some are lost, so
+/// transmitted minus received is the loss).
+pub struct PingRun {
+    name: String,
+    count: u32,
+    interval: Duration,
+}
+
+/// Start `ping -c count -i interval -I src dst` in `ns` in the background
+/// under the process name `name`. Intervals under 0.2 s need root (the labs
+/// run as root).
+pub fn ping_start(
+    lab: &mut Lab,
+    ns: &Ns,
+    name: &str,
+    src: &str,
+    dst: &str,
+    interval: Duration,
+    count: u32,
+) -> PingRun {
+    require_tool("ping", "iputils-ping");
+    let c = count.to_string();
+    let i = format!("{:.3}", interval.as_secs_f64());
+    // A loaded guest sends slower than `interval`: room for half again.
+    let deadline = (interval.as_secs_f64() * count as f64 * 1.5 + 5.0)
+        .ceil()
+        .to_string();
+    lab.spawn(
+        ns,
+        name,
+        &[
+            "ping", "-n", "-q", "-c", &c, "-i", &i, "-W", "1", "-w", &deadline, "-I", src, dst,
+        ],
+        &[],
+    );
+    PingRun {
+        name: name.into(),
+        count,
+        interval,
+    }
+}
+
+impl PingRun {
+    /// Wait for the ping to end (at most its own deadline plus a margin)
+    /// and return `(transmitted, received)`; panics with its log when it
+    /// printed no summary.
+    pub fn finish(self, lab: &mut Lab) -> (u32, u32) {
+        let limit = self.interval * self.count * 3 / 2 + Duration::from_secs(10);
+        lab.wait_exit(&self.name, limit);
+        let log = lab.log(&self.name);
+        summary(&log).unwrap_or_else(|| panic!("ping '{}' printed no summary:\n{log}", self.name))
+    }
 }
 
 /// What one iperf3 TCP run measured (from its JSON report).
@@ -232,4 +297,19 @@ fn transfer(
         slack,
         &[],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ping_summary_line() {
+        let text = "PING 198.19.2.1 (198.19.2.1) from 198.19.1.1 : 56(84) bytes of data.\n\n--- 198.19.2.1 ping statistics ---\n50 packets transmitted, 49 received, 2% packet loss, time 2450ms\nrtt min/avg/max/mdev = 0.1/0.2/0.3/0.1 ms\n";
+        assert_eq!(super::summary(text), Some((50, 49)));
+        let errs = "5 packets transmitted, 0 received, +5 errors, 100% packet loss, time 4ms\n";
+        assert_eq!(super::summary(errs), Some((5, 0)));
+        assert_eq!(
+            super::summary("ping: connect: Network is unreachable\n"),
+            None
+        );
+    }
 }
