@@ -39,8 +39,13 @@ fn main() {
         chaos_tests::vpnd::bin_dir();
         uml::ensure_installed().expect("user-mode-linux");
         let exe = std::env::current_exe().expect("exe");
+        let only_backend = if std::env::args().any(|a| a == "backend") {
+            "backend"
+        } else {
+            "all"
+        };
         let out = uml::run(
-            &[exe.to_str().expect("utf-8"), "--bench"],
+            &[exe.to_str().expect("utf-8"), "--bench", only_backend],
             &[],
             Duration::from_secs(1500),
         )
@@ -53,12 +58,18 @@ fn main() {
         }
         return;
     }
-    let backend = backend();
+    let mut backend = backend();
+    backend.push(ip_batch());
     print_rows(&backend);
-    let vpnd = tunnels_vpnd();
-    print_rows(&vpnd);
-    let charon = tunnels_charon();
-    print_rows(&charon);
+    let (vpnd, charon) = if std::env::args().any(|a| a == "backend") {
+        (Vec::new(), Vec::new())
+    } else {
+        let vpnd = tunnels_vpnd();
+        print_rows(&vpnd);
+        let charon = tunnels_charon();
+        print_rows(&charon);
+        (vpnd, charon)
+    };
     println!("\n| daemon (in the UML guest, 1 CPU) | measure | 1,000 CHILD SAs | per CHILD SA |");
     println!("|---|---|---|---|");
     for (who, what, total) in backend.iter().chain(&vpnd).chain(&charon) {
@@ -202,6 +213,47 @@ fn backend() -> Vec<Row> {
     })
     .join()
     .expect("backend bench")
+}
+
+/// The kernel's own floor in this guest: the same 1,000 state pairs and
+/// 3,000 policies added and deleted by one `ip -batch` process.
+fn ip_batch() -> Row {
+    std::thread::spawn(|| {
+        // SAFETY: affects only this thread (and what it starts).
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        let key = format!("0x{}", "01".repeat(36));
+        let mut add = String::new();
+        let mut del = String::new();
+        for i in 0..N {
+            let (l, r) = (host(i, 0), host(i, 1));
+            for (src, dst, spi) in [("198.18.0.2", "198.18.0.1", 0xc100_0000 + i), ("198.18.0.1", "198.18.0.2", 0xc200_0000 + i)] {
+                add.push_str(&format!("xfrm state add src {src} dst {dst} proto esp spi {spi} reqid {} mode tunnel aead 'rfc4106(gcm(aes))' {key} 128\n", i + 1));
+                del.push_str(&format!("xfrm state delete src {src} dst {dst} proto esp spi {spi}\n"));
+            }
+            for (dir, s, d) in [("out", &l, &r), ("in", &r, &l), ("fwd", &r, &l)] {
+                let (ts, td) = if dir == "out" { ("198.18.0.1", "198.18.0.2") } else { ("198.18.0.2", "198.18.0.1") };
+                add.push_str(&format!("xfrm policy add src {s}/32 dst {d}/32 dir {dir} tmpl src {ts} dst {td} proto esp reqid {} mode tunnel\n", i + 1));
+                del.push_str(&format!("xfrm policy delete src {s}/32 dst {d}/32 dir {dir}\n"));
+            }
+        }
+        let dir = std::env::temp_dir();
+        let (a, d) = (dir.join("xfrm-add.batch"), dir.join("xfrm-del.batch"));
+        std::fs::write(&a, add).expect("batch");
+        std::fs::write(&d, del).expect("batch");
+        let t = Instant::now();
+        for f in [&a, &d] {
+            let ok = std::process::Command::new("ip")
+                .arg("-batch")
+                .arg(f)
+                .status()
+                .expect("ip")
+                .success();
+            assert!(ok, "ip -batch {}", f.display());
+        }
+        ("ip -batch (the kernel's floor)", "install and remove", t.elapsed())
+    })
+    .join()
+    .expect("ip batch")
 }
 
 /// utime + stime of `pid`.
