@@ -99,6 +99,7 @@ impl ConnectionConfig {
             local_id,
             remote_id,
             psk: secrets.psk_for(&self.local_id, &self.remote_id),
+            pubkey: None,
             ike_proposals: self.proposals.clone(),
             children: self
                 .children
