@@ -77,7 +77,9 @@ fn auth(leaf: &Leaf, chain: &[&Issuer], trust: &[&Issuer]) -> PubkeyAuth {
     certs.extend(chain.iter().map(|i| i.der().clone()));
     let key = pki::parse_private_key(leaf.key_pem.as_bytes()).unwrap();
     PubkeyAuth {
-        local: Some(Arc::new(LocalCert::new(certs, key, "test.pem").unwrap())),
+        local: Some(Arc::new(
+            LocalCert::new(certs, Arc::new(key), "test.pem").unwrap(),
+        )),
         trust: Arc::new(TrustStore {
             cas: trust.iter().map(|i| i.der().clone()).collect(),
         }),
@@ -366,7 +368,7 @@ fn key_that_is_not_the_certificates_is_refused() {
     let a = leaf("a.test", &PKCS_ECDSA_P256_SHA256, &root);
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let key = pki::parse_private_key(other.serialize_pem().as_bytes()).unwrap();
-    let err = LocalCert::new(vec![a.cert.clone()], key, "certs/a.pem").unwrap_err();
+    let err = LocalCert::new(vec![a.cert.clone()], Arc::new(key), "certs/a.pem").unwrap_err();
     assert_eq!(
         err.to_string(),
         "private key does not match certificate 'certs/a.pem'"

@@ -119,6 +119,14 @@ pub fn subject_string(der: &[u8]) -> String {
     }
 }
 
+/// The raw public key of a certificate (the subjectPublicKey bits), as
+/// [`SigningKey::public_key`] gives it.
+pub fn cert_public_key(der: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let (_, c) =
+        X509Certificate::from_der(der).map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    Ok(c.public_key().subject_public_key.data.to_vec())
+}
+
 /// The DER subject of a certificate.
 pub fn subject_der(der: &[u8]) -> Result<Vec<u8>, PkiError> {
     let (_, c) =
@@ -130,7 +138,7 @@ pub fn subject_der(der: &[u8]) -> Result<Vec<u8>, PkiError> {
 #[derive(Debug)]
 pub struct LocalCert {
     pub chain: Vec<CertificateDer<'static>>,
-    pub key: SigningKey,
+    pub key: Arc<SigningKey>,
 }
 
 impl LocalCert {
@@ -138,7 +146,7 @@ impl LocalCert {
     /// certificate's (`name` names the certificate in the error).
     pub fn new(
         chain: Vec<CertificateDer<'static>>,
-        key: SigningKey,
+        key: Arc<SigningKey>,
         name: &str,
     ) -> Result<LocalCert, PkiError> {
         let first = chain.first().ok_or(PkiError::NoCertificate)?;
