@@ -75,6 +75,11 @@ pub struct CharonConn {
     pub extra: String,
     /// The child's swanctl `rekey_time` ("0": never).
     pub child_rekey_time: String,
+    /// `psk`, or `pubkey` (certificates: `local_cert` names a file in
+    /// `x509/` beside swanctl.conf; CA certificates go to `x509ca/`, keys
+    /// to `ecdsa/`, `rsa/` or `pkcs8/` there, written before start).
+    pub auth: String,
+    pub local_cert: String,
 }
 
 impl CharonConn {
@@ -103,6 +108,8 @@ impl CharonConn {
             mode: "tunnel".into(),
             extra: String::new(),
             child_rekey_time: "0".into(),
+            auth: "psk".into(),
+            local_cert: String::new(),
         }
     }
 
@@ -118,11 +125,12 @@ impl CharonConn {
     dpd_delay = 0
     {extra}
     local {{
-      auth = psk
+      auth = {auth}
       id = {lid}
+      {certs}
     }}
     remote {{
-      auth = psk
+      auth = {auth}
       id = {rid}
     }}
     children {{
@@ -151,6 +159,12 @@ impl CharonConn {
             mode = self.mode,
             sa = self.start_action,
             crt = self.child_rekey_time,
+            auth = self.auth,
+            certs = if self.local_cert.is_empty() {
+                String::new()
+            } else {
+                format!("certs = {}", self.local_cert)
+            },
         )
     }
 }

@@ -353,6 +353,16 @@ fn untrusted_reason(e: &webpki::Error, pinned: bool) -> String {
     }
 }
 
+/// Are two identities the same? DNs compare attribute by attribute (their
+/// string types may differ: a peer encodes a configured DN its own way).
+pub fn same_id(a: &Identification, b: &Identification) -> bool {
+    a == b
+        || (a.id_type == IdType::ID_DER_ASN1_DN
+            && b.id_type == IdType::ID_DER_ASN1_DN
+            && !dn::has_wildcard(&a.data)
+            && dn_matches(&a.data, &b.data))
+}
+
 /// Is `id` a DN with a `*` value (a pattern for the peer's identity)?
 pub fn is_pattern(id: &Identification) -> bool {
     id.id_type == IdType::ID_DER_ASN1_DN && dn::has_wildcard(&id.data)

@@ -246,7 +246,10 @@ impl IkeSa {
         // include the suite IKE_SA_INIT negotiated (perhaps under another
         // candidate's proposals) may have the SA.
         let by_identity = |c: &&PeerConfigRef| {
-            c.matches_remote(&idi) && idr.as_ref().is_none_or(|r| *r == c.local_id)
+            c.matches_remote(&idi)
+                && idr
+                    .as_ref()
+                    .is_none_or(|r| crate::pki::same_id(r, &c.local_id))
         };
         let allowed = |c: &&PeerConfigRef| {
             self.proposal

@@ -1,0 +1,317 @@
+//! Certificate authentication (`auth = "pubkey"`) between vpnd and
+//! strongSwan's charon in network namespaces, both roles: an ECDSA P-256
+//! chain with an intermediate CA made by the openssl command, identities as
+//! FQDN subjectAltNames and as DNs (charon's remote id a `CN=*` pattern).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use chaos_tests::{Charon, CharonConn, Lab, Ns, Vpnd};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// In `dir`: ca.pem (root), sub.pem (intermediate), a.pem/a.key (vpnd,
+/// SAN a.test) and b.pem/b.key (charon, SAN b.test), both issued by sub;
+/// keys SEC1 ("EC PRIVATE KEY").
+fn make_pki(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/C=CH/O=strongSwan/CN=Root CA",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+    ]);
+    openssl(dir, &args);
+    for name in ["sub", "a", "b"] {
+        let subj = if name == "sub" {
+            "/C=CH/O=strongSwan/CN=Sub CA".to_string()
+        } else {
+            format!("/C=CH/O=strongSwan/CN={name}.test")
+        };
+        let (key, csr) = (format!("{name}.p8"), format!("{name}.csr"));
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &args);
+        openssl(dir, &["ec", "-in", &key, "-out", &format!("{name}.key")]);
+    }
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "sub.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "sub.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "ca.ext",
+        ],
+    );
+    for name in ["a", "b"] {
+        let ext = format!("{name}.ext");
+        std::fs::write(dir.join(&ext), format!("subjectAltName=DNS:{name}.test\n")).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "sub.pem",
+                "-CAkey",
+                "sub.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "30",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+    let chain = std::fs::read_to_string(dir.join("a.pem")).unwrap()
+        + &std::fs::read_to_string(dir.join("sub.pem")).unwrap();
+    std::fs::write(dir.join("a-chain.pem"), chain).unwrap();
+}
+
+fn lab() -> (Lab, Ns, Ns) {
+    let (mut lab, a, b) = Lab::gateways("cert");
+    lab.lan(&a, &["198.19.1.1/24"]);
+    lab.lan(&b, &["198.19.2.1/24"]);
+    let pki = lab.dir().join("pki");
+    make_pki(&pki);
+    // charon's credentials, beside its swanctl.conf.
+    let cdir = lab.dir().join("charon-b");
+    for (sub, file, to) in [
+        ("x509", "b.pem", "b.pem"),
+        ("x509ca", "ca.pem", "ca.pem"),
+        ("x509ca", "sub.pem", "sub.pem"),
+        ("ecdsa", "b.key", "b.key"),
+    ] {
+        std::fs::create_dir_all(cdir.join(sub)).unwrap();
+        std::fs::copy(pki.join(file), cdir.join(sub).join(to)).unwrap();
+    }
+    (lab, a, b)
+}
+
+fn vpnd_config(pki: &Path, local_id: &str, remote_id: &str) -> String {
+    let p = pki.display();
+    format!(
+        r#"[daemon]
+listen = ["198.18.0.1"]
+dataplane = "none"
+secrets = ["secrets.toml"]
+cacerts = ["{p}/ca.pem"]
+
+[connections.tob]
+local_addrs = ["198.18.0.1"]
+remote_addrs = ["198.18.0.2"]
+local_id = "{local_id}"
+remote_id = "{remote_id}"
+auth = "pubkey"
+local_cert = "{p}/a-chain.pem"
+proposals = ["aes256gcm16-prfsha256-x25519"]
+auto = "add"
+encap = true
+keyingtries = 1
+retransmit_timeout = "1s"
+retransmit_tries = 2
+
+[connections.tob.children.net]
+local_ts = ["198.19.1.0/24"]
+remote_ts = ["198.19.2.0/24"]
+esp_proposals = ["aes256gcm16"]
+"#
+    )
+}
+
+fn secrets(pki: &Path) -> String {
+    format!("[[key]]\nfile = \"{}/a.key\"\n", pki.display())
+}
+
+fn charon(lab: &mut Lab, b: &Ns, local_id: &str, remote_id: &str) -> Charon {
+    let mut c = CharonConn::psk("toa", "198.18.0.2", "198.18.0.1", local_id, remote_id, "");
+    c.auth = "pubkey".into();
+    c.local_cert = "b.pem".into();
+    Charon::start(lab, b, "charon-b", &[c])
+}
+
+fn wait(secs: u64, f: impl FnMut() -> bool) -> bool {
+    Lab::wait_until(Duration::from_secs(secs), f)
+}
+
+#[test]
+fn ecdsa_chain_fqdn_vpnd_initiator() {
+    let (mut lab, a, b) = lab();
+    let pki = lab.dir().join("pki");
+    let charon = charon(&mut lab, &b, "b.test", "a.test");
+    let v = Vpnd::start(
+        &mut lab,
+        &a,
+        "vpnd-a",
+        &vpnd_config(&pki, "a.test", "b.test"),
+        &secrets(&pki),
+        &[],
+    );
+    let up = v.ctl(&["up", "tob"]);
+    assert!(
+        up.ok(),
+        "up failed: {up:?}\n{}\ncharon:\n{}",
+        lab.log("vpnd-a"),
+        lab.log("charon-b")
+    );
+    assert!(
+        charon.has_installed("net"),
+        "charon:\n{}",
+        charon.list_sas()
+    );
+    let ike = &v.conn("tob")["ike_sas"][0];
+    assert_eq!(ike["remote_id"], "b.test");
+    assert_eq!(ike["child_sas"][0]["state"], "installed");
+}
+
+#[test]
+fn ecdsa_chain_dn_charon_initiator() {
+    let (mut lab, a, b) = lab();
+    let pki = lab.dir().join("pki");
+    let v = Vpnd::start(
+        &mut lab,
+        &a,
+        "vpnd-a",
+        &vpnd_config(
+            &pki,
+            "C=CH, O=strongSwan, CN=a.test",
+            "C=CH, O=strongSwan, CN=*",
+        ),
+        &secrets(&pki),
+        &[],
+    );
+    let charon = charon(
+        &mut lab,
+        &b,
+        "\"C=CH, O=strongSwan, CN=b.test\"",
+        "\"C=CH, O=strongSwan, CN=a.test\"",
+    );
+    charon.initiate("net");
+    assert!(
+        wait(15, || v.installed_children() == 1),
+        "vpnd:\n{}\ncharon:\n{}",
+        lab.log("vpnd-a"),
+        lab.log("charon-b")
+    );
+    assert!(
+        wait(5, || charon.has_installed("net")),
+        "charon:\n{}",
+        charon.list_sas()
+    );
+    let ike = &v.conn("tob")["ike_sas"][0];
+    assert_eq!(ike["initiator"], false);
+    assert_eq!(ike["remote_id"], "C=CH, O=strongSwan, CN=b.test");
+}
+
+#[test]
+fn ecdsa_chain_fqdn_charon_initiator() {
+    let (mut lab, a, b) = lab();
+    let pki = lab.dir().join("pki");
+    let v = Vpnd::start(
+        &mut lab,
+        &a,
+        "vpnd-a",
+        &vpnd_config(&pki, "a.test", "b.test"),
+        &secrets(&pki),
+        &[],
+    );
+    let charon = charon(&mut lab, &b, "b.test", "a.test");
+    charon.initiate("net");
+    assert!(
+        wait(15, || v.installed_children() == 1),
+        "vpnd:\n{}\ncharon:\n{}",
+        lab.log("vpnd-a"),
+        lab.log("charon-b")
+    );
+    assert!(
+        wait(5, || charon.has_installed("net")),
+        "charon:\n{}",
+        charon.list_sas()
+    );
+}
+
+#[test]
+fn ecdsa_chain_dn_vpnd_initiator() {
+    let (mut lab, a, b) = lab();
+    let pki = lab.dir().join("pki");
+    let charon = charon(
+        &mut lab,
+        &b,
+        "\"C=CH, O=strongSwan, CN=b.test\"",
+        "\"C=CH, O=strongSwan, CN=*\"",
+    );
+    let v = Vpnd::start(
+        &mut lab,
+        &a,
+        "vpnd-a",
+        &vpnd_config(
+            &pki,
+            "C=CH, O=strongSwan, CN=a.test",
+            "C=CH, O=strongSwan, CN=*",
+        ),
+        &secrets(&pki),
+        &[],
+    );
+    let up = v.ctl(&["up", "tob"]);
+    assert!(
+        up.ok(),
+        "up failed: {up:?}\n{}\ncharon:\n{}",
+        lab.log("vpnd-a"),
+        lab.log("charon-b")
+    );
+    assert!(
+        charon.has_installed("net"),
+        "charon:\n{}",
+        charon.list_sas()
+    );
+    let ike = &v.conn("tob")["ike_sas"][0];
+    assert_eq!(ike["remote_id"], "C=CH, O=strongSwan, CN=b.test");
+}
