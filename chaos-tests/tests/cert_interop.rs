@@ -1,7 +1,8 @@
 //! Certificate authentication (`auth = "pubkey"`) between vpnd and
 //! strongSwan's charon in network namespaces, both roles: an ECDSA P-256
 //! chain with an intermediate CA made by the openssl command, identities as
-//! FQDN subjectAltNames and as DNs (charon's remote id a `CN=*` pattern).
+//! FQDN subjectAltNames and as DNs (charon's remote id a `CN=*` pattern);
+//! Ed25519 and RSA-3072 end entities in both roles.
 
 use std::path::Path;
 use std::process::Command;
@@ -24,8 +25,9 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// In `dir`: ca.pem (root), sub.pem (intermediate), a.pem/a.key (vpnd,
 /// SAN a.test) and b.pem/b.key (charon, SAN b.test), both issued by sub;
-/// keys SEC1 ("EC PRIVATE KEY").
-fn make_pki(dir: &Path) {
+/// keys SEC1 ("EC PRIVATE KEY"), or with `leaf` = Ed25519 / Rsa3072
+/// leaves of that kind (keys PKCS#8 / PKCS#1).
+fn make_pki(dir: &Path, leaf: Leaf) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("ca.ext"),
@@ -61,11 +63,21 @@ fn make_pki(dir: &Path) {
             format!("/C=CH/O=strongSwan/CN={name}.test")
         };
         let (key, csr) = (format!("{name}.p8"), format!("{name}.csr"));
+        let kind = if name == "sub" { Leaf::Ecdsa } else { leaf };
         let mut args = vec!["req"];
-        args.extend(ec);
+        match kind {
+            Leaf::Ecdsa => args.extend(ec),
+            Leaf::Ed25519 => args.extend(["-newkey", "ed25519", "-nodes"]),
+            Leaf::Rsa3072 => args.extend(["-newkey", "rsa:3072", "-nodes"]),
+        }
         args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
         openssl(dir, &args);
-        openssl(dir, &["ec", "-in", &key, "-out", &format!("{name}.key")]);
+        let out = format!("{name}.key");
+        match kind {
+            Leaf::Ecdsa => openssl(dir, &["ec", "-in", &key, "-out", &out]),
+            Leaf::Ed25519 => openssl(dir, &["pkey", "-in", &key, "-out", &out]),
+            Leaf::Rsa3072 => openssl(dir, &["rsa", "-traditional", "-in", &key, "-out", &out]),
+        }
     }
     openssl(
         dir,
@@ -116,19 +128,35 @@ fn make_pki(dir: &Path) {
     std::fs::write(dir.join("a-chain.pem"), chain).unwrap();
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    Ecdsa,
+    Ed25519,
+    Rsa3072,
+}
+
 fn lab() -> (Lab, Ns, Ns) {
+    lab_with(Leaf::Ecdsa)
+}
+
+fn lab_with(leaf: Leaf) -> (Lab, Ns, Ns) {
     let (mut lab, a, b) = Lab::gateways("cert");
     lab.lan(&a, &["198.19.1.1/24"]);
     lab.lan(&b, &["198.19.2.1/24"]);
     let pki = lab.dir().join("pki");
-    make_pki(&pki);
+    make_pki(&pki, leaf);
+    let key_dir = match leaf {
+        Leaf::Ecdsa => "ecdsa",
+        Leaf::Ed25519 => "pkcs8",
+        Leaf::Rsa3072 => "rsa",
+    };
     // charon's credentials, beside its swanctl.conf.
     let cdir = lab.dir().join("charon-b");
     for (sub, file, to) in [
         ("x509", "b.pem", "b.pem"),
         ("x509ca", "ca.pem", "ca.pem"),
         ("x509ca", "sub.pem", "sub.pem"),
-        ("ecdsa", "b.key", "b.key"),
+        (key_dir, "b.key", "b.key"),
     ] {
         std::fs::create_dir_all(cdir.join(sub)).unwrap();
         std::fs::copy(pki.join(file), cdir.join(sub).join(to)).unwrap();
@@ -314,4 +342,53 @@ fn ecdsa_chain_dn_vpnd_initiator() {
     );
     let ike = &v.conn("tob")["ike_sas"][0];
     assert_eq!(ike["remote_id"], "C=CH, O=strongSwan, CN=b.test");
+}
+
+/// One lab per leaf kind: vpnd initiator, then charon initiator.
+fn both_roles(leaf: Leaf) {
+    for vpnd_starts in [true, false] {
+        let (mut lab, a, b) = lab_with(leaf);
+        let pki = lab.dir().join("pki");
+        let charon = charon(&mut lab, &b, "b.test", "a.test");
+        let v = Vpnd::start(
+            &mut lab,
+            &a,
+            "vpnd-a",
+            &vpnd_config(&pki, "a.test", "b.test"),
+            &secrets(&pki),
+            &[],
+        );
+        if vpnd_starts {
+            let up = v.ctl(&["up", "tob"]);
+            assert!(
+                up.ok(),
+                "up failed: {up:?}\n{}\ncharon:\n{}",
+                lab.log("vpnd-a"),
+                lab.log("charon-b")
+            );
+        } else {
+            charon.initiate("net");
+            assert!(
+                wait(15, || v.installed_children() == 1),
+                "vpnd:\n{}\ncharon:\n{}",
+                lab.log("vpnd-a"),
+                lab.log("charon-b")
+            );
+        }
+        assert!(
+            wait(5, || charon.has_installed("net")),
+            "charon:\n{}",
+            charon.list_sas()
+        );
+    }
+}
+
+#[test]
+fn ed25519_both_roles() {
+    both_roles(Leaf::Ed25519);
+}
+
+#[test]
+fn rsa3072_both_roles() {
+    both_roles(Leaf::Rsa3072);
 }
