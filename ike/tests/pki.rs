@@ -389,3 +389,38 @@ fn certreq_carries_sha1_of_each_anchor_key() {
     let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &spki);
     assert_eq!(&req.data[..20], sha1.as_ref());
 }
+
+#[test]
+fn rfc7296_rsa_sha1_signatures_are_verified() {
+    let root = root("Root CA");
+    let key = openssl_rsa_key();
+    let key_pem = key.serialize_pem();
+    let a = leaf_with("a.test", key, &root, |_| {});
+    let v = auth(&a, &[], &[&root]);
+    let dir = std::env::temp_dir().join(format!("ike-pki-sha1-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("k.pem"), key_pem).unwrap();
+    std::fs::write(dir.join("m"), b"octets").unwrap();
+    let out = std::process::Command::new("openssl")
+        .current_dir(&dir)
+        .args(["dgst", "-sha1", "-sign", "k.pem", "m"])
+        .output()
+        .expect("openssl dgst");
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(out.status.success());
+    let sig = ike::wire::Authentication {
+        method: AuthMethod::RSA_SIG,
+        data: out.stdout,
+    };
+    let certs = [Cert {
+        encoding: 4,
+        data: a.cert.to_vec(),
+    }];
+    let id = parse_identity("a.test").unwrap();
+    let now = rustls_pki_types::UnixTime::now();
+    assert_eq!(v.verify(&certs, &id, b"octets", &sig, now), Ok(()));
+    assert!(matches!(
+        v.verify(&certs, &id, b"other", &sig, now),
+        Err(PkiError::BadSignature(_))
+    ));
+}

@@ -334,7 +334,7 @@ impl PubkeyAuth {
                 subject,
             });
         }
-        sig::verify(&ee, octets, auth)
+        sig::verify(&ee, &x509[0], octets, auth)
     }
 }
 

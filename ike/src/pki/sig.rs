@@ -1,6 +1,6 @@
 //! Signatures for IKE_AUTH: RFC 7427 Digital Signature (method 14, an ASN.1
 //! AlgorithmIdentifier before the signature) and the RFC 7296 / RFC 4754
-//! methods (9, 10: ECDSA with r‖s). Signing with `ring`, verifying through
+//! methods (9, 10: ECDSA with r‖s; 1, RSA with SHA-1, verified only). Signing with `ring`, verifying through
 //! the end-entity certificate with `rustls-webpki`.
 
 use ring::rand::SystemRandom;
@@ -366,9 +366,20 @@ fn pss_alg(params: &[u8]) -> Result<&'static dyn SignatureVerificationAlgorithm,
 /// end-entity certificate.
 pub fn verify(
     cert: &EndEntityCert<'_>,
+    cert_der: &[u8],
     octets: &[u8],
     auth: &Authentication,
 ) -> Result<(), PkiError> {
+    if auth.method == AuthMethod::RSA_SIG {
+        // RFC 7296 method 1: PKCS#1 v1.5 with SHA-1 (verified only).
+        let key = super::cert_public_key(cert_der)?;
+        return rsig::UnparsedPublicKey::new(
+            &rsig::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            key,
+        )
+        .verify(octets, &auth.data)
+        .map_err(|_| PkiError::BadSignature("RSA PKCS#1 SHA-1 signature invalid".into()));
+    }
     let (alg, sig) = verification_alg(auth)?;
     cert.verify_signature(alg, octets, &sig)
         .map_err(|e| PkiError::BadSignature(format!("{e:?}")))
