@@ -83,6 +83,11 @@ pub struct CharonConn {
     pub child_extra: String,
     /// The connection's swanctl `rekey_time` (IKE SA; "0": never).
     pub ike_rekey_time: String,
+    /// `psk`, or `pubkey` (certificates: `local_cert` names a file in
+    /// `x509/` beside swanctl.conf; CA certificates go to `x509ca/`, keys
+    /// to `ecdsa/`, `rsa/` or `pkcs8/` there, written before start).
+    pub auth: String,
+    pub local_cert: String,
 }
 
 impl CharonConn {
@@ -114,6 +119,8 @@ impl CharonConn {
             encap: "yes".into(),
             child_extra: String::new(),
             ike_rekey_time: "0".into(),
+            auth: "psk".into(),
+            local_cert: String::new(),
         }
     }
 
@@ -129,11 +136,12 @@ impl CharonConn {
     dpd_delay = 0
     {extra}
     local {{
-      auth = psk
+      auth = {auth}
       id = {lid}
+      {certs}
     }}
     remote {{
-      auth = psk
+      auth = {auth}
       id = {rid}
     }}
     children {{
@@ -166,6 +174,12 @@ impl CharonConn {
             encap = self.encap,
             irt = self.ike_rekey_time,
             child_extra = self.child_extra,
+            auth = self.auth,
+            certs = if self.local_cert.is_empty() {
+                String::new()
+            } else {
+                format!("certs = {}", self.local_cert)
+            },
         )
     }
 }

@@ -6,6 +6,16 @@
 //! secret = "..."
 //! ```
 //!
+//! Private keys for certificate authentication (`auth = "pubkey"`):
+//!
+//! ```toml
+//! [[key]]
+//! file = "keys/gw.pem"     # PKCS#8, SEC1 EC or PKCS#1 RSA; PEM or DER
+//! ```
+//!
+//! `file` is relative to the secrets file's directory. A connection's
+//! `local_cert` takes the key whose public key is the certificate's.
+//!
 //! `ids` names the identities a secret serves (local or remote); `"%any"`
 //! matches any identity. A secret is taken as written, or as bytes when it
 //! starts with `0x` (hex) or `0s` (base64), as in strongSwan. Secrets are
@@ -26,6 +36,15 @@ use crate::config::reader::{entries, join, parse_document, ParseCtx, Source, Val
 #[derive(Clone, Default)]
 pub struct Secrets {
     psks: Vec<PskEntry>,
+    keys: Vec<KeyEntry>,
+    /// Trust anchors from `[daemon] cacerts`.
+    cas: std::sync::Arc<ike::pki::TrustStore>,
+}
+
+#[derive(Clone)]
+struct KeyEntry {
+    file: PathBuf,
+    key: std::sync::Arc<ike::pki::SigningKey>,
 }
 
 #[derive(Clone)]
@@ -63,11 +82,17 @@ impl fmt::Debug for Secrets {
         }
         f.debug_struct("Secrets")
             .field("psk", &self.psks.iter().map(Entry).collect::<Vec<_>>())
+            .field(
+                "key",
+                &self.keys.iter().map(|k| &k.file).collect::<Vec<_>>(),
+            )
+            .field("cacerts", &self.cas.cas.len())
             .finish()
     }
 }
 
-const FILE_KEYS: &[&str] = &["psk"];
+const FILE_KEYS: &[&str] = &["psk", "key"];
+const KEY_KEYS: &[&str] = &["file", "passphrase"];
 const PSK_KEYS: &[&str] = &["ids", "secret"];
 
 impl Secrets {
@@ -134,6 +159,19 @@ impl Secrets {
         };
         let mut ctx = ParseCtx::secrets(&src, errors);
         for (k, v) in entries(&doc) {
+            if k.get_ref() == "key" {
+                let DeValue::Array(items) = v.get_ref() else {
+                    ctx.err(v.span(), "key", "expected [[key]] tables");
+                    continue;
+                };
+                let dir = path.parent().unwrap_or(Path::new("."));
+                for item in items.iter() {
+                    if let Some(entry) = parse_key(&mut ctx, item, dir) {
+                        self.keys.push(entry);
+                    }
+                }
+                continue;
+            }
             if k.get_ref() != "psk" {
                 ctx.unknown_key(k, &join("", k.get_ref()), FILE_KEYS);
                 continue;
@@ -178,6 +216,63 @@ impl Secrets {
             }
         }
         best.map(|(e, _)| Psk(Zeroizing::new(e.secret.to_vec())))
+    }
+
+    /// The private key (and its file) whose public key is `public_key`.
+    pub fn key_for(
+        &self,
+        public_key: &[u8],
+    ) -> Option<(&Path, std::sync::Arc<ike::pki::SigningKey>)> {
+        self.keys
+            .iter()
+            .find(|k| k.key.public_key() == public_key)
+            .map(|k| (k.file.as_path(), k.key.clone()))
+    }
+
+    /// The files of the `[[key]]` entries.
+    pub fn key_files(&self) -> Vec<&Path> {
+        self.keys.iter().map(|k| k.file.as_path()).collect()
+    }
+
+    /// The trust anchors (`[daemon] cacerts`).
+    pub fn cacerts(&self) -> std::sync::Arc<ike::pki::TrustStore> {
+        self.cas.clone()
+    }
+
+    /// Keep the trust anchors loaded before (`rereadsecrets` reads only
+    /// the secrets files).
+    pub fn keep_cacerts(&mut self, cas: std::sync::Arc<ike::pki::TrustStore>) {
+        self.cas = cas;
+    }
+
+    /// Load `[daemon] cacerts`: files (PEM, possibly several certificates,
+    /// or DER) and directories (every regular file in them). Errors name
+    /// the file.
+    pub fn load_cacerts(&mut self, paths: &[PathBuf]) -> Result<(), String> {
+        let mut cas = Vec::new();
+        for p in paths {
+            let files = if p.is_dir() {
+                let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                    .map_err(|e| format!("cannot read cacerts directory '{}': {e}", p.display()))?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|f| f.is_file())
+                    .collect();
+                v.sort();
+                v
+            } else {
+                vec![p.clone()]
+            };
+            for f in files {
+                let bytes = std::fs::read(&f)
+                    .map_err(|e| format!("cannot read CA certificate '{}': {e}", f.display()))?;
+                let certs = ike::pki::parse_certificates(&bytes)
+                    .map_err(|e| format!("CA certificate '{}': {e}", f.display()))?;
+                cas.extend(certs);
+            }
+        }
+        self.cas = std::sync::Arc::new(ike::pki::TrustStore { cas });
+        Ok(())
     }
 
     /// Number of `[[psk]]` entries.
@@ -289,6 +384,52 @@ fn parse_entry(ctx: &mut ParseCtx<'_>, item: &Value<'_>) -> Option<PskEntry> {
         ids,
         secret: secret?,
     })
+}
+
+fn parse_key(ctx: &mut ParseCtx<'_>, item: &Value<'_>, dir: &Path) -> Option<KeyEntry> {
+    let t = ctx.table(item, "key")?;
+    let mut file = None;
+    for (k, v) in entries(t) {
+        let key = join("key", k.get_ref());
+        match k.get_ref().as_ref() {
+            "file" => {
+                if let Some(s) = ctx.string(v, &key) {
+                    file = Some((dir.join(s), v.span()));
+                }
+            }
+            "passphrase" => ctx.err(
+                v.span(),
+                &key,
+                "encrypted private keys are not supported yet: decrypt the key (openssl pkcs8 -in KEY -out PLAIN.pem) and drop the passphrase",
+            ),
+            _ => ctx.unknown_key(k, &key, KEY_KEYS),
+        }
+    }
+    let Some((file, span)) = file else {
+        ctx.err_key(item.span(), "key.file", "missing (required)");
+        return None;
+    };
+    let bytes = match std::fs::read(&file) {
+        Ok(b) => Zeroizing::new(b),
+        Err(e) => {
+            ctx.err(
+                span,
+                "key.file",
+                format!("cannot read '{}': {e}", file.display()),
+            );
+            return None;
+        }
+    };
+    match ike::pki::parse_private_key(&bytes) {
+        Ok(key) => Some(KeyEntry {
+            file,
+            key: std::sync::Arc::new(key),
+        }),
+        Err(e) => {
+            ctx.err(span, "key.file", format!("'{}': {e}", file.display()));
+            None
+        }
+    }
 }
 
 /// The secret's bytes: `0x` hex, `0s` base64, or the string itself. Errors

@@ -514,7 +514,14 @@ impl Server {
     async fn reread_secrets(&self, peer: &Peer) -> Response {
         let mut st = self.state.lock().await;
         let files = st.config.daemon.secrets.clone();
-        let read = off_runtime(move || crate::secrets::Secrets::load(&files)).await;
+        let cas = st.config.secrets.cacerts();
+        let read = off_runtime(move || {
+            crate::secrets::Secrets::load(&files).map(|(mut s, w)| {
+                s.keep_cacerts(cas);
+                (s, w)
+            })
+        })
+        .await;
         let (secrets, warnings) = match read {
             Ok(x) => x,
             Err(e) => {

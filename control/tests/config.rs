@@ -322,7 +322,7 @@ fn bad_values_name_the_token() {
     let text = r#"[connections.t]
 remote_addrs = ["198.18.0.2", "gw.example.net"]
 local_addrs = ["198.18.0.300"]
-local_id = "C=CH, CN=gw"
+local_id = "C=CH, XX=gw"
 remote_id = "b.test"
 proposals = [
   "aes256gcm16-prfsha256-x25519",
@@ -342,7 +342,7 @@ mode = "tunel"
         [
             format!("{m}:2: connections.t.remote_addrs: invalid address 'gw.example.net': expected an IP address or %any"),
             format!("{m}:3: connections.t.local_addrs: invalid address '198.18.0.300': expected an IP address"),
-            format!("{m}:4: connections.t.local_id: invalid identity 'C=CH, CN=gw': distinguished names need certificates (not supported yet)"),
+            format!("{m}:4: connections.t.local_id: invalid identity 'C=CH, XX=gw': unknown DN attribute (use C, ST, L, O, OU, CN, SN, serialNumber, T, G, E, DC)"),
             format!("{m}:8: connections.t.proposals: unknown algorithm 'aes256gcm17' in proposal 'aes256gcm17-prfsha256-x25519'"),
             format!("{m}:12: connections.t.children.net.local_ts: invalid traffic selector '198.19.1.0/33': prefix length too long"),
             format!("{m}:13: connections.t.children.net.remote_ts: invalid traffic selector '198.19.2.0/24[tcp/http]': bad port"),

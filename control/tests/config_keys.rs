@@ -81,7 +81,7 @@ mode = "transport"
 }
 
 #[test]
-fn pubkey_parses_but_is_not_supported_yet() {
+fn pubkey_needs_a_local_cert() {
     let dir = Dir::new("pubkey");
     let main = dir.write(
         "vpnd.toml",
@@ -91,7 +91,7 @@ fn pubkey_parses_but_is_not_supported_yet() {
     assert_eq!(c.connections[0].auth, AuthMethod::Pubkey);
     assert_eq!(
         c.connections[0].to_peer_config(&c.secrets).unwrap_err(),
-        "auth = pubkey is not supported yet"
+        "auth = pubkey needs local_cert (our certificate)"
     );
 }
 

@@ -103,14 +103,14 @@ fn secrets_are_never_printed() {
     assert!(!dbg.contains("hunter2"), "{dbg}");
     assert_eq!(
         dbg,
-        "Secrets { psk: [Psk { ids: [\"a.test\"], secret: <redacted> }] }"
+        "Secrets { psk: [Psk { ids: [\"a.test\"], secret: <redacted> }], key: [], cacerts: 0 }"
     );
     let psk = s.psk_for("a.test", "b.test").unwrap();
     assert!(!format!("{psk:?}").contains("hunter2"));
 
     let f = dir.write_secret(
         "bad.toml",
-        "[[psk]]\nids = [\"a.test\", \"CN=x\"]\nsecret = \"0xhunter2\"\n[[psk]]\nids = []\nsecret = 42\n",
+        "[[psk]]\nids = [\"a.test\", \"XX=x\"]\nsecret = \"0xhunter2\"\n[[psk]]\nids = []\nsecret = 42\n",
     );
     let e = Secrets::load(std::slice::from_ref(&f))
         .unwrap_err()
@@ -120,7 +120,7 @@ fn secrets_are_never_printed() {
     assert_eq!(
         e,
         [
-            format!("{p}:2: psk.ids: invalid identity 'CN=x': distinguished names need certificates (not supported yet)"),
+            format!("{p}:2: psk.ids: invalid identity 'XX=x': unknown DN attribute (use C, ST, L, O, OU, CN, SN, serialNumber, T, G, E, DC)"),
             format!("{p}:3: psk.secret: invalid hex secret after '0x'"),
             format!("{p}:5: psk.ids: must not be empty"),
             format!("{p}:6: psk.secret: expected a string, found an integer"),

@@ -88,6 +88,9 @@ pub struct PeerConfig {
     /// `None` when no secret is configured: authentication then fails with a
     /// message saying so.
     pub psk: Option<Psk>,
+    /// Certificate authentication (`auth = pubkey`); when set it is used
+    /// instead of `psk`.
+    pub pubkey: Option<Arc<crate::pki::PubkeyAuth>>,
     pub ike_proposals: Vec<ProposalSpec>,
     pub children: Vec<ChildConfig>,
     /// Force UDP encapsulation by faking a NAT (strongSwan `encap = yes`).
@@ -134,9 +137,15 @@ impl PeerConfig {
         self.children.iter().find(|c| c.name == name)
     }
 
-    /// Does this connection accept `id` as the peer's identity?
+    /// Does this connection accept `id` as the peer's identity? A DN
+    /// matches attribute by attribute, a `*` value matching any.
     pub fn matches_remote(&self, id: &Identification) -> bool {
-        self.remote_id.as_ref().is_none_or(|r| r == id)
+        self.remote_id.as_ref().is_none_or(|r| {
+            r == id
+                || (r.id_type == IdType::ID_DER_ASN1_DN
+                    && id.id_type == IdType::ID_DER_ASN1_DN
+                    && crate::pki::dn_matches(&r.data, &id.data))
+        })
     }
 }
 
@@ -150,8 +159,8 @@ pub struct IdParseError(pub String, pub &'static str);
 
 /// Parse an identity as strongSwan does: an IP address → ID_IPV4/6_ADDR;
 /// `@name` → ID_FQDN `name`; `@#hex` → ID_KEY_ID; `user@host` →
-/// ID_RFC822_ADDR; anything else containing `=` is a DN (not supported yet);
-/// otherwise ID_FQDN.
+/// ID_RFC822_ADDR; anything else containing `=` is a DN (ID_DER_ASN1_DN,
+/// "C=CH, O=strongSwan, CN=moon"); otherwise ID_FQDN.
 pub fn parse_identity(s: &str) -> Result<Identification, IdParseError> {
     let bad = |why| IdParseError(s.to_string(), why);
     if s.is_empty() {
@@ -181,9 +190,10 @@ pub fn parse_identity(s: &str) -> Result<Identification, IdParseError> {
         });
     }
     if s.contains('=') {
-        return Err(bad(
-            "distinguished names need certificates (not supported yet)",
-        ));
+        return Ok(Identification {
+            id_type: IdType::ID_DER_ASN1_DN,
+            data: crate::pki::parse_dn(s).map_err(bad)?,
+        });
     }
     if s.contains('@') {
         return Ok(Identification {
@@ -209,6 +219,7 @@ pub fn display_identity(id: &Identification) -> String {
             std::net::Ipv6Addr::from(b).to_string()
         }
         IdType::ID_FQDN | IdType::ID_RFC822_ADDR => String::from_utf8_lossy(&id.data).into_owned(),
+        IdType::ID_DER_ASN1_DN => crate::pki::dn_to_string(&id.data),
         _ => {
             let hex: String = id.data.iter().map(|b| format!("{b:02x}")).collect();
             format!("@#{hex}")

@@ -3,6 +3,8 @@
 //! - [`wire`]: the message codec; malformed input is an error, never a panic.
 //! - [`crypto`], [`keys`], [`auth`]: AEAD ciphers, PRFs, DH groups, key
 //!   derivation, PSK authentication (constant-time checks, zeroized keys).
+//! - [`pki`]: certificate authentication (RFC 7427 signatures, chain
+//!   validation, identities bound to certificates).
 //! - [`proposal`], [`ts`]: strongSwan proposal syntax, negotiation, traffic
 //!   selector narrowing.
 //! - [`sa`]: the IKE SA state machine for every exchange, both roles. Inputs
@@ -16,6 +18,7 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod keys;
+pub mod pki;
 pub mod proposal;
 pub mod sa;
 #[cfg(feature = "testing")]

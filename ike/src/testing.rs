@@ -190,6 +190,7 @@ pub fn test_config(
         local_id: crate::config::parse_identity(local_id).expect("id"),
         remote_id: Some(crate::config::parse_identity(remote_id).expect("id")),
         psk: Some(Psk::new(psk.as_bytes().to_vec())),
+        pubkey: None,
         ike_proposals: vec![
             ProposalSpec::parse_ike("aes256gcm16-prfsha256-x25519").expect("proposal")
         ],

@@ -113,10 +113,13 @@ fn identities_parse_like_strongswan() {
     );
     assert!(parse_identity("").is_err());
     assert!(parse_identity("@#abc").is_err());
-    assert!(parse_identity("C=CH, O=strongSwan")
+    let dn = parse_identity("C=CH, O=strongSwan, CN=moon").unwrap();
+    assert_eq!(dn.id_type, IdType::ID_DER_ASN1_DN);
+    assert_eq!(display_identity(&dn), "C=CH, O=strongSwan, CN=moon");
+    assert!(parse_identity("C=CH, XX=strongSwan")
         .unwrap_err()
         .to_string()
-        .contains("certificates"));
+        .contains("unknown DN attribute"));
 }
 
 #[test]

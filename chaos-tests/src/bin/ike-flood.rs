@@ -88,6 +88,7 @@ fn template(from: Ipv4Addr, to: Ipv4Addr) -> Vec<u8> {
         local_id: id("flood.test"),
         remote_id: Some(id("target.test")),
         psk: Some(Psk::new(b"flood".to_vec())),
+        pubkey: None,
         ike_proposals: ProposalSpec::parse_ike_list("aes256gcm16-prfsha256-x25519")
             .expect("proposal"),
         children: vec![ChildConfig {

@@ -66,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
         local_id: id(lid, "--local-id")?,
         remote_id: Some(id(rid, "--remote-id")?),
         psk: Some(Psk::new(psk.ok_or("--psk is required")?.into_bytes())),
+        pubkey: None,
         ike_proposals: ProposalSpec::parse_ike_list(&ike).map_err(|e| e.to_string())?,
         children: vec![ChildConfig {
             name: "net".into(),

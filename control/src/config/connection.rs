@@ -85,10 +85,14 @@ impl ConnectionConfig {
     /// The ike view. `secrets` resolves the PSK (None if no secret matches:
     /// ike reports that at auth time).
     pub fn to_peer_config(&self, secrets: &Secrets) -> Result<ike::config::PeerConfig, String> {
-        if self.auth == AuthMethod::Pubkey {
-            return Err("auth = pubkey is not supported yet".to_string());
-        }
-        let local_id = ike::config::parse_identity(&self.local_id).map_err(|e| e.to_string())?;
+        let mut local_id =
+            ike::config::parse_identity(&self.local_id).map_err(|e| e.to_string())?;
+        let pubkey = match self.auth {
+            AuthMethod::Psk => None,
+            AuthMethod::Pubkey => Some(std::sync::Arc::new(
+                self.pubkey_auth(secrets, &mut local_id)?,
+            )),
+        };
         let remote_id = if self.remote_id == "%any" {
             None
         } else {
@@ -98,7 +102,11 @@ impl ConnectionConfig {
             name: self.name.clone(),
             local_id,
             remote_id,
-            psk: secrets.psk_for(&self.local_id, &self.remote_id),
+            psk: match self.auth {
+                AuthMethod::Psk => secrets.psk_for(&self.local_id, &self.remote_id),
+                AuthMethod::Pubkey => None,
+            },
+            pubkey,
             ike_proposals: self.proposals.clone(),
             children: self
                 .children
@@ -121,6 +129,80 @@ impl ConnectionConfig {
             initial_contact: true,
             max_child_sas: self.max_child_sas,
             fragment_size: self.fragment_size,
+        })
+    }
+
+    /// A path of this connection's, relative to its file's directory.
+    fn resolve_path(&self, p: &std::path::Path) -> PathBuf {
+        self.file
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(p)
+    }
+
+    /// `auth = pubkey`: our certificate and its key from `secrets`, the
+    /// trust anchors, the pin. A DN `local_id` becomes the certificate's
+    /// subject exactly as encoded there; an identity the certificate does
+    /// not hold is refused.
+    fn pubkey_auth(
+        &self,
+        secrets: &Secrets,
+        local_id: &mut ike::wire::Identification,
+    ) -> Result<ike::pki::PubkeyAuth, String> {
+        use ike::pki;
+        let cert_path = self
+            .local_cert
+            .as_ref()
+            .ok_or("auth = pubkey needs local_cert (our certificate)")?;
+        let cert_path = self.resolve_path(cert_path);
+        let shown = cert_path.display().to_string();
+        let read = |p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| format!("cannot read '{}': {e}", p.display()))
+                .and_then(|b| {
+                    pki::parse_certificates(&b).map_err(|e| format!("'{}': {e}", p.display()))
+                })
+        };
+        let chain = read(&cert_path)?;
+        let public = pki::cert_public_key(&chain[0]).map_err(|e| format!("'{shown}': {e}"))?;
+        let Some((_, key)) = secrets.key_for(&public) else {
+            let files: Vec<String> = secrets
+                .key_files()
+                .iter()
+                .map(|f| format!("'{}'", f.display()))
+                .collect();
+            return Err(format!(
+                "no private key matches certificate '{shown}' (keys in the secrets files: {})",
+                if files.is_empty() {
+                    "none".to_string()
+                } else {
+                    files.join(", ")
+                }
+            ));
+        };
+        let local = pki::LocalCert::new(chain, key, &shown).map_err(|e| e.to_string())?;
+        if local_id.id_type == ike::wire::IdType::ID_DER_ASN1_DN {
+            let subject = pki::subject_der(local.cert()).map_err(|e| e.to_string())?;
+            if pki::dn_matches(&local_id.data, &subject) {
+                local_id.data = subject;
+            }
+        }
+        if !pki::cert_has_identity(local.cert(), local_id) {
+            return Err(format!(
+                "local_id '{}' is not in certificate '{shown}' (subject '{}')",
+                self.local_id,
+                pki::subject_string(local.cert())
+            ));
+        }
+        let remote_cacert = match &self.remote_cacert {
+            Some(p) => Some(read(&self.resolve_path(p))?.remove(0)),
+            None => None,
+        };
+        Ok(pki::PubkeyAuth {
+            local: Some(std::sync::Arc::new(local)),
+            trust: secrets.cacerts(),
+            remote_cacert,
+            send_cert: self.send_cert,
         })
     }
 

@@ -21,6 +21,10 @@ pub struct DaemonConfig {
     /// file's directory; pass to
     /// [`Secrets::load`](crate::secrets::Secrets::load) on `rereadsecrets`.
     pub secrets: Vec<PathBuf>,
+    /// Trust anchors for `auth = "pubkey"`: CA certificate files (PEM or
+    /// DER) or directories of them, resolved relative to the main file's
+    /// directory.
+    pub cacerts: Vec<PathBuf>,
     /// Prometheus endpoint.
     pub metrics: Option<SocketAddr>,
     /// Group that may use the control socket (mode 0660 instead of 0600).
@@ -65,6 +69,7 @@ impl Default for DaemonConfig {
             dataplane: Dataplane::Auto,
             include: Vec::new(),
             secrets: Vec::new(),
+            cacerts: Vec::new(),
             metrics: None,
             tun: "vpnd0".to_string(),
             workers: 0,
@@ -131,6 +136,7 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "dataplane",
     "include",
     "secrets",
+    "cacerts",
     "metrics",
     "socket_group",
     "tun",
@@ -202,6 +208,17 @@ pub(super) fn parse_daemon(
                         }
                         out.secrets.push(base.join(s));
                         secret_spans.push(span);
+                    }
+                }
+            }
+            "cacerts" => {
+                if let Some(l) = ctx.strings(v, &key) {
+                    for (s, span) in l {
+                        if s.trim().is_empty() {
+                            ctx.err(span, &key, "must not be empty");
+                            continue;
+                        }
+                        out.cacerts.push(base.join(s));
                     }
                 }
             }

@@ -171,6 +171,28 @@ connection_keys! {
         set: false,
         replaces: true,
     }
+    /// `auth = "pubkey"`: our certificate (PEM or DER; intermediates may
+    /// follow it in the same PEM file and are sent along), relative to the
+    /// connection's file.
+    local_cert: Option<PathBuf> {
+        default: Some(None),
+        parse: |ctx, v, key| path(ctx, v, key).map(Some),
+        set: false,
+        replaces: true,
+    }
+    /// Pin: the peer's certificate chain must end at this CA.
+    remote_cacert: Option<PathBuf> {
+        default: Some(None),
+        parse: |ctx, v, key| path(ctx, v, key).map(Some),
+        set: false,
+        replaces: true,
+    }
+    send_cert: ike::pki::SendCert {
+        default: Some(ike::pki::SendCert::IfAsked),
+        parse: |ctx, v, key| ctx.choice(v, key, SEND_CERTS),
+        set: false,
+        replaces: true,
+    }
     proposals: Vec<ProposalSpec> {
         default: Some(default_ike_proposals()),
         parse: ike_proposals,
@@ -454,6 +476,21 @@ const DPD_ACTIONS: &[(&str, DpdAction)] = &[
     ("hold", DpdAction::Hold),
     ("restart", DpdAction::Restart),
 ];
+
+const SEND_CERTS: &[(&str, ike::pki::SendCert)] = &[
+    ("ifasked", ike::pki::SendCert::IfAsked),
+    ("always", ike::pki::SendCert::Always),
+    ("never", ike::pki::SendCert::Never),
+];
+
+fn path(ctx: &mut ParseCtx<'_>, v: &Value<'_>, key: &str) -> Option<PathBuf> {
+    let s = ctx.string(v, key)?;
+    if s.trim().is_empty() {
+        ctx.err(v.span(), key, "must not be empty");
+        return None;
+    }
+    Some(PathBuf::from(s))
+}
 
 const AUTHS: &[(&str, AuthMethod)] = &[("psk", AuthMethod::Psk), ("pubkey", AuthMethod::Pubkey)];
 

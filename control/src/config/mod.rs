@@ -188,13 +188,16 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
         }
         secret_files.push(path.clone());
     }
-    let (secrets, warnings) = match Secrets::load(&secret_files) {
+    let (mut secrets, warnings) = match Secrets::load(&secret_files) {
         Ok(s) => s,
         Err(e) => {
             errors.extend(e.0);
             (Secrets::empty(), Vec::new())
         }
     };
+    if let Err(e) = secrets.load_cacerts(&daemon.cacerts) {
+        errors.push(ConfigError::whole_file(main, e));
+    }
 
     if !errors.is_empty() {
         sort_by_position(&mut errors);

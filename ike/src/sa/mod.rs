@@ -93,6 +93,11 @@ pub trait Provider: Send {
             }
         }
     }
+    /// Wall-clock time, for certificate validity: the one place the core
+    /// reads the system clock; override it to test or to simulate.
+    fn unix_time(&mut self) -> rustls_pki_types::UnixTime {
+        rustls_pki_types::UnixTime::now()
+    }
 }
 
 impl<R: Random + 'static> Provider for R {

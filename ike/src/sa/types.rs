@@ -60,6 +60,16 @@ pub enum Reason {
     NoProposalChosen,
     #[error("authentication of '{0}' failed")]
     AuthenticationFailed(String),
+    #[error("authentication of '{peer}' failed: {why}")]
+    Certificate {
+        peer: String,
+        why: crate::pki::PkiError,
+    },
+    #[error("cannot prove our identity '{local}': {why}")]
+    LocalCredential {
+        local: String,
+        why: crate::pki::PkiError,
+    },
     #[error("peer rejected our authentication: AUTHENTICATION_FAILED")]
     PeerRejectedAuthentication,
     #[error("peer identity '{got}' does not match the expected '{expected}'")]

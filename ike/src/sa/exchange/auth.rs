@@ -1,14 +1,87 @@
-//! IKE_AUTH (RFC 7296 §1.2, §2.15): both halves, PSK authentication, and
-//! the first CHILD SA that rides along.
+//! IKE_AUTH (RFC 7296 §1.2, §2.15): both halves, PSK or certificate
+//! authentication, and the first CHILD SA that rides along.
 
 use std::time::Instant;
+
+use rustls_pki_types::UnixTime;
 
 use crate::auth;
 use crate::config::{PeerConfig, PeerConfigRef};
 use crate::proposal::{Chosen, DhMode};
 use crate::sa::payloads::{auth_payloads, child_payloads, first_error, id_string, notify};
 use crate::sa::{DatagramError, Event, IkeSa, InitState, PeerMisbehaved, Pending, Reason, Stage};
-use crate::wire::{find_notify, ExchangeType, Identification, NotifyType, Payload};
+use crate::wire::{
+    find_notify, Authentication, Cert, ExchangeType, Identification, NotifyType, Payload,
+};
+
+/// Our proof of identity for `config`: the CERT payloads to send and the
+/// AUTH payload over `octets`.
+fn prove(
+    config: &PeerConfig,
+    octets: &[u8],
+    prf: crate::crypto::PrfAlg,
+    peer_hashes: &[u16],
+    peer_certreq: bool,
+    peer: &str,
+) -> Result<(Vec<Payload>, Authentication), Reason> {
+    if let Some(pk) = &config.pubkey {
+        let certs = pk
+            .cert_payloads(peer_certreq)
+            .into_iter()
+            .map(Payload::Cert)
+            .collect();
+        let auth = pk
+            .sign(octets, peer_hashes)
+            .map_err(|why| Reason::LocalCredential {
+                local: id_string(&config.local_id),
+                why,
+            })?;
+        return Ok((certs, auth));
+    }
+    match config.authenticator() {
+        Some(a) => Ok((Vec::new(), a.sign(prf, octets))),
+        None => Err(Reason::NoSecret {
+            local: id_string(&config.local_id),
+            remote: peer.to_string(),
+        }),
+    }
+}
+
+/// Check the peer's proof of identity `id` (AUTH payload `auth` over
+/// `octets`, with the CERT payloads among `payloads`).
+fn check(
+    config: &PeerConfig,
+    octets: &[u8],
+    prf: crate::crypto::PrfAlg,
+    id: &Identification,
+    payloads: &[Payload],
+    auth: &Authentication,
+    now: UnixTime,
+) -> Result<(), Reason> {
+    if let Some(pk) = &config.pubkey {
+        let certs: Vec<Cert> = payloads
+            .iter()
+            .filter_map(|p| match p {
+                Payload::Cert(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect();
+        return pk
+            .verify(&certs, id, octets, auth, now)
+            .map_err(|why| Reason::Certificate {
+                peer: id_string(id),
+                why,
+            });
+    }
+    match config.authenticator() {
+        Some(a) if a.verify(prf, octets, auth) => Ok(()),
+        Some(_) => Err(Reason::AuthenticationFailed(id_string(id))),
+        None => Err(Reason::NoSecret {
+            local: id_string(&config.local_id),
+            remote: id_string(id),
+        }),
+    }
+}
 
 impl IkeSa {
     /// IKE_AUTH completed, in either role: leave the handshake (its state
@@ -40,26 +113,40 @@ impl IkeSa {
         let (init, keys) = self.handshake()?;
         let prf = keys.prf;
         let octets = auth::signed_octets(prf, &keys.sk_pi, &init.msg_i, &init.nr, &config.local_id);
-        let auth_payload = match config.authenticator() {
-            Some(a) => a.sign(prf, &octets),
-            None => {
-                let reason = Reason::NoSecret {
-                    local: id_string(&config.local_id),
-                    remote: config
-                        .remote_id
-                        .as_ref()
-                        .map(id_string)
-                        .unwrap_or_else(|| "%any".into()),
-                };
+        let peer = config
+            .remote_id
+            .as_ref()
+            .map(id_string)
+            .unwrap_or_else(|| "%any".into());
+        let proof = prove(
+            &config,
+            &octets,
+            prf,
+            &init.peer_hashes,
+            init.peer_certreq,
+            &peer,
+        );
+        let (certs, auth_payload) = match proof {
+            Ok(p) => p,
+            Err(reason) => {
                 self.close(reason);
                 return Ok(());
             }
         };
         let mut payloads = vec![Payload::IdI(config.local_id.clone())];
+        payloads.extend(certs);
         if config.initial_contact {
             payloads.push(notify(NotifyType::INITIAL_CONTACT, Vec::new()));
         }
-        if let Some(r) = &config.remote_id {
+        if let Some(req) = config.pubkey.as_ref().and_then(|p| p.certreq()) {
+            payloads.push(Payload::CertReq(req));
+        }
+        // A DN with wildcards is a pattern, not the responder's identity.
+        if let Some(r) = config
+            .remote_id
+            .as_ref()
+            .filter(|r| !crate::pki::is_pattern(r))
+        {
             payloads.push(Payload::IdR(r.clone()));
         }
         payloads.push(Payload::Auth(auth_payload));
@@ -108,17 +195,11 @@ impl IkeSa {
             );
             return Ok(());
         }
+        let wall = self.provider.unix_time();
         let (init, keys) = self.handshake()?;
         let octets = auth::signed_octets(keys.prf, &keys.sk_pr, &init.msg_r, &init.ni, &idr);
-        let ok = config
-            .authenticator()
-            .is_some_and(|a| a.verify(keys.prf, &octets, &auth_p));
-        if !ok {
-            self.fail_with_notify(
-                now,
-                NotifyType::AUTHENTICATION_FAILED,
-                Reason::AuthenticationFailed(id_string(&idr)),
-            );
+        if let Err(reason) = check(&config, &octets, keys.prf, &idr, &payloads, &auth_p, wall) {
+            self.fail_with_notify(now, NotifyType::AUTHENTICATION_FAILED, reason);
             return Ok(());
         }
         self.remote_id = Some(idr.clone());
@@ -165,7 +246,10 @@ impl IkeSa {
         // include the suite IKE_SA_INIT negotiated (perhaps under another
         // candidate's proposals) may have the SA.
         let by_identity = |c: &&PeerConfigRef| {
-            c.matches_remote(&idi) && idr.as_ref().is_none_or(|r| *r == c.local_id)
+            c.matches_remote(&idi)
+                && idr
+                    .as_ref()
+                    .is_none_or(|r| crate::pki::same_id(r, &c.local_id))
         };
         let allowed = |c: &&PeerConfigRef| {
             self.proposal
@@ -191,34 +275,34 @@ impl IkeSa {
             return Ok(());
         };
         self.name = config.name.clone();
+        let wall = self.provider.unix_time();
         let (init, keys) = self.handshake()?;
         let prf = keys.prf;
         let octets = auth::signed_octets(prf, &keys.sk_pi, &init.msg_i, &init.nr, &idi);
         let my_octets =
             auth::signed_octets(prf, &keys.sk_pr, &init.msg_r, &init.ni, &config.local_id);
         let (ni, nr) = (init.ni.clone(), init.nr.clone());
-        let Some(authenticator) = config.authenticator() else {
-            auth_failed(
-                self,
-                Reason::NoSecret {
-                    local: id_string(&config.local_id),
-                    remote: id_string(&idi),
-                },
-            );
-            return Ok(());
-        };
-        if !authenticator.verify(prf, &octets, &auth_p) {
-            auth_failed(self, Reason::AuthenticationFailed(id_string(&idi)));
+        let peer_hashes = init.peer_hashes.clone();
+        let peer_certreq = payloads.iter().any(|p| matches!(p, Payload::CertReq(_)));
+        if let Err(reason) = check(&config, &octets, prf, &idi, &payloads, &auth_p, wall) {
+            auth_failed(self, reason);
             return Ok(());
         }
-        let my_auth = authenticator.sign(prf, &my_octets);
+        let peer = id_string(&idi);
+        let (certs, my_auth) =
+            match prove(&config, &my_octets, prf, &peer_hashes, peer_certreq, &peer) {
+                Ok(p) => p,
+                Err(reason) => {
+                    auth_failed(self, reason);
+                    return Ok(());
+                }
+            };
         self.config = Some(config.clone());
         self.local_id = Some(config.local_id.clone());
         self.remote_id = Some(idi.clone());
-        let mut response = vec![
-            Payload::IdR(config.local_id.clone()),
-            Payload::Auth(my_auth),
-        ];
+        let mut response = vec![Payload::IdR(config.local_id.clone())];
+        response.extend(certs);
+        response.push(Payload::Auth(my_auth));
         let c = child_payloads(&payloads);
         let child = match (c.sa, c.tsi, c.tsr) {
             (Some(sa), Some(tsi), Some(tsr)) => {

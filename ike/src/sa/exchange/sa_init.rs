@@ -39,6 +39,27 @@ pub(in crate::sa) struct InitState {
     pub(in crate::sa) retries: u8,
     /// Initiator: the CHILD SA to negotiate in IKE_AUTH.
     pub(in crate::sa) child: Option<ChildRequest>,
+    /// The hashes of the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4);
+    /// empty if it sent none.
+    pub(in crate::sa) peer_hashes: Vec<u16>,
+    /// The peer sent a CERTREQ (in IKE_SA_INIT or IKE_AUTH).
+    pub(in crate::sa) peer_certreq: bool,
+}
+
+/// The hash identifiers of a SIGNATURE_HASH_ALGORITHMS notify among
+/// `payloads` (empty if none).
+fn peer_hashes(payloads: &[Payload]) -> Vec<u16> {
+    find_notify(payloads, NotifyType::SIGNATURE_HASH_ALGORITHMS)
+        .map(|n| crate::pki::sig::parse_hash_notify(&n.data))
+        .unwrap_or_default()
+}
+
+/// The SIGNATURE_HASH_ALGORITHMS notify we send.
+fn hash_notify() -> Payload {
+    notify(
+        NotifyType::SIGNATURE_HASH_ALGORITHMS,
+        crate::pki::sig::hash_notify_data(),
+    )
 }
 
 impl IkeSa {
@@ -110,6 +131,8 @@ impl IkeSa {
             msg_r: Vec::new(),
             retries: 0,
             child: None,
+            peer_hashes: Vec::new(),
+            peer_certreq: false,
         };
         let core = MessageLayer::new(spi_i, 0, true);
         let stage = Stage::InitSent(Box::new(init));
@@ -238,6 +261,8 @@ impl IkeSa {
             msg_r: Vec::new(),
             retries: 0,
             child: None,
+            peer_hashes: peer_hashes(&msg.payloads),
+            peer_certreq: false,
         };
         let stage = Stage::AwaitAuth(Box::new(init));
         let mut sa = IkeSa::fresh(provider, params.local, params.remote, core, stage);
@@ -268,6 +293,30 @@ impl IkeSa {
                 NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
                 Vec::new(),
             ));
+        }
+        // RFC 7427 §4 and §3.7: signature hashes and our CAs, if some
+        // connection that may take the SA uses certificates.
+        let pubkeys: Vec<_> = sa
+            .candidates
+            .iter()
+            .filter_map(|c| c.pubkey.clone())
+            .collect();
+        if !pubkeys.is_empty() {
+            payloads.push(hash_notify());
+            let mut hashes = Vec::new();
+            for p in &pubkeys {
+                for h in p.certreq().map(|c| c.data).unwrap_or_default().chunks(20) {
+                    if !hashes.chunks(20).any(|x| x == h) {
+                        hashes.extend_from_slice(h);
+                    }
+                }
+            }
+            if !hashes.is_empty() {
+                payloads.push(Payload::CertReq(wire::Cert {
+                    encoding: crate::pki::CERT_X509_SIGNATURE,
+                    data: hashes,
+                }));
+            }
         }
         let response = sa.core.plain(ExchangeType::IKE_SA_INIT, true, 0, payloads);
         sa.core.answering(data);
@@ -307,6 +356,9 @@ impl IkeSa {
                 NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
                 Vec::new(),
             ));
+        }
+        if config.pubkey.is_some() {
+            payloads.push(hash_notify());
         }
         self.core.spi_r = 0;
         self.core.next_id = 0;
@@ -400,6 +452,8 @@ impl IkeSa {
             .agree(&ke.data)
             .map_err(|e| DatagramError::Invalid(PeerMisbehaved::ResponderKe(e)))?;
         init.nr = nr.to_vec();
+        init.peer_hashes = peer_hashes(p);
+        init.peer_certreq = p.iter().any(|x| matches!(x, Payload::CertReq(_)));
         let spi_r = msg.header.spi_r;
         let Some(prf) = chosen.prf else {
             return Err(DatagramError::Invalid(PeerMisbehaved::UnofferedProposal));

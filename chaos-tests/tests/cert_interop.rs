@@ -1,0 +1,394 @@
+//! Certificate authentication (`auth = "pubkey"`) between vpnd and
+//! strongSwan's charon in network namespaces, both roles: an ECDSA P-256
+//! chain with an intermediate CA made by the openssl command, identities as
+//! FQDN subjectAltNames and as DNs (charon's remote id a `CN=*` pattern);
+//! Ed25519 and RSA-3072 end entities in both roles.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use chaos_tests::{Charon, CharonConn, Lab, Ns, Vpnd};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// In `dir`: ca.pem (root), sub.pem (intermediate), a.pem/a.key (vpnd,
+/// SAN a.test) and b.pem/b.key (charon, SAN b.test), both issued by sub;
+/// keys SEC1 ("EC PRIVATE KEY"), or with `leaf` = Ed25519 / Rsa3072
+/// leaves of that kind (keys PKCS#8 / PKCS#1).
+fn make_pki(dir: &Path, leaf: Leaf) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/C=CH/O=strongSwan/CN=Root CA",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+    ]);
+    openssl(dir, &args);
+    for name in ["sub", "a", "b"] {
+        let subj = if name == "sub" {
+            "/C=CH/O=strongSwan/CN=Sub CA".to_string()
+        } else {
+            format!("/C=CH/O=strongSwan/CN={name}.test")
+        };
+        let (key, csr) = (format!("{name}.p8"), format!("{name}.csr"));
+        let kind = if name == "sub" { Leaf::Ecdsa } else { leaf };
+        let mut args = vec!["req"];
+        match kind {
+            Leaf::Ecdsa => args.extend(ec),
+            Leaf::Ed25519 => args.extend(["-newkey", "ed25519", "-nodes"]),
+            Leaf::Rsa3072 => args.extend(["-newkey", "rsa:3072", "-nodes"]),
+        }
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &args);
+        let out = format!("{name}.key");
+        match kind {
+            Leaf::Ecdsa => openssl(dir, &["ec", "-in", &key, "-out", &out]),
+            Leaf::Ed25519 => openssl(dir, &["pkey", "-in", &key, "-out", &out]),
+            Leaf::Rsa3072 => openssl(dir, &["rsa", "-traditional", "-in", &key, "-out", &out]),
+        }
+    }
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "sub.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "sub.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "ca.ext",
+        ],
+    );
+    for name in ["a", "b"] {
+        let ext = format!("{name}.ext");
+        std::fs::write(dir.join(&ext), format!("subjectAltName=DNS:{name}.test\n")).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "sub.pem",
+                "-CAkey",
+                "sub.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "30",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+    let chain = std::fs::read_to_string(dir.join("a.pem")).unwrap()
+        + &std::fs::read_to_string(dir.join("sub.pem")).unwrap();
+    std::fs::write(dir.join("a-chain.pem"), chain).unwrap();
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    Ecdsa,
+    Ed25519,
+    Rsa3072,
+}
+
+fn lab() -> (Lab, Ns, Ns) {
+    lab_with(Leaf::Ecdsa)
+}
+
+fn lab_with(leaf: Leaf) -> (Lab, Ns, Ns) {
+    let (mut lab, a, b) = Lab::gateways("cert");
+    lab.lan(&a, &["198.19.1.1/24"]);
+    lab.lan(&b, &["198.19.2.1/24"]);
+    let pki = lab.dir().join("pki");
+    make_pki(&pki, leaf);
+    let key_dir = match leaf {
+        Leaf::Ecdsa => "ecdsa",
+        Leaf::Ed25519 => "pkcs8",
+        Leaf::Rsa3072 => "rsa",
+    };
+    // charon's credentials, beside its swanctl.conf.
+    let cdir = lab.dir().join("charon-b");
+    for (sub, file, to) in [
+        ("x509", "b.pem", "b.pem"),
+        ("x509ca", "ca.pem", "ca.pem"),
+        ("x509ca", "sub.pem", "sub.pem"),
+        (key_dir, "b.key", "b.key"),
+    ] {
+        std::fs::create_dir_all(cdir.join(sub)).unwrap();
+        std::fs::copy(pki.join(file), cdir.join(sub).join(to)).unwrap();
+    }
+    (lab, a, b)
+}
+
+fn vpnd_config(pki: &Path, local_id: &str, remote_id: &str) -> String {
+    let p = pki.display();
+    format!(
+        r#"[daemon]
+listen = ["198.18.0.1"]
+dataplane = "none"
+secrets = ["secrets.toml"]
+cacerts = ["{p}/ca.pem"]
+
+[connections.tob]
+local_addrs = ["198.18.0.1"]
+remote_addrs = ["198.18.0.2"]
+local_id = "{local_id}"
+remote_id = "{remote_id}"
+auth = "pubkey"
+local_cert = "{p}/a-chain.pem"
+proposals = ["aes256gcm16-prfsha256-x25519"]
+auto = "add"
+encap = true
+keyingtries = 1
+retransmit_timeout = "1s"
+retransmit_tries = 2
+
+[connections.tob.children.net]
+local_ts = ["198.19.1.0/24"]
+remote_ts = ["198.19.2.0/24"]
+esp_proposals = ["aes256gcm16"]
+"#
+    )
+}
+
+fn secrets(pki: &Path) -> String {
+    format!("[[key]]\nfile = \"{}/a.key\"\n", pki.display())
+}
+
+fn charon(lab: &mut Lab, b: &Ns, local_id: &str, remote_id: &str) -> Charon {
+    let mut c = CharonConn::psk("toa", "198.18.0.2", "198.18.0.1", local_id, remote_id, "");
+    c.auth = "pubkey".into();
+    c.local_cert = "b.pem".into();
+    Charon::start(lab, b, "charon-b", &[c])
+}
+
+fn wait(secs: u64, f: impl FnMut() -> bool) -> bool {
+    Lab::wait_until(Duration::from_secs(secs), f)
+}
+
+#[test]
+fn ecdsa_chain_fqdn_vpnd_initiator() {
+    let (mut lab, a, b) = lab();
+    let pki = lab.dir().join("pki");
+    let charon = charon(&mut lab, &b, "b.test", "a.test");
+    let v = Vpnd::start(
+        &mut lab,
+        &a,
+        "vpnd-a",
+        &vpnd_config(&pki, "a.test", "b.test"),
+        &secrets(&pki),
+        &[],
+    );
+    let up = v.ctl(&["up", "tob"]);
+    assert!(
+        up.ok(),
+        "up failed: {up:?}\n{}\ncharon:\n{}",
+        lab.log("vpnd-a"),
+        lab.log("charon-b")
+    );
+    assert!(
+        charon.has_installed("net"),
+        "charon:\n{}",
+        charon.list_sas()
+    );
+    let ike = &v.conn("tob")["ike_sas"][0];
+    assert_eq!(ike["remote_id"], "b.test");
+    assert_eq!(ike["child_sas"][0]["state"], "installed");
+}
+
+#[test]
+fn ecdsa_chain_dn_charon_initiator() {
+    let (mut lab, a, b) = lab();
+    let pki = lab.dir().join("pki");
+    let v = Vpnd::start(
+        &mut lab,
+        &a,
+        "vpnd-a",
+        &vpnd_config(
+            &pki,
+            "C=CH, O=strongSwan, CN=a.test",
+            "C=CH, O=strongSwan, CN=*",
+        ),
+        &secrets(&pki),
+        &[],
+    );
+    let charon = charon(
+        &mut lab,
+        &b,
+        "\"C=CH, O=strongSwan, CN=b.test\"",
+        "\"C=CH, O=strongSwan, CN=a.test\"",
+    );
+    charon.initiate("net");
+    assert!(
+        wait(15, || v.installed_children() == 1),
+        "vpnd:\n{}\ncharon:\n{}",
+        lab.log("vpnd-a"),
+        lab.log("charon-b")
+    );
+    assert!(
+        wait(5, || charon.has_installed("net")),
+        "charon:\n{}",
+        charon.list_sas()
+    );
+    let ike = &v.conn("tob")["ike_sas"][0];
+    assert_eq!(ike["initiator"], false);
+    assert_eq!(ike["remote_id"], "C=CH, O=strongSwan, CN=b.test");
+}
+
+#[test]
+fn ecdsa_chain_fqdn_charon_initiator() {
+    let (mut lab, a, b) = lab();
+    let pki = lab.dir().join("pki");
+    let v = Vpnd::start(
+        &mut lab,
+        &a,
+        "vpnd-a",
+        &vpnd_config(&pki, "a.test", "b.test"),
+        &secrets(&pki),
+        &[],
+    );
+    let charon = charon(&mut lab, &b, "b.test", "a.test");
+    charon.initiate("net");
+    assert!(
+        wait(15, || v.installed_children() == 1),
+        "vpnd:\n{}\ncharon:\n{}",
+        lab.log("vpnd-a"),
+        lab.log("charon-b")
+    );
+    assert!(
+        wait(5, || charon.has_installed("net")),
+        "charon:\n{}",
+        charon.list_sas()
+    );
+}
+
+#[test]
+fn ecdsa_chain_dn_vpnd_initiator() {
+    let (mut lab, a, b) = lab();
+    let pki = lab.dir().join("pki");
+    let charon = charon(
+        &mut lab,
+        &b,
+        "\"C=CH, O=strongSwan, CN=b.test\"",
+        "\"C=CH, O=strongSwan, CN=*\"",
+    );
+    let v = Vpnd::start(
+        &mut lab,
+        &a,
+        "vpnd-a",
+        &vpnd_config(
+            &pki,
+            "C=CH, O=strongSwan, CN=a.test",
+            "C=CH, O=strongSwan, CN=*",
+        ),
+        &secrets(&pki),
+        &[],
+    );
+    let up = v.ctl(&["up", "tob"]);
+    assert!(
+        up.ok(),
+        "up failed: {up:?}\n{}\ncharon:\n{}",
+        lab.log("vpnd-a"),
+        lab.log("charon-b")
+    );
+    assert!(
+        charon.has_installed("net"),
+        "charon:\n{}",
+        charon.list_sas()
+    );
+    let ike = &v.conn("tob")["ike_sas"][0];
+    assert_eq!(ike["remote_id"], "C=CH, O=strongSwan, CN=b.test");
+}
+
+/// One lab per leaf kind: vpnd initiator, then charon initiator.
+fn both_roles(leaf: Leaf) {
+    for vpnd_starts in [true, false] {
+        let (mut lab, a, b) = lab_with(leaf);
+        let pki = lab.dir().join("pki");
+        let charon = charon(&mut lab, &b, "b.test", "a.test");
+        let v = Vpnd::start(
+            &mut lab,
+            &a,
+            "vpnd-a",
+            &vpnd_config(&pki, "a.test", "b.test"),
+            &secrets(&pki),
+            &[],
+        );
+        if vpnd_starts {
+            let up = v.ctl(&["up", "tob"]);
+            assert!(
+                up.ok(),
+                "up failed: {up:?}\n{}\ncharon:\n{}",
+                lab.log("vpnd-a"),
+                lab.log("charon-b")
+            );
+        } else {
+            charon.initiate("net");
+            assert!(
+                wait(15, || v.installed_children() == 1),
+                "vpnd:\n{}\ncharon:\n{}",
+                lab.log("vpnd-a"),
+                lab.log("charon-b")
+            );
+        }
+        assert!(
+            wait(5, || charon.has_installed("net")),
+            "charon:\n{}",
+            charon.list_sas()
+        );
+    }
+}
+
+#[test]
+fn ed25519_both_roles() {
+    both_roles(Leaf::Ed25519);
+}
+
+#[test]
+fn rsa3072_both_roles() {
+    both_roles(Leaf::Rsa3072);
+}
