@@ -22,7 +22,7 @@ use crate::derive_report;
 use crate::ike_sa::{IkeArgs, IkeMsg, IkeSaActor, IkeStart, Impair};
 use crate::report::{HandOver, IkeReport};
 use crate::socket::IKE_PORT;
-use crate::spec::{Auto, ConnSpec, DpdAction};
+use crate::spec::{idle_status, Auto, ConnSpec, DpdAction};
 use crate::status::ConnStatus;
 use crate::uniqueness::{self, Established, Verdict};
 use tracing::Instrument;
@@ -353,28 +353,6 @@ impl ConnState {
             ike.actor.stop(Some("killed".into()));
         }
         self.remove_dataplane_sas();
-    }
-}
-
-/// What `status` says of a connection with no state of its own: its
-/// settings, no SAs, no attempts.
-pub(crate) fn idle_status(spec: &ConnSpec) -> ConnStatus {
-    let r = &spec.peer.retransmit;
-    ConnStatus {
-        name: spec.name.clone(),
-        auto: spec.auto.as_str().into(),
-        routed: false,
-        keyingtries: spec.retry.keyingtries,
-        retry_base_ms: spec.retry.retry_base.as_millis() as u64,
-        retry_max_ms: spec.retry.retry_max.as_millis() as u64,
-        retransmit_timeout_ms: r.timeout.as_millis() as u64,
-        retransmit_tries: r.tries,
-        dpd_delay_ms: spec.dpd_delay.as_millis() as u64,
-        failed_attempts: 0,
-        next_retry_secs: None,
-        last_error: None,
-        gave_up: None,
-        ike_sas: Vec::new(),
     }
 }
 

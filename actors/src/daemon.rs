@@ -11,11 +11,12 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use runtime::supervise::{Decision, RestartPolicy, RestartTracker};
 
-use crate::connection::{idle_status, ConnArgs, ConnMsg, ConnectionActor};
+use crate::connection::{ConnArgs, ConnMsg, ConnectionActor};
 use crate::ctx::CtxRef;
 use crate::derive_report;
 use crate::report::{Expired, HandOver};
 use crate::responders::{ResponderArgs, Responders};
+use crate::spec::idle_status;
 use crate::spec::ConnSpec;
 use crate::status::{SchedulerReport, StatsReport, StatusReport};
 

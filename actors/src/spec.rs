@@ -108,3 +108,25 @@ impl ConnSpec {
         self.children.iter().find(|c| c.name == name)
     }
 }
+
+/// What `status` says of a connection with no state of its own: its
+/// settings, no SAs, no attempts.
+pub(crate) fn idle_status(spec: &ConnSpec) -> crate::status::ConnStatus {
+    let r = &spec.peer.retransmit;
+    crate::status::ConnStatus {
+        name: spec.name.clone(),
+        auto: spec.auto.as_str().into(),
+        routed: false,
+        keyingtries: spec.retry.keyingtries,
+        retry_base_ms: spec.retry.retry_base.as_millis() as u64,
+        retry_max_ms: spec.retry.retry_max.as_millis() as u64,
+        retransmit_timeout_ms: r.timeout.as_millis() as u64,
+        retransmit_tries: r.tries,
+        dpd_delay_ms: spec.dpd_delay.as_millis() as u64,
+        failed_attempts: 0,
+        next_retry_secs: None,
+        last_error: None,
+        gave_up: None,
+        ike_sas: Vec::new(),
+    }
+}

@@ -69,14 +69,7 @@ impl Provider for DataplaneSpis {
             self.reserved.push(spi);
             return spi;
         }
-        loop {
-            let mut b = [0u8; 4];
-            self.rng.fill(&mut b);
-            let spi = u32::from_be_bytes(b);
-            if spi >= 0x100 {
-                return spi;
-            }
-        }
+        ike::sa::random_child_spi(&mut self.rng)
     }
 }
 

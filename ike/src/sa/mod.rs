@@ -34,6 +34,7 @@ mod fragment;
 mod message;
 pub mod natd;
 mod payloads;
+mod provider;
 mod timers;
 mod types;
 
@@ -48,7 +49,6 @@ use self::exchange::sa_init::InitState;
 use self::message::{MessageLayer, RequestId};
 use self::payloads::notify;
 use crate::config::PeerConfigRef;
-use crate::crypto::Random;
 use crate::proposal::Chosen;
 use crate::wire::{
     Delete, ExchangeType, Identification, Message, NotifyType, Payload, PayloadType,
@@ -63,6 +63,7 @@ pub use self::fragment::{
 };
 pub use self::message::OpenError;
 pub use self::natd::CookieJar;
+pub use self::provider::{random_child_spi, Provider};
 pub use self::timers::{Cost, KeyWork, Timers, MAX_REKEY_RETRIES};
 pub use self::types::{
     local_spi_of, Accept, ChildSa, Command, DatagramError, Event, Reason, RekeyRetry, Responder,
@@ -77,34 +78,6 @@ pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_INIT_RETRIES: u8 = 3;
 const NATT_PORT: u16 = 4500;
 const IKE_PORT: u16 = 500;
-
-/// Randomness and SPI allocation, injected so tests are deterministic and the
-/// daemon can allocate inbound SPIs from its dataplane.
-pub trait Provider: Send {
-    fn random(&mut self) -> &mut dyn Random;
-    /// A fresh inbound ESP SPI (≥ 256, §3.3.1 reserves lower values).
-    fn alloc_child_spi(&mut self) -> u32 {
-        loop {
-            let mut b = [0u8; 4];
-            self.random().fill(&mut b);
-            let spi = u32::from_be_bytes(b);
-            if spi >= 0x100 {
-                return spi;
-            }
-        }
-    }
-    /// Wall-clock time, for certificate validity: the one place the core
-    /// reads the system clock; override it to test or to simulate.
-    fn unix_time(&mut self) -> rustls_pki_types::UnixTime {
-        rustls_pki_types::UnixTime::now()
-    }
-}
-
-impl<R: Random + 'static> Provider for R {
-    fn random(&mut self) -> &mut dyn Random {
-        self
-    }
-}
 
 /// Where the SA is, without the state of each stage (see `Stage`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -567,10 +567,9 @@ impl Shared {
         let rs = self.routes_for(
             &trap.local_ts,
             &trap.remote_ts,
-            trap.local
-                .unwrap_or_else(|| unspecified(IpAddr::from([0, 0, 0, 0]))),
-            trap.remote
-                .unwrap_or_else(|| unspecified(IpAddr::from([0, 0, 0, 0]))),
+            // An end the connection does not name routes nothing.
+            trap.local.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            trap.remote.unwrap_or(IpAddr::from([0, 0, 0, 0])),
             trap.mode,
         );
         self.add_routes(&rs);

@@ -67,8 +67,8 @@ fn setsockopt(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &[u8]) -> i
     }
 }
 
-/// The socket's family, port and address.
-fn local(fd: RawFd) -> io::Result<(bool, u16, std::net::SocketAddr)> {
+/// The socket's address.
+fn local(fd: RawFd) -> io::Result<std::net::SocketAddr> {
     // SAFETY: storage is large enough for any address; len says so.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -87,16 +87,14 @@ fn local(fd: RawFd) -> io::Result<(bool, u16, std::net::SocketAddr)> {
             // SAFETY: the family says it is a sockaddr_in.
             let a: &libc::sockaddr_in = unsafe { &*(&ss as *const _ as *const libc::sockaddr_in) };
             let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-            let port = u16::from_be(a.sin_port);
-            Ok((false, port, (ip, port).into()))
+            Ok((ip, u16::from_be(a.sin_port)).into())
         }
         _ => {
             // SAFETY: the family says it is a sockaddr_in6.
             let a: &libc::sockaddr_in6 =
                 unsafe { &*(&ss as *const _ as *const libc::sockaddr_in6) };
             let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
-            let port = u16::from_be(a.sin6_port);
-            Ok((true, port, (ip, port).into()))
+            Ok((ip, u16::from_be(a.sin6_port)).into())
         }
     }
 }
@@ -116,7 +114,8 @@ pub fn bypass(v6: bool, dir: u8) -> Vec<u8> {
 
 impl EncapSockets for KernelSockets {
     fn prepare_socket(&self, fd: RawFd) -> io::Result<()> {
-        let (v6, port, addr) = local(fd)?;
+        let addr = local(fd)?;
+        let (v6, port) = (addr.is_ipv6(), addr.port());
         let (level, name) = if v6 {
             (libc::IPPROTO_IPV6, IPV6_XFRM_POLICY)
         } else {
