@@ -45,6 +45,8 @@ deps_test=(
   # A UML guest's kernel has no nftables ip family: its NAT labs masquerade
   # with x_tables.
   iptables-legacy:iptables
+  # The certificate tests make their CAs and keys with openssl.
+  openssl:openssl
   modprobe:kmod
   # control/tests/systemd.rs verifies the unit; xtask/tests render the man
   # pages (man -l needs nroff) and install the package with dpkg --root.
