@@ -6,6 +6,7 @@
 //! namespaces this harness creates; nothing here sends traffic elsewhere.
 //! These labs need root (CI runs as root).
 
+pub mod certs;
 pub mod charon;
 pub mod configs;
 pub mod kernel_lab;
