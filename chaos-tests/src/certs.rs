@@ -22,7 +22,7 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 /// In `dir`: ca.pem (root), sub.pem (intermediate), a.pem/a.key (vpnd,
 /// SAN a.test) and b.pem/b.key (charon, SAN b.test), both issued by sub;
 /// keys SEC1 ("EC PRIVATE KEY"), or with `leaf` = Ed25519 / Rsa3072
-/// leaves of that kind (keys PKCS#8 / PKCS#1).
+/// leaves of that kind (keys PKCS#8 / PKCS#1), or RSA 4096 throughout.
 pub fn make_pki(dir: &Path, leaf: Leaf) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
@@ -37,8 +37,10 @@ pub fn make_pki(dir: &Path, leaf: Leaf) {
         "ec_paramgen_curve:P-256",
         "-nodes",
     ];
+    let rsa4096 = ["-newkey", "rsa:4096", "-nodes"];
+    let ca_key: &[&str] = if leaf == Leaf::Rsa4096 { &rsa4096 } else { &ec };
     let mut args = vec!["req", "-x509"];
-    args.extend(ec);
+    args.extend(ca_key);
     args.extend([
         "-keyout",
         "ca.key",
@@ -59,12 +61,17 @@ pub fn make_pki(dir: &Path, leaf: Leaf) {
             format!("/C=CH/O=strongSwan/CN={name}.test")
         };
         let (key, csr) = (format!("{name}.p8"), format!("{name}.csr"));
-        let kind = if name == "sub" { Leaf::Ecdsa } else { leaf };
+        let kind = match leaf {
+            Leaf::Rsa4096 => leaf,
+            _ if name == "sub" => Leaf::Ecdsa,
+            _ => leaf,
+        };
         let mut args = vec!["req"];
         match kind {
             Leaf::Ecdsa => args.extend(ec),
             Leaf::Ed25519 => args.extend(["-newkey", "ed25519", "-nodes"]),
             Leaf::Rsa3072 => args.extend(["-newkey", "rsa:3072", "-nodes"]),
+            Leaf::Rsa4096 => args.extend(rsa4096),
         }
         args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
         openssl(dir, &args);
@@ -72,7 +79,9 @@ pub fn make_pki(dir: &Path, leaf: Leaf) {
         match kind {
             Leaf::Ecdsa => openssl(dir, &["ec", "-in", &key, "-out", &out]),
             Leaf::Ed25519 => openssl(dir, &["pkey", "-in", &key, "-out", &out]),
-            Leaf::Rsa3072 => openssl(dir, &["rsa", "-traditional", "-in", &key, "-out", &out]),
+            Leaf::Rsa3072 | Leaf::Rsa4096 => {
+                openssl(dir, &["rsa", "-traditional", "-in", &key, "-out", &out])
+            }
         }
     }
     openssl(
@@ -129,4 +138,27 @@ pub enum Leaf {
     Ecdsa,
     Ed25519,
     Rsa3072,
+    /// RSA 4096 all along the chain (root, intermediate, end entities):
+    /// an IKE_AUTH of about 4.5 KB, which crosses only in fragments.
+    Rsa4096,
+}
+
+/// charon's credentials for end `b` of the PKI in `pki`, laid out in its
+/// directory `cdir` as swanctl loads them: `x509/b.pem`, the root and the
+/// intermediate in `x509ca/`, the key in `ecdsa/`, `pkcs8/` or `rsa/`.
+pub fn charon_credentials(pki: &Path, cdir: &Path, leaf: Leaf) {
+    let key_dir = match leaf {
+        Leaf::Ecdsa => "ecdsa",
+        Leaf::Ed25519 => "pkcs8",
+        Leaf::Rsa3072 | Leaf::Rsa4096 => "rsa",
+    };
+    for (sub, file) in [
+        ("x509", "b.pem"),
+        ("x509ca", "ca.pem"),
+        ("x509ca", "sub.pem"),
+        (key_dir, "b.key"),
+    ] {
+        std::fs::create_dir_all(cdir.join(sub)).unwrap();
+        std::fs::copy(pki.join(file), cdir.join(sub).join(file)).unwrap();
+    }
 }

@@ -9,6 +9,7 @@
 pub mod certs;
 pub mod charon;
 pub mod configs;
+pub mod fraglab;
 pub mod kernel_lab;
 pub mod lab;
 pub mod topology;

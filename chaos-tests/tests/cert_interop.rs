@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chaos_tests::certs::{make_pki, Leaf};
+use chaos_tests::certs::{charon_credentials, make_pki, Leaf};
 use chaos_tests::{Charon, CharonConn, Lab, Ns, Vpnd};
 
 fn lab() -> (Lab, Ns, Ns) {
@@ -20,22 +20,8 @@ fn lab_with(leaf: Leaf) -> (Lab, Ns, Ns) {
     lab.lan(&b, &["198.19.2.1/24"]);
     let pki = lab.dir().join("pki");
     make_pki(&pki, leaf);
-    let key_dir = match leaf {
-        Leaf::Ecdsa => "ecdsa",
-        Leaf::Ed25519 => "pkcs8",
-        Leaf::Rsa3072 => "rsa",
-    };
     // charon's credentials, beside its swanctl.conf.
-    let cdir = lab.dir().join("charon-b");
-    for (sub, file, to) in [
-        ("x509", "b.pem", "b.pem"),
-        ("x509ca", "ca.pem", "ca.pem"),
-        ("x509ca", "sub.pem", "sub.pem"),
-        (key_dir, "b.key", "b.key"),
-    ] {
-        std::fs::create_dir_all(cdir.join(sub)).unwrap();
-        std::fs::copy(pki.join(file), cdir.join(sub).join(to)).unwrap();
-    }
+    charon_credentials(&pki, &lab.dir().join("charon-b"), leaf);
     (lab, a, b)
 }
 
