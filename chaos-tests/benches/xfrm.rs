@@ -21,6 +21,7 @@
 use std::time::{Duration, Instant};
 
 use chaos_tests::configs::psk_any;
+use chaos_tests::procstat::cpu;
 use chaos_tests::{uml, Charon, CharonConn, CharonOptions, Lab, Ns, Vpnd};
 use ike::config::Mode;
 use ike::wire::TrafficSelector;
@@ -282,21 +283,6 @@ fn ip_batch() -> Row {
     })
     .join()
     .expect("ip batch")
-}
-
-/// utime + stime of `pid`.
-fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // Fields 14 and 15 of stat are the 12th and 13th after the name.
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / hz)
 }
 
 fn lab(tag: &str) -> (Lab, Ns, Ns) {
