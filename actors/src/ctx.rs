@@ -17,6 +17,7 @@ use runtime::scheduler::SchedulerHandle;
 use tokio::sync::broadcast;
 
 use crate::admission::{Admission, AdmissionConfig, Gate, Refusal};
+use crate::directory::{Directory, Group};
 use crate::report::Expired;
 use crate::revival::Revival;
 use crate::router::{ActorRouter, Admit, Router, MAX_PENDING_NEW};
@@ -32,8 +33,8 @@ pub struct Ctx {
     /// Received datagram → IKE SA (by SPI, half-open key, or new).
     pub router: Arc<ActorRouter>,
     /// The loaded connections, for the responder path to pick candidates
-    /// from without asking the Daemon. The Daemon keeps it current.
-    pub directory: RwLock<Vec<Arc<ConnSpec>>>,
+    /// from without asking the Daemon. The Daemon replaces it whole.
+    pub directory: RwLock<Arc<Directory>>,
     /// Installed CHILD SAs by inbound SPI (dataplane lifetime events).
     pub children: DashMap<u32, DerivedActorRef<Expired>>,
     pub monitor: broadcast::Sender<MonitorEvent>,
@@ -66,7 +67,7 @@ impl Ctx {
             scheduler,
             sockets,
             router: Arc::new(Router::default()),
-            directory: RwLock::new(Vec::new()),
+            directory: RwLock::new(Arc::default()),
             children: DashMap::new(),
             monitor: broadcast::channel(1024).0,
             ike_sas: AtomicU64::new(0),
@@ -123,29 +124,16 @@ impl Ctx {
             .set_gate(Arc::new(CtxGate(Arc::downgrade(self))));
     }
 
-    /// Whether any loaded connection accepts `remote` → `local`.
-    pub fn accepts(&self, local: std::net::IpAddr, remote: std::net::IpAddr) -> bool {
-        self.directory
-            .read()
-            .expect("directory lock")
-            .iter()
-            .any(|c| c.matches_addrs(local, remote))
+    /// The loaded connections admitting `remote` → `local`: the group a
+    /// responder SA from that pair weighs (shared, built once per pair).
+    pub fn group(&self, local: std::net::IpAddr, remote: std::net::IpAddr) -> Arc<Group> {
+        let dir = self.directory.read().expect("directory lock").clone();
+        dir.group(local, remote)
     }
 
-    /// The loaded connections whose addresses admit a datagram from
-    /// `remote` to `local`, in load order.
-    pub fn candidates(
-        &self,
-        local: std::net::IpAddr,
-        remote: std::net::IpAddr,
-    ) -> Vec<Arc<ConnSpec>> {
-        self.directory
-            .read()
-            .expect("directory lock")
-            .iter()
-            .filter(|c| c.matches_addrs(local, remote))
-            .cloned()
-            .collect()
+    /// Replace the loaded connections.
+    pub fn publish(&self, specs: Vec<Arc<ConnSpec>>) {
+        *self.directory.write().expect("directory lock") = Arc::new(Directory::new(specs));
     }
 }
 
@@ -170,7 +158,7 @@ impl Admit for CtxGate {
             adm.refuse(Refusal::Backlog);
             return false;
         }
-        if !ctx.accepts(local.ip(), remote.ip()) {
+        if ctx.group(local.ip(), remote.ip()).candidates.is_empty() {
             adm.refuse(Refusal::Unmatched);
             if adm.may_log() {
                 tracing::info!(%remote, %local, "IKE_SA_INIT from a peer no connection accepts");

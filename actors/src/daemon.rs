@@ -235,8 +235,8 @@ impl DaemonState {
 
     /// Make the loaded connections visible to the responder path.
     fn publish(&self) {
-        *self.ctx.directory.write().expect("directory lock") =
-            self.conns.iter().map(|c| c.spec.clone()).collect();
+        self.ctx
+            .publish(self.conns.iter().map(|c| c.spec.clone()).collect());
     }
 
     async fn stop_conn(&mut self, name: &str) -> bool {

@@ -10,6 +10,7 @@ pub mod child_sa;
 pub mod connection;
 pub mod ctx;
 pub mod daemon;
+pub mod directory;
 pub mod ike_sa;
 pub mod memnet;
 pub mod report;

@@ -10,8 +10,6 @@
 //! A half-open SA that fails (refused, timed out, panicked) simply ends
 //! here; no connection hears of it.
 
-use std::sync::Arc;
-
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, SupervisionEvent};
 
 use runtime::scheduler::Priority;
@@ -78,15 +76,12 @@ impl Actor for Responders {
                 st.ctx.router.new_taken();
                 // The gate counted it as half-open when it let it through.
                 let slot = st.ctx.admission.claim(remote.ip());
-                let candidates = st.ctx.candidates(local.ip(), remote.ip());
-                let Some(first) = candidates.first().map(Arc::clone) else {
+                let group = st.ctx.group(local.ip(), remote.ip());
+                let Some(first) = group.first.clone() else {
                     // Unloaded since the gate let it through.
                     st.ctx.admission.refuse(Refusal::Unmatched);
                     return Ok(());
                 };
-                let named = candidates
-                    .iter()
-                    .any(|c| c.remote_addrs.contains(&Some(remote.ip())));
                 let args = IkeArgs {
                     ctx: st.ctx.clone(),
                     // Retransmission settings until IKE_AUTH picks the
@@ -97,9 +92,9 @@ impl Actor for Responders {
                         local,
                         remote,
                         data,
-                        candidates: candidates.iter().map(|c| c.peer.clone()).collect(),
+                        candidates: group.candidates.clone(),
                         slot: Some(slot),
-                        priority: if named {
+                        priority: if group.named {
                             Priority::High
                         } else {
                             Priority::Stranger

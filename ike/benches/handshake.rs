@@ -70,7 +70,7 @@ fn handshake(a: &Arc<PeerConfig>, b: &Arc<PeerConfig>) -> (Duration, Duration) {
     let params = Responder {
         local: lb,
         remote: la,
-        candidates: vec![b.clone()],
+        candidates: ike::sa::Candidates::one(b.clone()),
         require_cookie: None,
     };
     let Accept::Created(mut r) =

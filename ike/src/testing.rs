@@ -472,12 +472,13 @@ impl Pair {
                 let params = Responder {
                     local,
                     remote,
-                    candidates: self
-                        .b_others
-                        .iter()
-                        .chain([&self.b.config])
-                        .cloned()
-                        .collect(),
+                    candidates: Arc::new(crate::sa::Candidates::new(
+                        self.b_others
+                            .iter()
+                            .chain([&self.b.config])
+                            .cloned()
+                            .collect(),
+                    )),
                     require_cookie: self.cookies.as_ref(),
                 };
                 self.providers += 1;

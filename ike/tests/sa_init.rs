@@ -104,7 +104,7 @@ fn garbage_to_responder_path_never_creates_state() {
             ike::sa::Responder {
                 local: "198.18.0.2:500".parse().unwrap(),
                 remote: "198.18.0.1:500".parse().unwrap(),
-                candidates: vec![config.clone()],
+                candidates: ike::sa::Candidates::one(config.clone()),
                 require_cookie: None,
             },
             Box::new(SeededRandom::new(1)),
@@ -138,7 +138,7 @@ fn unsupported_critical_payload_is_refused_statelessly() {
         ike::sa::Responder {
             local: t.remote,
             remote: t.local,
-            candidates: vec![p.b.config.clone()],
+            candidates: ike::sa::Candidates::one(p.b.config.clone()),
             require_cookie: None,
         },
         Box::new(SeededRandom::new(1)),

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::spis::DataplaneSpis;
-use ike::config::PeerConfig;
 use ike::sa::{Accept, Command, Cost, IkeSa, KeyWork, Responder, Timers, Transmit};
 use ike::wire::Header;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
@@ -61,7 +60,7 @@ pub enum IkeStart {
         local: SocketAddr,
         remote: SocketAddr,
         data: Vec<u8>,
-        candidates: Vec<Arc<PeerConfig>>,
+        candidates: ike::sa::CandidatesRef,
         /// Its place under the half-open caps, held until authenticated.
         slot: Option<HalfOpenSlot>,
         /// `Stranger` when no connection names the peer's address.

@@ -306,7 +306,7 @@ fn main() {
                         let params = Responder {
                             local,
                             remote,
-                            candidates: vec![config.clone()],
+                            candidates: ike::sa::Candidates::one(config.clone()),
                             require_cookie: None,
                         };
                         match IkeSa::accept(now, params, Box::new(SystemRandom::new()), &data) {

@@ -27,6 +27,7 @@
 //! SA closes); keys never appear in `Debug` output or events other than
 //! `ChildReady`, which carries them for the dataplane.
 
+mod candidates;
 mod defrag;
 mod error;
 mod exchange;
@@ -54,6 +55,7 @@ use crate::wire::{
     Delete, ExchangeType, Identification, Message, NotifyType, Payload, PayloadType,
 };
 
+pub use self::candidates::{Candidates, CandidatesRef};
 pub use self::error::{BadChild, ChildError, PeerMisbehaved, RekeyError};
 pub use self::exchange::sa_init::CookieCheck;
 #[doc(hidden)]
@@ -213,7 +215,7 @@ struct Child {
 pub struct IkeSa {
     name: String,
     config: Option<PeerConfigRef>,
-    candidates: Vec<PeerConfigRef>,
+    candidates: CandidatesRef,
     provider: Box<dyn Provider>,
     local: SocketAddr,
     remote: SocketAddr,

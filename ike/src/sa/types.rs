@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::config::{Mode, PeerConfigRef};
+use crate::config::Mode;
 use crate::crypto::DhGroup;
 use crate::keys::ChildKeys;
 use crate::proposal::Chosen;
@@ -231,7 +231,7 @@ pub struct Responder<'a> {
     pub remote: SocketAddr,
     /// Connections that may serve this peer (chosen by address); the one
     /// used is picked by identity in IKE_AUTH.
-    pub candidates: Vec<PeerConfigRef>,
+    pub candidates: super::CandidatesRef,
     /// When set, demand a valid COOKIE before keeping state (§2.6).
     pub require_cookie: Option<&'a CookieJar>,
 }

@@ -245,12 +245,6 @@ impl IkeSa {
         // Candidates by identity; of those, only one whose IKE proposals
         // include the suite IKE_SA_INIT negotiated (perhaps under another
         // candidate's proposals) may have the SA.
-        let by_identity = |c: &&PeerConfigRef| {
-            c.matches_remote(&idi)
-                && idr
-                    .as_ref()
-                    .is_none_or(|r| crate::pki::same_id(r, &c.local_id))
-        };
         let allowed = |c: &&PeerConfigRef| {
             self.proposal
                 .as_ref()
@@ -258,12 +252,12 @@ impl IkeSa {
         };
         let Some(config) = self
             .candidates
-            .iter()
-            .filter(by_identity)
+            .by_identity(&idi, idr.as_ref())
             .find(allowed)
             .cloned()
         else {
-            let reason = match (self.candidates.iter().find(by_identity), &self.proposal) {
+            let first = self.candidates.by_identity(&idi, idr.as_ref()).next();
+            let reason = match (first, &self.proposal) {
                 (Some(c), Some(p)) => Reason::ProposalNotAllowed {
                     conn: c.name.clone(),
                     peer: id_string(&idi),

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::config::PeerConfigRef;
 use crate::crypto::{DhGroup, DhPrivate};
 use crate::keys;
-use crate::proposal::{self, DhMode, ProposalSpec};
+use crate::proposal::{self, DhMode};
 use crate::sa::message::MessageLayer;
 use crate::sa::natd::{natd_hash, CookieJar};
 use crate::sa::payloads::{
@@ -75,7 +75,7 @@ impl IkeSa {
         IkeSa {
             name: String::new(),
             config: None,
-            candidates: Vec::new(),
+            candidates: Default::default(),
             provider,
             local,
             remote,
@@ -201,25 +201,16 @@ impl IkeSa {
                 return Accept::Reply(t, "COOKIE: a cookie is required");
             }
         }
-        let ours: Vec<ProposalSpec> = params
-            .candidates
-            .iter()
-            .flat_map(|c| c.ike_proposals.iter().cloned())
-            .collect();
+        let ours = params.candidates.proposals();
         // Which candidate IKE_AUTH will pick is not known yet, and it takes
         // the SA only if its own proposals allow the suite: prefer a suite
         // every candidate allows.
-        let everyone = |c: &proposal::Chosen| {
-            params
-                .candidates
-                .iter()
-                .all(|p| p.ike_proposals.iter().any(|s| s.allows(c)))
-        };
+        let everyone = |c: &proposal::Chosen| params.candidates.all_allow(c);
         let chosen = ours
             .iter()
             .filter_map(|s| select_preferring_ke(std::slice::from_ref(s), sa, Some(ke.group)))
             .find(everyone)
-            .or_else(|| select_preferring_ke(&ours, sa, Some(ke.group)));
+            .or_else(|| select_preferring_ke(ours, sa, Some(ke.group)));
         let Some(chosen) = chosen else {
             return stateless(
                 vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new())],
@@ -250,7 +241,7 @@ impl IkeSa {
         };
         let mut core = MessageLayer::new(h.spi_i, spi_r, false);
         core.keys = Some(k);
-        let encap_forced = params.candidates.iter().any(|c| c.encap);
+        let encap_forced = params.candidates.encap();
         let ke_data = dh.public_key().to_vec();
         let init = InitState {
             ni: ni.to_vec(),
@@ -286,7 +277,7 @@ impl IkeSa {
         // RFC 7383 §2.3: announce fragmentation only to an initiator that
         // did, and only if some connection that may take the SA uses it.
         if find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some()
-            && sa.candidates.iter().any(|c| c.fragment_size != 0)
+            && sa.candidates.fragmentation()
         {
             sa.core.fragmentation = true;
             payloads.push(notify(
@@ -296,25 +287,12 @@ impl IkeSa {
         }
         // RFC 7427 §4 and §3.7: signature hashes and our CAs, if some
         // connection that may take the SA uses certificates.
-        let pubkeys: Vec<_> = sa
-            .candidates
-            .iter()
-            .filter_map(|c| c.pubkey.clone())
-            .collect();
-        if !pubkeys.is_empty() {
+        if let Some(hashes) = sa.candidates.certificates() {
             payloads.push(hash_notify());
-            let mut hashes = Vec::new();
-            for p in &pubkeys {
-                for h in p.certreq().map(|c| c.data).unwrap_or_default().chunks(20) {
-                    if !hashes.chunks(20).any(|x| x == h) {
-                        hashes.extend_from_slice(h);
-                    }
-                }
-            }
             if !hashes.is_empty() {
                 payloads.push(Payload::CertReq(wire::Cert {
                     encoding: crate::pki::CERT_X509_SIGNATURE,
-                    data: hashes,
+                    data: hashes.to_vec(),
                 }));
             }
         }
