@@ -6,6 +6,7 @@
 //! The daemon reads the files; this module takes their bytes (PEM or DER).
 
 mod dn;
+mod reason;
 pub mod sig;
 
 use std::sync::Arc;
@@ -207,7 +208,7 @@ impl ExtendedKeyUsageValidator for IkeEku {
 }
 
 /// How a connection authenticates with certificates.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PubkeyAuth {
     /// Ours; `None`: we cannot prove our identity this way.
     pub local: Option<Arc<LocalCert>>,
@@ -215,6 +216,9 @@ pub struct PubkeyAuth {
     /// Pin: the peer's chain must end at this CA (`remote_cacert`).
     pub remote_cacert: Option<CertificateDer<'static>>,
     pub send_cert: SendCert,
+    /// An RSA key signs RSASSA-PSS rather than PKCS#1 v1.5 (strongSwan's
+    /// `rsa/pss` auth constraint or `charon.rsa_pss`).
+    pub rsa_pss: bool,
 }
 
 impl PubkeyAuth {
@@ -264,7 +268,7 @@ impl PubkeyAuth {
     /// Our AUTH payload over `octets`.
     pub fn sign(&self, octets: &[u8], peer_hashes: &[u16]) -> Result<Authentication, PkiError> {
         let local = self.local.as_ref().ok_or(PkiError::NoLocalCredential)?;
-        local.key.sign(octets, peer_hashes)
+        local.key.sign(octets, peer_hashes, self.rsa_pss)
     }
 
     /// Authenticate the peer: its chain (`certs`, end entity first) to one
@@ -326,7 +330,7 @@ impl PubkeyAuth {
         )
         .map_err(|e| PkiError::Untrusted {
             subject: subject.clone(),
-            why: untrusted_reason(&e, self.remote_cacert.is_some()),
+            why: untrusted_reason(&e, self.remote_cacert.as_ref(), &x509, &anchor_certs),
         })?;
         if !cert_has_identity(&x509[0], id) {
             return Err(PkiError::IdentityNotInCertificate {
@@ -338,14 +342,39 @@ impl PubkeyAuth {
     }
 }
 
-fn untrusted_reason(e: &webpki::Error, pinned: bool) -> String {
+/// Why webpki refused the peer's `chain`, in an operator's words: which
+/// certificate expired or is not valid yet and when, which CA is unknown.
+fn untrusted_reason(
+    e: &webpki::Error,
+    pinned: Option<&CertificateDer<'static>>,
+    chain: &[CertificateDer<'_>],
+    anchors: &[&CertificateDer<'_>],
+) -> String {
+    use reason::{top_issuer, utc, whose, Bound};
     use webpki::Error as E;
+    let issuer = || top_issuer(chain).unwrap_or_else(|| "?".into());
     #[allow(deprecated)]
     match e {
-        E::CertExpired { .. } => "certificate (or one in its chain) has expired".into(),
-        E::CertNotValidYet { .. } => "certificate (or one in its chain) is not valid yet".into(),
-        E::UnknownIssuer if pinned => "not issued by the pinned remote_cacert".into(),
-        E::UnknownIssuer => "issued by an unknown CA".into(),
+        E::CertExpired { not_after, time } => format!(
+            "{} expired at {} (now {})",
+            whose(chain, anchors, Bound::NotAfter, *not_after),
+            utc(*not_after),
+            utc(*time)
+        ),
+        E::CertNotValidYet { not_before, time } => format!(
+            "{} is not valid yet: not before {} (now {})",
+            whose(chain, anchors, Bound::NotBefore, *not_before),
+            utc(*not_before),
+            utc(*time)
+        ),
+        E::UnknownIssuer => match pinned {
+            Some(pin) => format!(
+                "not issued by the pinned remote_cacert '{}' (issuer '{}')",
+                subject_string(pin),
+                issuer()
+            ),
+            None => format!("issued by an unknown CA '{}' (not in cacerts)", issuer()),
+        },
         E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => {
             "extended key usage allows neither ipsecIKE, serverAuth nor clientAuth".into()
         }
