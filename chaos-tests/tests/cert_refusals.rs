@@ -159,6 +159,12 @@ fn refused(lab: &mut Lab, ns: (&Ns, &Ns), run: &str, v: &V, c: &C, by: Starter, 
         Starter::Vpnd => {
             let up = vpnd.ctl(&["up", "tob"]);
             assert!(!up.ok(), "{run}: up succeeded: {up:?}\n{}", logs(lab));
+            // The operator who ran `vpnctl up` reads the reason too.
+            let said = format!("{}{}", up.stdout, up.stderr);
+            assert!(said.contains(vpnd_says), "{run}: up said {said:?}");
+            let status = vpnd.conn("tob");
+            let last = status["last_error"].as_str().unwrap_or("");
+            assert!(last.contains(vpnd_says), "{run}: status {status}");
         }
         Starter::Charon => charon.initiate("net"),
     }

@@ -581,3 +581,26 @@ fn garbage_and_truncated_cert_payloads_refused_in_both_roles() {
     run(&mut p);
     assert_up(&p);
 }
+
+#[test]
+fn expired_intermediate_is_named() {
+    let root = root("Root CA");
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut params = ca_params("Sub CA");
+    params.not_before = date_time_ymd(2001, 1, 1);
+    params.not_after = date_time_ymd(2002, 6, 30);
+    let sub = CertifiedIssuer::signed_by(params, key, &root).unwrap();
+    let a = leaf("a.test", &PKCS_ECDSA_P256_SHA256, &sub);
+    let b = leaf("b.test", &PKCS_ECDSA_P256_SHA256, &root);
+    let mut p = pair(
+        auth(&a, &[&sub], &[&root]),
+        auth(&b, &[], &[&root]),
+        |_, _| {},
+    );
+    run(&mut p);
+    assert_refused_by_b(
+        &p,
+        "peer's certificate 'C=CH, O=strongSwan, CN=a.test' is not trusted: \
+         its CA 'C=CH, O=strongSwan, CN=Sub CA' expired at 2002-06-30 00:00:00 UTC (now 20",
+    );
+}
