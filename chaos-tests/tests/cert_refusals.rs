@@ -374,7 +374,7 @@ fn identity_not_in_certificate_refused() {
         ..C::default()
     };
     let says =
-        "peer identity 'mallory.test' is not in its certificate 'C=CH, O=strongSwan, CN=b.test'";
+        "peer identity 'mallory.test' is not in its certificate 'C=CH, O=strongSwan, CN=b.test' (subjectAltNames: b.test)";
     refused(&mut lab, (&a, &b), "cv-r", &v, &c, Starter::Charon, says);
     refused(&mut lab, (&a, &b), "cv-i", &v, &c, Starter::Vpnd, says);
 }

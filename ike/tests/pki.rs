@@ -292,7 +292,8 @@ fn identity_not_in_certificate_names_both() {
     run(&mut p);
     assert_refused_by_b(
         &p,
-        "peer identity 'mallory.test' is not in its certificate 'C=CH, O=strongSwan, CN=a.test'",
+        "peer identity 'mallory.test' is not in its certificate 'C=CH, O=strongSwan, CN=a.test' \
+         (subjectAltNames: a.test)",
     );
 }
 
@@ -550,30 +551,48 @@ fn garbage_and_truncated_cert_payloads_refused_in_both_roles() {
     let root = root("Root CA");
     let a = leaf("a.test", &PKCS_ECDSA_P256_SHA256, &root);
     let b = leaf("b.test", &PKCS_ECDSA_P256_SHA256, &root);
-    let trunc_a = a.cert[..a.cert.len() / 2].to_vec();
-    let trunc_b = b.cert[..b.cert.len() / 2].to_vec();
-    let reason = "CERT payload (encoding 4) is not an X.509 certificate";
-    for (bad_a, bad_b) in [(vec![0xde; 200], vec![0xad; 200]), (trunc_a, trunc_b)] {
+    let refusal =
+        |why: String| format!("CERT payload (encoding 4) is not an X.509 certificate: {why}");
+    let garbage = (
+        vec![0xde; 200],
+        refusal(
+            "200 bytes that are not DER (a certificate starts with 0x30, this with 0xde)".into(),
+        ),
+    );
+    let truncated = |c: &CertificateDer| {
+        let n = c.len() / 2;
+        (
+            c[..n].to_vec(),
+            refusal(format!(
+                "truncated: {n} of the {} bytes its DER header announces",
+                c.len()
+            )),
+        )
+    };
+    for (bad_a, bad_b) in [
+        (garbage.clone(), garbage),
+        (truncated(&a.cert), truncated(&b.cert)),
+    ] {
         // The initiator sends it: the responder refuses.
         let mut p = pair(
-            with_chain(auth(&a, &[], &[&root]), vec![bad_a]),
+            with_chain(auth(&a, &[], &[&root]), vec![bad_a.0]),
             auth(&b, &[], &[&root]),
             |_, _| {},
         );
         run(&mut p);
-        assert_refused_by_b(&p, reason);
+        assert_refused_by_b(&p, &bad_a.1);
         assert!(p.a.children.is_empty() && p.b.children.is_empty());
 
-        // The responder sends it: the initiator refuses.
+        // The responder sends it: the initiator refuses, and tells it.
         let mut p = pair(
             auth(&a, &[], &[&root]),
-            with_chain(auth(&b, &[], &[&root]), vec![bad_b]),
+            with_chain(auth(&b, &[], &[&root]), vec![bad_b.0]),
             |_, _| {},
         );
         run(&mut p);
         assert!(!p.a.is_established() && !p.b.is_established());
         let why = p.a.closed_reason().expect("a closed");
-        assert!(why.contains(reason) && why.contains("b.test"), "a: {why}");
+        assert!(why.contains(&bad_b.1) && why.contains("b.test"), "a: {why}");
         assert!(p.a.children.is_empty());
     }
     // The same pair with real certificates comes up.

@@ -46,8 +46,13 @@ pub enum PkiError {
     BadPeerCertificate { encoding: u8, why: String },
     #[error("peer's certificate '{subject}' is not trusted: {why}")]
     Untrusted { subject: String, why: String },
-    #[error("peer identity '{id}' is not in its certificate '{subject}'")]
-    IdentityNotInCertificate { id: String, subject: String },
+    #[error("peer identity '{id}' is not in its certificate '{subject}' ({})", reason::alt_names(.alt_names))]
+    IdentityNotInCertificate {
+        id: String,
+        subject: String,
+        /// The certificate's subjectAltNames, as identities.
+        alt_names: Vec<String>,
+    },
     #[error("malformed AUTH payload")]
     BadAuthData,
     #[error("unsupported signature: {0}")]
@@ -290,7 +295,7 @@ impl PubkeyAuth {
             let der = CertificateDer::from(c.data.as_slice());
             X509Certificate::from_der(&der).map_err(|e| PkiError::BadPeerCertificate {
                 encoding: c.encoding,
-                why: e.to_string(),
+                why: reason::bad_der(&c.data, &e.to_string()),
             })?;
             x509.push(der);
         }
@@ -336,6 +341,7 @@ impl PubkeyAuth {
             return Err(PkiError::IdentityNotInCertificate {
                 id: display_identity(id),
                 subject,
+                alt_names: alt_names(&x509[0]),
             });
         }
         sig::verify(&ee, &x509[0], octets, auth)
@@ -395,6 +401,29 @@ pub fn same_id(a: &Identification, b: &Identification) -> bool {
 /// Is `id` a DN with a `*` value (a pattern for the peer's identity)?
 pub fn is_pattern(id: &Identification) -> bool {
     id.id_type == IdType::ID_DER_ASN1_DN && dn::has_wildcard(&id.data)
+}
+
+/// A certificate's DNS, email and IP address subjectAltNames.
+pub fn alt_names(der: &[u8]) -> Vec<String> {
+    let Ok((_, c)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = c.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) | GeneralName::RFC822Name(d) => Some(d.to_string()),
+            GeneralName::IPAddress(a) => match a.len() {
+                4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*a).ok()?).to_string()),
+                16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*a).ok()?).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// Is `id` the certificate's subject (DN) or one of its subjectAltNames?

@@ -70,6 +70,45 @@ pub(super) fn top_issuer(chain: &[CertificateDer<'_>]) -> Option<String> {
     Some(dn_to_string(c.issuer().as_raw()))
 }
 
+/// Why `data`, a CERT payload's body, is no certificate: empty, not a DER
+/// SEQUENCE, shorter than its DER header says, or else `parse_error`.
+pub(super) fn bad_der(data: &[u8], parse_error: &str) -> String {
+    let Some((&tag, rest)) = data.split_first() else {
+        return "it is empty".into();
+    };
+    if tag != 0x30 {
+        return format!(
+            "{} bytes that are not DER (a certificate starts with 0x30, this with 0x{tag:02x})",
+            data.len()
+        );
+    }
+    let announced = match rest.split_first() {
+        Some((&l, _)) if l < 0x80 => Some(2 + l as usize),
+        Some((&l, more)) if (0x81..=0x84).contains(&l) => {
+            let n = (l & 0x7f) as usize;
+            more.get(..n)
+                .map(|b| 2 + n + b.iter().fold(0usize, |acc, &x| (acc << 8) | x as usize))
+        }
+        _ => None,
+    };
+    match announced {
+        Some(total) if total > data.len() => format!(
+            "truncated: {} of the {total} bytes its DER header announces",
+            data.len()
+        ),
+        _ => format!("{} bytes of malformed DER ({parse_error})", data.len()),
+    }
+}
+
+/// "subjectAltNames: a, b" or "no subjectAltNames".
+pub(super) fn alt_names(names: &[String]) -> String {
+    if names.is_empty() {
+        "no subjectAltNames".into()
+    } else {
+        format!("subjectAltNames: {}", names.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +121,23 @@ mod tests {
         assert_eq!(at(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(at(1_009_843_199), "2001-12-31 23:59:59 UTC");
         assert_eq!(at(4_102_444_800), "2100-01-01 00:00:00 UTC");
+    }
+
+    #[test]
+    fn bad_der_says_what_is_wrong() {
+        assert_eq!(bad_der(&[], "e"), "it is empty");
+        assert_eq!(
+            bad_der(&[0xde; 3], "e"),
+            "3 bytes that are not DER (a certificate starts with 0x30, this with 0xde)"
+        );
+        assert_eq!(
+            bad_der(&[0x30, 0x82, 0x01, 0x00, 0x30], "e"),
+            "truncated: 5 of the 260 bytes its DER header announces"
+        );
+        assert_eq!(bad_der(&[0x30, 0x82], "e"), "2 bytes of malformed DER (e)");
+        assert_eq!(
+            bad_der(&[0x30, 0x01, 0x05], "e"),
+            "3 bytes of malformed DER (e)"
+        );
     }
 }
