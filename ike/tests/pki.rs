@@ -623,3 +623,22 @@ fn expired_intermediate_is_named() {
          its CA 'C=CH, O=strongSwan, CN=Sub CA' expired at 2002-06-30 00:00:00 UTC (now 20",
     );
 }
+
+#[test]
+fn a_ca_certificate_as_end_entity_is_refused() {
+    let root = root("Root CA");
+    let sub = intermediate("Sub CA", &root);
+    let a = leaf("a.test", &PKCS_ECDSA_P256_SHA256, &sub);
+    let b = leaf("b.test", &PKCS_ECDSA_P256_SHA256, &root);
+    let mut p = pair(
+        with_chain(auth(&a, &[], &[&root]), vec![sub.der().to_vec()]),
+        auth(&b, &[], &[&root]),
+        |_, _| {},
+    );
+    run(&mut p);
+    assert_refused_by_b(
+        &p,
+        "peer's certificate 'C=CH, O=strongSwan, CN=Sub CA' is not trusted: \
+         it is a CA certificate, not an end entity",
+    );
+}

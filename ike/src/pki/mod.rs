@@ -384,6 +384,21 @@ fn untrusted_reason(
         E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => {
             "extended key usage allows neither ipsecIKE, serverAuth nor clientAuth".into()
         }
+        E::InvalidSignatureForPublicKey => format!(
+            "a signature of its chain does not verify with its issuer's key (issuer '{}')",
+            issuer()
+        ),
+        E::CaUsedAsEndEntity => "it is a CA certificate, not an end entity".into(),
+        E::EndEntityUsedAsCa => {
+            "a certificate of its chain issues others but is no CA (basicConstraints)".into()
+        }
+        E::PathLenConstraintViolated => "its chain is longer than a CA's pathLenConstraint".into(),
+        E::UnsupportedSignatureAlgorithm
+        | E::UnsupportedSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            format!("a certificate of its chain is signed with an unsupported algorithm ({e:?})")
+        }
         other => format!("{other:?}"),
     }
 }
