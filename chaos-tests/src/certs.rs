@@ -162,3 +162,113 @@ pub fn charon_credentials(pki: &Path, cdir: &Path, leaf: Leaf) {
         std::fs::copy(pki.join(file), cdir.join(sub).join(file)).unwrap();
     }
 }
+
+/// Certificates with a chosen validity window, issued with `openssl ca`
+/// (OpenSSL 3.0's `x509 -req` cannot set notBefore): `dates` are
+/// GeneralizedTimes such as `20010101000000Z`.
+pub fn issue_with_dates(
+    dir: &Path,
+    issuer: &str,
+    csr: &str,
+    out: &str,
+    san: &str,
+    dates: (&str, &str),
+) {
+    let cnf = dir.join("ca.cnf");
+    if !cnf.exists() {
+        std::fs::write(
+            &cnf,
+            "[ca]\ndefault_ca = ca_default\n\n[ca_default]\ndatabase = index.txt\n\
+             new_certs_dir = .\nserial = serial\ndefault_md = sha256\npolicy = any\n\
+             unique_subject = no\n\n[any]\ncountryName = optional\n\
+             organizationName = optional\ncommonName = supplied\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial"), "1000\n").unwrap();
+    }
+    let ext = format!("{out}.ext");
+    std::fs::write(dir.join(&ext), format!("subjectAltName=DNS:{san}\n")).unwrap();
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-config",
+            "ca.cnf",
+            "-batch",
+            "-notext",
+            "-preserveDN",
+            "-cert",
+            &format!("{issuer}.pem"),
+            "-keyfile",
+            &format!("{issuer}.key"),
+            "-in",
+            csr,
+            "-out",
+            out,
+            "-startdate",
+            dates.0,
+            "-enddate",
+            dates.1,
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+/// `make_pki` (ECDSA) plus bad credentials for both gateways `x` in a, b,
+/// on the same keys: `x-expired.pem` (2001-2002) and `x-future.pem`
+/// (2090-2091) from sub, and `x-other.pem` from a second root CA
+/// `other.pem` ("CN=Other CA"); `x-expired-chain.pem` and
+/// `x-future-chain.pem` carry sub, `b-chain.pem` is b's good chain.
+pub fn make_refusal_pki(dir: &Path) {
+    make_pki(dir, Leaf::Ecdsa);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+            "-subj",
+            "/C=CH/O=strongSwan/CN=Other CA",
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ],
+    );
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    for name in ["a", "b"] {
+        let csr = format!("{name}.csr");
+        let san = format!("{name}.test");
+        for (kind, dates) in [
+            ("expired", ("20010101000000Z", "20020101000000Z")),
+            ("future", ("20900101000000Z", "20910101000000Z")),
+        ] {
+            let out = format!("{name}-{kind}.pem");
+            issue_with_dates(dir, "sub", &csr, &out, &san, dates);
+            std::fs::write(
+                dir.join(format!("{name}-{kind}-chain.pem")),
+                read(&out) + &read("sub.pem"),
+            )
+            .unwrap();
+        }
+        issue_with_dates(
+            dir,
+            "other",
+            &csr,
+            &format!("{name}-other.pem"),
+            &san,
+            ("20250101000000Z", "20400101000000Z"),
+        );
+    }
+    std::fs::write(dir.join("b-chain.pem"), read("b.pem") + &read("sub.pem")).unwrap();
+}

@@ -88,6 +88,8 @@ pub struct CharonConn {
     /// to `ecdsa/`, `rsa/` or `pkcs8/` there, written before start).
     pub auth: String,
     pub local_cert: String,
+    /// Lines inside the `remote` round (e.g. `cacerts = ca.pem`, a pin).
+    pub remote_extra: String,
 }
 
 impl CharonConn {
@@ -121,6 +123,7 @@ impl CharonConn {
             ike_rekey_time: "0".into(),
             auth: "psk".into(),
             local_cert: String::new(),
+            remote_extra: String::new(),
         }
     }
 
@@ -143,6 +146,7 @@ impl CharonConn {
     remote {{
       auth = {auth}
       id = {rid}
+      {remote_extra}
     }}
     children {{
       {child} {{
@@ -175,6 +179,7 @@ impl CharonConn {
             irt = self.ike_rekey_time,
             child_extra = self.child_extra,
             auth = self.auth,
+            remote_extra = self.remote_extra,
             certs = if self.local_cert.is_empty() {
                 String::new()
             } else {

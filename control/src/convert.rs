@@ -37,6 +37,7 @@ pub fn to_spec(
         local_cert: _,
         remote_cacert: _,
         send_cert: _,
+        rsa_pss: _,
         proposals: _,
         retransmit_timeout: _,
         retransmit_tries: _,

@@ -177,7 +177,16 @@ fn pubkey_connection_loads_chain_key_and_anchors() {
     let main = dir.write("vpnd.toml", &conf("a.test", ""));
     let c = ok(config::load(&main));
     let p = c.connections[0].to_peer_config(&c.secrets).unwrap();
-    assert_eq!(p.pubkey.unwrap().send_cert, SendCert::IfAsked);
+    let pk = p.pubkey.unwrap();
+    assert_eq!(pk.send_cert, SendCert::IfAsked);
+    assert!(!pk.rsa_pss, "PKCS#1 v1.5 unless asked");
+    let main = dir.write("vpnd.toml", &conf("a.test", "rsa_pss = true\n"));
+    let c = ok(config::load(&main));
+    let p = c.connections[0].to_peer_config(&c.secrets).unwrap();
+    assert!(p.pubkey.unwrap().rsa_pss);
+    let main = dir.write("vpnd.toml", &conf("a.test", "rsa_pss = \"yes\"\n"));
+    let errs = errors(config::load(&main));
+    assert!(errs.iter().any(|e| e.contains("rsa_pss")), "{errs:?}");
 }
 
 #[test]

@@ -85,6 +85,7 @@ fn auth(leaf: &Leaf, chain: &[&Issuer], trust: &[&Issuer]) -> PubkeyAuth {
         }),
         remote_cacert: None,
         send_cert: SendCert::IfAsked,
+        rsa_pss: false,
     }
 }
 
@@ -209,7 +210,7 @@ fn expired_certificate_is_refused() {
     let b = leaf("b.test", &PKCS_ECDSA_P256_SHA256, &root);
     let mut p = pair(auth(&a, &[], &[&root]), auth(&b, &[], &[&root]), |_, _| {});
     run(&mut p);
-    assert_refused_by_b(&p, "has expired");
+    assert_refused_by_b(&p, "it expired at 2002-01-01 00:00:00 UTC");
 }
 
 #[test]
@@ -231,7 +232,8 @@ fn not_yet_valid_certificate_is_refused() {
     assert!(!established(&p));
     let a = p.a.closed_reason().expect("a closed");
     assert!(
-        a.contains("not valid yet") && a.contains("b.test"),
+        a.contains("it is not valid yet: not before 2090-01-01 00:00:00 UTC")
+            && a.contains("b.test"),
         "a: {a}"
     );
 }
@@ -244,7 +246,10 @@ fn unknown_ca_is_refused() {
     let b = leaf("b.test", &PKCS_ECDSA_P256_SHA256, &root);
     let mut p = pair(auth(&a, &[], &[&root]), auth(&b, &[], &[&root]), |_, _| {});
     run(&mut p);
-    assert_refused_by_b(&p, "unknown CA");
+    assert_refused_by_b(
+        &p,
+        "issued by an unknown CA 'C=CH, O=strongSwan, CN=Other CA'",
+    );
 }
 
 #[test]
@@ -257,7 +262,11 @@ fn other_ca_than_the_pinned_one_is_refused() {
     b_auth.remote_cacert = Some(other.der().clone());
     let mut p = pair(auth(&a, &[], &[&root]), b_auth, |_, _| {});
     run(&mut p);
-    assert_refused_by_b(&p, "pinned remote_cacert");
+    assert_refused_by_b(
+        &p,
+        "not issued by the pinned remote_cacert 'C=CH, O=strongSwan, CN=Other CA' \
+         (issuer 'C=CH, O=strongSwan, CN=Root CA')",
+    );
 
     // Pinned to the CA that did issue it: accepted.
     let mut b_auth = auth(&b, &[], &[&root, &other]);
@@ -283,7 +292,8 @@ fn identity_not_in_certificate_names_both() {
     run(&mut p);
     assert_refused_by_b(
         &p,
-        "peer identity 'mallory.test' is not in its certificate 'C=CH, O=strongSwan, CN=a.test'",
+        "peer identity 'mallory.test' is not in its certificate 'C=CH, O=strongSwan, CN=a.test' \
+         (subjectAltNames: a.test)",
     );
 }
 
@@ -423,4 +433,212 @@ fn rfc7296_rsa_sha1_signatures_are_verified() {
         v.verify(&certs, &id, b"other", &sig, now),
         Err(PkiError::BadSignature(_))
     ));
+}
+
+fn openssl_rsa3072_key() -> KeyPair {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:3072",
+        ])
+        .output()
+        .expect("openssl genpkey (package openssl)");
+    assert!(out.status.success(), "openssl genpkey failed");
+    KeyPair::from_pem(std::str::from_utf8(&out.stdout).unwrap()).unwrap()
+}
+
+/// The RSASSA-PSS parameters of a method-14 AUTH payload: (hash OID, MGF1
+/// hash OID, salt length), read with x509-parser.
+fn pss_params(auth: &ike::wire::Authentication) -> (String, String, u32) {
+    use x509_parser::prelude::FromDer;
+    use x509_parser::signature_algorithm::RsaSsaPssParams;
+    use x509_parser::x509::AlgorithmIdentifier;
+    assert_eq!(auth.method, AuthMethod::DIGITAL_SIGNATURE);
+    let len = auth.data[0] as usize;
+    let (rest, ai) = AlgorithmIdentifier::from_der(&auth.data[1..1 + len]).unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(ai.algorithm.to_id_string(), "1.2.840.113549.1.1.10");
+    let p = RsaSsaPssParams::try_from(ai.parameters.as_ref().unwrap()).unwrap();
+    let mgf = p.mask_gen_algorithm().unwrap();
+    assert_eq!(mgf.mgf.to_id_string(), "1.2.840.113549.1.1.8");
+    assert_eq!(p.trailer_field(), 1);
+    (
+        p.hash_algorithm_oid().to_id_string(),
+        mgf.hash.to_id_string(),
+        p.salt_length(),
+    )
+}
+
+#[test]
+fn rsa_pss_signatures_both_roles() {
+    let root = root("Root CA");
+    let a = leaf_with("a.test", openssl_rsa3072_key(), &root, |_| {});
+    let b = leaf_with("b.test", openssl_rsa_key(), &root, |_| {});
+    let pss = |l: &Leaf| PubkeyAuth {
+        rsa_pss: true,
+        ..auth(l, &[], &[&root])
+    };
+    // The AlgorithmIdentifier strongSwan sends and expects: the hash, MGF1
+    // with the same hash, a salt of the hash's length.
+    let v = pss(&a);
+    let sha256 = "2.16.840.1.101.3.4.2.1";
+    let sig = v.sign(b"octets", &[2, 3, 4, 5]).unwrap();
+    assert_eq!(pss_params(&sig), (sha256.into(), sha256.into(), 32));
+    assert_eq!(sig.data.len(), 1 + sig.data[0] as usize + 384);
+    let sha384 = "2.16.840.1.101.3.4.2.2";
+    let sig384 = v.sign(b"octets", &[3]).unwrap();
+    assert_eq!(pss_params(&sig384), (sha384.into(), sha384.into(), 48));
+    let sha512 = "2.16.840.1.101.3.4.2.3";
+    let sig512 = v.sign(b"octets", &[4]).unwrap();
+    assert_eq!(pss_params(&sig512), (sha512.into(), sha512.into(), 64));
+    let certs = [Cert {
+        encoding: 4,
+        data: a.cert.to_vec(),
+    }];
+    let id = parse_identity("a.test").unwrap();
+    let now = rustls_pki_types::UnixTime::now();
+    for s in [&sig, &sig384, &sig512] {
+        assert_eq!(v.verify(&certs, &id, b"octets", s, now), Ok(()));
+        assert!(matches!(
+            v.verify(&certs, &id, b"other octets", s, now),
+            Err(PkiError::BadSignature(_))
+        ));
+    }
+    // Without rsa_pss the same key signs PKCS#1 v1.5 (sha256WithRSAEncryption).
+    let pkcs1 = auth(&a, &[], &[&root]).sign(b"octets", &[2]).unwrap();
+    assert_eq!(pkcs1.data[..4], [15, 0x30, 0x0d, 0x06]);
+
+    // A handshake where both sign PSS (a 3072-bit and a 2048-bit key).
+    let mut p = pair(pss(&a), pss(&b), |_, _| {});
+    run(&mut p);
+    assert_up(&p);
+    // A PSS signer and a PKCS#1 one get along: both verify either.
+    let mut p = pair(pss(&a), auth(&b, &[], &[&root]), |_, _| {});
+    run(&mut p);
+    assert_up(&p);
+}
+
+#[test]
+fn rsa_pss_is_ignored_by_other_keys() {
+    let root = root("Root CA");
+    let a = leaf("a.test", &PKCS_ECDSA_P256_SHA256, &root);
+    let v = PubkeyAuth {
+        rsa_pss: true,
+        ..auth(&a, &[], &[&root])
+    };
+    let sig = v.sign(b"octets", &[2]).unwrap();
+    assert_eq!(
+        sig.data[1..13],
+        [0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]
+    );
+}
+
+/// Our "certificate" as sent in CERT payloads, whatever it holds.
+fn with_chain(mut v: PubkeyAuth, chain: Vec<Vec<u8>>) -> PubkeyAuth {
+    let key = v.local.as_ref().unwrap().key.clone();
+    v.local = Some(Arc::new(LocalCert {
+        chain: chain.into_iter().map(CertificateDer::from).collect(),
+        key,
+    }));
+    v
+}
+
+#[test]
+fn garbage_and_truncated_cert_payloads_refused_in_both_roles() {
+    let root = root("Root CA");
+    let a = leaf("a.test", &PKCS_ECDSA_P256_SHA256, &root);
+    let b = leaf("b.test", &PKCS_ECDSA_P256_SHA256, &root);
+    let refusal =
+        |why: String| format!("CERT payload (encoding 4) is not an X.509 certificate: {why}");
+    let garbage = (
+        vec![0xde; 200],
+        refusal(
+            "200 bytes that are not DER (a certificate starts with 0x30, this with 0xde)".into(),
+        ),
+    );
+    let truncated = |c: &CertificateDer| {
+        let n = c.len() / 2;
+        (
+            c[..n].to_vec(),
+            refusal(format!(
+                "truncated: {n} of the {} bytes its DER header announces",
+                c.len()
+            )),
+        )
+    };
+    for (bad_a, bad_b) in [
+        (garbage.clone(), garbage),
+        (truncated(&a.cert), truncated(&b.cert)),
+    ] {
+        // The initiator sends it: the responder refuses.
+        let mut p = pair(
+            with_chain(auth(&a, &[], &[&root]), vec![bad_a.0]),
+            auth(&b, &[], &[&root]),
+            |_, _| {},
+        );
+        run(&mut p);
+        assert_refused_by_b(&p, &bad_a.1);
+        assert!(p.a.children.is_empty() && p.b.children.is_empty());
+
+        // The responder sends it: the initiator refuses, and tells it.
+        let mut p = pair(
+            auth(&a, &[], &[&root]),
+            with_chain(auth(&b, &[], &[&root]), vec![bad_b.0]),
+            |_, _| {},
+        );
+        run(&mut p);
+        assert!(!p.a.is_established() && !p.b.is_established());
+        let why = p.a.closed_reason().expect("a closed");
+        assert!(why.contains(&bad_b.1) && why.contains("b.test"), "a: {why}");
+        assert!(p.a.children.is_empty());
+    }
+    // The same pair with real certificates comes up.
+    let mut p = pair(auth(&a, &[], &[&root]), auth(&b, &[], &[&root]), |_, _| {});
+    run(&mut p);
+    assert_up(&p);
+}
+
+#[test]
+fn expired_intermediate_is_named() {
+    let root = root("Root CA");
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut params = ca_params("Sub CA");
+    params.not_before = date_time_ymd(2001, 1, 1);
+    params.not_after = date_time_ymd(2002, 6, 30);
+    let sub = CertifiedIssuer::signed_by(params, key, &root).unwrap();
+    let a = leaf("a.test", &PKCS_ECDSA_P256_SHA256, &sub);
+    let b = leaf("b.test", &PKCS_ECDSA_P256_SHA256, &root);
+    let mut p = pair(
+        auth(&a, &[&sub], &[&root]),
+        auth(&b, &[], &[&root]),
+        |_, _| {},
+    );
+    run(&mut p);
+    assert_refused_by_b(
+        &p,
+        "peer's certificate 'C=CH, O=strongSwan, CN=a.test' is not trusted: \
+         its CA 'C=CH, O=strongSwan, CN=Sub CA' expired at 2002-06-30 00:00:00 UTC (now 20",
+    );
+}
+
+#[test]
+fn a_ca_certificate_as_end_entity_is_refused() {
+    let root = root("Root CA");
+    let sub = intermediate("Sub CA", &root);
+    let a = leaf("a.test", &PKCS_ECDSA_P256_SHA256, &sub);
+    let b = leaf("b.test", &PKCS_ECDSA_P256_SHA256, &root);
+    let mut p = pair(
+        with_chain(auth(&a, &[], &[&root]), vec![sub.der().to_vec()]),
+        auth(&b, &[], &[&root]),
+        |_, _| {},
+    );
+    run(&mut p);
+    assert_refused_by_b(
+        &p,
+        "peer's certificate 'C=CH, O=strongSwan, CN=Sub CA' is not trusted: \
+         it is a CA certificate, not an end entity",
+    );
 }

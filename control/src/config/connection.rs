@@ -203,6 +203,7 @@ impl ConnectionConfig {
             trust: secrets.cacerts(),
             remote_cacert,
             send_cert: self.send_cert,
+            rsa_pss: self.rsa_pss,
         })
     }
 

@@ -154,6 +154,8 @@ pub static KEY_DOCS: &[KeyDoc] = &[
       "auth = pubkey: pin the CA the peer's chain must end at (a file as local_cert)."),
     k(N, "send_cert", "\"ifasked\"", "local.send_cert",
       "auth = pubkey: send our certificate chain ifasked (the peer sent a CERTREQ), always or never."),
+    k(N, "rsa_pss", "false", "local.auth = rsa/pss (ike:rsa/pss-sha256); charon.rsa_pss",
+      "auth = pubkey with an RSA key: sign RSASSA-PSS (MGF1 with the same hash, salt of the hash's length) instead of PKCS#1 v1.5. Peers' PSS signatures are verified either way."),
     k(N, "proposals", "[\"default\"]", "proposals",
       "IKE proposals in strongSwan syntax, e.g. \"aes256gcm16-prfsha256-x25519\"."),
     k(N, "auto", "\"add\"", "children.CHILD.start_action; auto= (ipsec.conf)",

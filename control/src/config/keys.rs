@@ -193,6 +193,14 @@ connection_keys! {
         set: false,
         replaces: true,
     }
+    /// `auth = "pubkey"` with an RSA key: sign RSASSA-PSS instead of
+    /// PKCS#1 v1.5.
+    rsa_pss: bool {
+        default: Some(false),
+        parse: |ctx, v, key| ctx.boolean(v, key),
+        set: false,
+        replaces: true,
+    }
     proposals: Vec<ProposalSpec> {
         default: Some(default_ike_proposals()),
         parse: ike_proposals,

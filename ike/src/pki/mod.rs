@@ -6,6 +6,7 @@
 //! The daemon reads the files; this module takes their bytes (PEM or DER).
 
 mod dn;
+mod reason;
 pub mod sig;
 
 use std::sync::Arc;
@@ -45,8 +46,13 @@ pub enum PkiError {
     BadPeerCertificate { encoding: u8, why: String },
     #[error("peer's certificate '{subject}' is not trusted: {why}")]
     Untrusted { subject: String, why: String },
-    #[error("peer identity '{id}' is not in its certificate '{subject}'")]
-    IdentityNotInCertificate { id: String, subject: String },
+    #[error("peer identity '{id}' is not in its certificate '{subject}' ({})", reason::alt_names(.alt_names))]
+    IdentityNotInCertificate {
+        id: String,
+        subject: String,
+        /// The certificate's subjectAltNames, as identities.
+        alt_names: Vec<String>,
+    },
     #[error("malformed AUTH payload")]
     BadAuthData,
     #[error("unsupported signature: {0}")]
@@ -207,7 +213,7 @@ impl ExtendedKeyUsageValidator for IkeEku {
 }
 
 /// How a connection authenticates with certificates.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PubkeyAuth {
     /// Ours; `None`: we cannot prove our identity this way.
     pub local: Option<Arc<LocalCert>>,
@@ -215,6 +221,9 @@ pub struct PubkeyAuth {
     /// Pin: the peer's chain must end at this CA (`remote_cacert`).
     pub remote_cacert: Option<CertificateDer<'static>>,
     pub send_cert: SendCert,
+    /// An RSA key signs RSASSA-PSS rather than PKCS#1 v1.5 (strongSwan's
+    /// `rsa/pss` auth constraint or `charon.rsa_pss`).
+    pub rsa_pss: bool,
 }
 
 impl PubkeyAuth {
@@ -264,7 +273,7 @@ impl PubkeyAuth {
     /// Our AUTH payload over `octets`.
     pub fn sign(&self, octets: &[u8], peer_hashes: &[u16]) -> Result<Authentication, PkiError> {
         let local = self.local.as_ref().ok_or(PkiError::NoLocalCredential)?;
-        local.key.sign(octets, peer_hashes)
+        local.key.sign(octets, peer_hashes, self.rsa_pss)
     }
 
     /// Authenticate the peer: its chain (`certs`, end entity first) to one
@@ -286,7 +295,7 @@ impl PubkeyAuth {
             let der = CertificateDer::from(c.data.as_slice());
             X509Certificate::from_der(&der).map_err(|e| PkiError::BadPeerCertificate {
                 encoding: c.encoding,
-                why: e.to_string(),
+                why: reason::bad_der(&c.data, &e.to_string()),
             })?;
             x509.push(der);
         }
@@ -326,28 +335,69 @@ impl PubkeyAuth {
         )
         .map_err(|e| PkiError::Untrusted {
             subject: subject.clone(),
-            why: untrusted_reason(&e, self.remote_cacert.is_some()),
+            why: untrusted_reason(&e, self.remote_cacert.as_ref(), &x509, &anchor_certs),
         })?;
         if !cert_has_identity(&x509[0], id) {
             return Err(PkiError::IdentityNotInCertificate {
                 id: display_identity(id),
                 subject,
+                alt_names: alt_names(&x509[0]),
             });
         }
         sig::verify(&ee, &x509[0], octets, auth)
     }
 }
 
-fn untrusted_reason(e: &webpki::Error, pinned: bool) -> String {
+/// Why webpki refused the peer's `chain`, in an operator's words: which
+/// certificate expired or is not valid yet and when, which CA is unknown.
+fn untrusted_reason(
+    e: &webpki::Error,
+    pinned: Option<&CertificateDer<'static>>,
+    chain: &[CertificateDer<'_>],
+    anchors: &[&CertificateDer<'_>],
+) -> String {
+    use reason::{top_issuer, utc, whose, Bound};
     use webpki::Error as E;
+    let issuer = || top_issuer(chain).unwrap_or_else(|| "?".into());
     #[allow(deprecated)]
     match e {
-        E::CertExpired { .. } => "certificate (or one in its chain) has expired".into(),
-        E::CertNotValidYet { .. } => "certificate (or one in its chain) is not valid yet".into(),
-        E::UnknownIssuer if pinned => "not issued by the pinned remote_cacert".into(),
-        E::UnknownIssuer => "issued by an unknown CA".into(),
+        E::CertExpired { not_after, time } => format!(
+            "{} expired at {} (now {})",
+            whose(chain, anchors, Bound::NotAfter, *not_after),
+            utc(*not_after),
+            utc(*time)
+        ),
+        E::CertNotValidYet { not_before, time } => format!(
+            "{} is not valid yet: not before {} (now {})",
+            whose(chain, anchors, Bound::NotBefore, *not_before),
+            utc(*not_before),
+            utc(*time)
+        ),
+        E::UnknownIssuer => match pinned {
+            Some(pin) => format!(
+                "not issued by the pinned remote_cacert '{}' (issuer '{}')",
+                subject_string(pin),
+                issuer()
+            ),
+            None => format!("issued by an unknown CA '{}' (not in cacerts)", issuer()),
+        },
         E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => {
             "extended key usage allows neither ipsecIKE, serverAuth nor clientAuth".into()
+        }
+        E::InvalidSignatureForPublicKey => format!(
+            "a signature of its chain does not verify with its issuer's key (issuer '{}')",
+            issuer()
+        ),
+        E::CaUsedAsEndEntity => "it is a CA certificate, not an end entity".into(),
+        E::EndEntityUsedAsCa => {
+            "a certificate of its chain issues others but is no CA (basicConstraints)".into()
+        }
+        E::PathLenConstraintViolated => "its chain is longer than a CA's pathLenConstraint".into(),
+        E::UnsupportedSignatureAlgorithm
+        | E::UnsupportedSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            format!("a certificate of its chain is signed with an unsupported algorithm ({e:?})")
         }
         other => format!("{other:?}"),
     }
@@ -366,6 +416,29 @@ pub fn same_id(a: &Identification, b: &Identification) -> bool {
 /// Is `id` a DN with a `*` value (a pattern for the peer's identity)?
 pub fn is_pattern(id: &Identification) -> bool {
     id.id_type == IdType::ID_DER_ASN1_DN && dn::has_wildcard(&id.data)
+}
+
+/// A certificate's DNS, email and IP address subjectAltNames.
+pub fn alt_names(der: &[u8]) -> Vec<String> {
+    let Ok((_, c)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = c.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) | GeneralName::RFC822Name(d) => Some(d.to_string()),
+            GeneralName::IPAddress(a) => match a.len() {
+                4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*a).ok()?).to_string()),
+                16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*a).ok()?).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// Is `id` the certificate's subject (DN) or one of its subjectAltNames?

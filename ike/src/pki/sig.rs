@@ -1,7 +1,10 @@
 //! Signatures for IKE_AUTH: RFC 7427 Digital Signature (method 14, an ASN.1
 //! AlgorithmIdentifier before the signature) and the RFC 7296 / RFC 4754
-//! methods (9, 10: ECDSA with r‖s; 1, RSA with SHA-1, verified only). Signing with `ring`, verifying through
-//! the end-entity certificate with `rustls-webpki`.
+//! methods (9, 10: ECDSA with r‖s; 1, RSA with SHA-1, verified only).
+//! RSA keys sign PKCS#1 v1.5, or RSASSA-PSS when the connection asks for it
+//! (salt of the hash's length, MGF1 with the same hash, as strongSwan
+//! does). Signing with `ring`, verifying through the end-entity certificate
+//! with `rustls-webpki`.
 
 use ring::rand::SystemRandom;
 use ring::signature::{self as rsig, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
@@ -65,6 +68,26 @@ const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
 const OID_SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
 const OID_SHA384: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
 const OID_SHA512: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
+const OID_MGF1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08];
+
+/// The RSASSA-PSS AlgorithmIdentifier (RFC 4055 §3.1, RFC 7427 A.4) for a
+/// hash: hashAlgorithm and MGF1 with that hash (AlgorithmIdentifiers with
+/// NULL parameters), saltLength the hash's length, trailerField omitted (its
+/// DEFAULT 1).
+fn pss_algorithm_identifier(hash_oid: &[u8], salt_len: u8) -> Vec<u8> {
+    let hash = der_tlv(0x30, &[der_tlv(0x06, hash_oid), vec![0x05, 0x00]].concat());
+    let mgf = der_tlv(0x30, &[der_tlv(0x06, OID_MGF1), hash.clone()].concat());
+    let params = der_tlv(
+        0x30,
+        &[
+            der_tlv(0xa0, &hash),
+            der_tlv(0xa1, &mgf),
+            der_tlv(0xa2, &der_tlv(0x02, &[salt_len])),
+        ]
+        .concat(),
+    );
+    der_tlv(0x30, &[der_tlv(0x06, OID_RSA_PSS), params].concat())
+}
 
 /// A private key that signs AUTH payloads.
 pub enum SigningKey {
@@ -174,8 +197,14 @@ impl SigningKey {
 
     /// An AUTH payload over `octets`, with a hash the peer announced
     /// (`peer_hashes`; empty: it sent no SIGNATURE_HASH_ALGORITHMS, so
-    /// ECDSA falls back to methods 9/10).
-    pub fn sign(&self, octets: &[u8], peer_hashes: &[u16]) -> Result<Authentication, PkiError> {
+    /// ECDSA falls back to methods 9/10). An RSA key signs RSASSA-PSS if
+    /// `rsa_pss`, else PKCS#1 v1.5; other keys ignore it.
+    pub fn sign(
+        &self,
+        octets: &[u8],
+        peer_hashes: &[u16],
+        rsa_pss: bool,
+    ) -> Result<Authentication, PkiError> {
         let rng = SystemRandom::new();
         let failed = |_| PkiError::Sign;
         let has = |h| peer_hashes.is_empty() || peer_hashes.contains(&h);
@@ -222,18 +251,30 @@ impl SigningKey {
                 Ok(digital(AI_ED25519, k.sign(octets).as_ref()))
             }
             SigningKey::Rsa(k) => {
-                let (pad, ai): (&'static dyn rsig::RsaEncoding, _) = if has(HASH_SHA256) {
-                    (&rsig::RSA_PKCS1_SHA256, AI_RSA_SHA256)
-                } else if has(HASH_SHA384) {
-                    (&rsig::RSA_PKCS1_SHA384, AI_RSA_SHA384)
-                } else if has(HASH_SHA512) {
-                    (&rsig::RSA_PKCS1_SHA512, AI_RSA_SHA512)
-                } else {
-                    return Err(PkiError::NoCommonHash(peer_hashes.to_vec()));
+                let hash = [HASH_SHA256, HASH_SHA384, HASH_SHA512]
+                    .into_iter()
+                    .find(|&h| has(h))
+                    .ok_or_else(|| PkiError::NoCommonHash(peer_hashes.to_vec()))?;
+                let (pad, ai): (&'static dyn rsig::RsaEncoding, Vec<u8>) = match (hash, rsa_pss) {
+                    (HASH_SHA256, false) => (&rsig::RSA_PKCS1_SHA256, AI_RSA_SHA256.to_vec()),
+                    (HASH_SHA384, false) => (&rsig::RSA_PKCS1_SHA384, AI_RSA_SHA384.to_vec()),
+                    (_, false) => (&rsig::RSA_PKCS1_SHA512, AI_RSA_SHA512.to_vec()),
+                    (HASH_SHA256, true) => (
+                        &rsig::RSA_PSS_SHA256,
+                        pss_algorithm_identifier(OID_SHA256, 32),
+                    ),
+                    (HASH_SHA384, true) => (
+                        &rsig::RSA_PSS_SHA384,
+                        pss_algorithm_identifier(OID_SHA384, 48),
+                    ),
+                    (_, true) => (
+                        &rsig::RSA_PSS_SHA512,
+                        pss_algorithm_identifier(OID_SHA512, 64),
+                    ),
                 };
                 let mut sig = vec![0u8; k.public().modulus_len()];
                 k.sign(pad, &rng, octets, &mut sig).map_err(failed)?;
-                Ok(digital(ai, &sig))
+                Ok(digital(&ai, &sig))
             }
         }
     }
@@ -344,22 +385,51 @@ fn verification_alg(
     }
 }
 
-/// RSASSA-PSS parameters: the hash (the MGF1 hash and a salt of the hash's
-/// length are what `ring` verifies).
+/// RSASSA-PSS parameters (the DER after the OID): the hash, and what
+/// `ring` verifies with it: MGF1 with the same hash, a salt of the hash's
+/// length, trailer field 1. Anything else is named in the error.
 fn pss_alg(params: &[u8]) -> Result<&'static dyn SignatureVerificationAlgorithm, PkiError> {
     use webpki::ring as alg;
-    let find = |oid: &[u8]| params.windows(oid.len()).any(|w| w == oid);
-    if find(OID_SHA512) {
-        Ok(alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY)
-    } else if find(OID_SHA384) {
-        Ok(alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY)
-    } else if find(OID_SHA256) {
-        Ok(alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY)
-    } else {
-        Err(PkiError::UnsupportedSignature(
-            "RSASSA-PSS with an unknown hash".into(),
-        ))
+    use x509_parser::asn1_rs::{Any, FromDer};
+    use x509_parser::signature_algorithm::RsaSsaPssParams;
+    let unsupported = |why: String| PkiError::UnsupportedSignature(format!("RSASSA-PSS {why}"));
+    let (rest, any) = Any::from_der(params).map_err(|_| PkiError::BadAuthData)?;
+    if !rest.is_empty() {
+        return Err(PkiError::BadAuthData);
     }
+    let p = RsaSsaPssParams::try_from(&any).map_err(|_| PkiError::BadAuthData)?;
+    let hash = p.hash_algorithm_oid();
+    let (a, name, len): (&'static dyn SignatureVerificationAlgorithm, _, _) = match hash.as_bytes()
+    {
+        OID_SHA256 => (alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY, "SHA-256", 32),
+        OID_SHA384 => (alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY, "SHA-384", 48),
+        OID_SHA512 => (alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY, "SHA-512", 64),
+        _ => {
+            return Err(unsupported(format!(
+                "with hash {hash} (SHA-256/384/512 only)"
+            )))
+        }
+    };
+    let mgf = p.mask_gen_algorithm().map_err(|_| PkiError::BadAuthData)?;
+    if mgf.mgf.as_bytes() != OID_MGF1 || mgf.hash != *hash {
+        return Err(unsupported(format!(
+            "with mask generation {} / {} (only MGF1 with {name})",
+            mgf.mgf, mgf.hash
+        )));
+    }
+    if p.salt_length() != len {
+        return Err(unsupported(format!(
+            "with a {}-byte salt (only the hash's length, {len})",
+            p.salt_length()
+        )));
+    }
+    if p.trailer_field() != 1 {
+        return Err(unsupported(format!(
+            "with trailer field {}",
+            p.trailer_field()
+        )));
+    }
+    Ok(a)
 }
 
 /// Check the peer's AUTH payload against the public key of its (validated)
@@ -413,6 +483,46 @@ mod tests {
                 Err(PkiError::BadAuthData)
             ));
         }
+    }
+
+    /// The parameters after the OID of an AlgorithmIdentifier.
+    fn params_of(ai: &[u8]) -> Vec<u8> {
+        let (_, body, _) = der_read(ai).unwrap();
+        let (_, _, params) = der_read(body).unwrap();
+        params.to_vec()
+    }
+
+    #[test]
+    fn pss_parameters_are_checked_precisely() {
+        for (oid, salt) in [(OID_SHA256, 32), (OID_SHA384, 48), (OID_SHA512, 64)] {
+            assert!(pss_alg(&params_of(&pss_algorithm_identifier(oid, salt))).is_ok());
+        }
+        let why = |params: &[u8]| match pss_alg(params) {
+            Err(PkiError::UnsupportedSignature(w)) => w,
+            other => panic!("{:?}", other.map(|_| ())),
+        };
+        assert_eq!(
+            why(&params_of(&pss_algorithm_identifier(OID_SHA256, 20))),
+            "RSASSA-PSS with a 20-byte salt (only the hash's length, 32)"
+        );
+        // Empty parameters: SHA-1 and MGF1-SHA-1 by default (RFC 4055).
+        assert_eq!(
+            why(&[0x30, 0x00]),
+            "RSASSA-PSS with hash 1.3.14.3.2.26 (SHA-256/384/512 only)"
+        );
+        // MGF1 with another hash than the signature's.
+        let mut mixed = pss_algorithm_identifier(OID_SHA256, 32);
+        let at = mixed
+            .windows(OID_SHA256.len())
+            .rposition(|w| w == OID_SHA256)
+            .unwrap();
+        mixed[at..at + OID_SHA384.len()].copy_from_slice(OID_SHA384);
+        assert!(why(&params_of(&mixed)).contains("only MGF1 with SHA-256"));
+        assert!(matches!(
+            pss_alg(&[0x30, 0x05, 0xa0]),
+            Err(PkiError::BadAuthData)
+        ));
+        assert!(matches!(pss_alg(&[]), Err(PkiError::BadAuthData)));
     }
 
     #[test]
