@@ -153,6 +153,7 @@ fn pubkey_configs(kind: &str) -> (Arc<PeerConfig>, Arc<PeerConfig>) {
             trust: trust.clone(),
             remote_cacert: None,
             send_cert: SendCert::Always,
+            ..Default::default()
         }));
         Arc::new(c)
     };

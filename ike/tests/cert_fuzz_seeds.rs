@@ -33,6 +33,7 @@ fn verify(seed: &str) -> Result<(), ike::pki::PkiError> {
         }),
         remote_cacert: None,
         send_cert: SendCert::IfAsked,
+        ..Default::default()
     };
     let now = UnixTime::since_unix_epoch(Duration::from_secs(1_800_000_000));
     auth.verify(&certs, &id.unwrap(), OCTETS, &sig.unwrap(), now)

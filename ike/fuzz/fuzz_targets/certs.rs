@@ -40,6 +40,7 @@ fn auth() -> &'static PubkeyAuth {
         }),
         remote_cacert: None,
         send_cert: SendCert::IfAsked,
+        ..Default::default()
     })
 }
 
