@@ -375,6 +375,7 @@ impl Server {
             Request::Unroute { conn } => self.api(Api::Unroute(conn)).await,
             Request::Set { conn, settings } => self.set(&conn, &settings, peer).await,
             Request::RereadSecrets => self.reread_secrets(peer).await,
+            Request::ListCerts => self.list_certs().await,
             Request::Reload { dry_run } => self.reload(dry_run, peer).await,
             Request::Monitor => Response::Error {
                 message: "monitor is a stream".into(),
@@ -510,23 +511,37 @@ impl Server {
         r
     }
 
-    /// New secrets for the next authentications; running SAs are untouched.
+    /// New credentials for the next authentications: the secrets files
+    /// (PSKs, private keys), `[daemon] cacerts` and `crls`, and each
+    /// connection's `local_cert`. Everything is read and checked before
+    /// anything changes; running SAs are untouched.
     async fn reread_secrets(&self, peer: &Peer) -> Response {
         let mut st = self.state.lock().await;
         let files = st.config.daemon.secrets.clone();
-        let cas = st.config.secrets.cacerts();
+        let cacerts = st.config.daemon.cacerts.clone();
+        let crls = st.config.daemon.crls.clone();
+        let main = st.config.main_file.clone();
         let read = off_runtime(move || {
-            crate::secrets::Secrets::load(&files).map(|(mut s, w)| {
-                s.keep_cacerts(cas);
-                (s, w)
-            })
+            let (mut s, mut w) = crate::secrets::Secrets::load(&files)?;
+            match s.load_trust(&cacerts, &crls) {
+                Ok(more) => w.extend(more),
+                Err(e) => {
+                    return Err(config::ConfigErrors(vec![config::ConfigError::whole_file(
+                        &main, e,
+                    )]))
+                }
+            }
+            Ok((s, w))
         })
         .await;
         let (secrets, warnings) = match read {
             Ok(x) => x,
             Err(e) => {
                 return Response::Error {
-                    message: tell(peer, e).await,
+                    message: format!(
+                        "rereadsecrets failed; every credential is as it was:\n{}",
+                        tell(peer, e).await
+                    ),
                 }
             }
         };
@@ -534,7 +549,7 @@ impl Server {
             tracing::warn!("{w}");
         }
         let names = self.names().await;
-        let mut updated = 0;
+        let mut specs = Vec::new();
         for c in st
             .config
             .connections
@@ -542,29 +557,60 @@ impl Server {
             .filter(|c| names.contains(&c.name))
         {
             match Self::spec_for(&st, c, &secrets) {
-                Ok(Some(spec)) => {
-                    if let Response::Error { message } = self.api(Api::Set(Box::new(spec))).await {
-                        return Response::Error { message };
-                    }
-                    updated += 1;
-                }
+                Ok(Some(spec)) => specs.push(spec),
                 Ok(None) => {}
                 Err(e) => {
                     return Response::Error {
-                        message: tell_spec(peer, c, e).await,
+                        message: format!(
+                            "rereadsecrets failed; every credential is as it was:\n{}",
+                            tell_spec(peer, c, e).await
+                        ),
                     }
                 }
             }
         }
+        let updated = specs.len();
+        for spec in specs {
+            if let Response::Error { message } = self.api(Api::Set(Box::new(spec))).await {
+                return Response::Error { message };
+            }
+        }
         let n = secrets.len();
+        let (keys, cas, crl_count) = (
+            secrets.key_files().len(),
+            secrets.ca_files().count(),
+            secrets.crl_files().count(),
+        );
         st.config.secrets = secrets;
+        tracing::info!(
+            "rereadsecrets: {n} secret(s), {keys} private key(s), {cas} CA certificate(s), {crl_count} CRL(s) loaded"
+        );
         let mut message = format!(
-            "{n} secret(s) loaded; {updated} connection(s) use them from their next authentication"
+            "{n} secret(s), {keys} private key(s), {cas} CA certificate(s), {crl_count} CRL(s) loaded; {updated} connection(s) use them from their next authentication"
         );
         for w in warnings {
             message.push_str(&format!("\nwarning: {w}"));
         }
         Response::Ok { message }
+    }
+
+    /// The loaded certificates, keys and CRLs (`list-certs`): public
+    /// facts only, so any client of the socket may ask.
+    async fn list_certs(&self) -> Response {
+        let st = self.state.lock().await;
+        let secrets = st.config.secrets.clone();
+        let local: Vec<(String, PathBuf)> = st
+            .config
+            .connections
+            .iter()
+            .filter(|c| c.auto != config::Auto::Ignore)
+            .filter_map(|c| c.local_cert_path().map(|p| (c.name.clone(), p)))
+            .collect();
+        drop(st);
+        let report = off_runtime(move || crate::certlist::report(&secrets, &local)).await;
+        Response::Certs {
+            certs: Box::new(report),
+        }
     }
 
     /// Re-read the main configuration, diff, apply only the changes.

@@ -58,7 +58,10 @@ pub fn parse_private_key_with_passphrase(
     let info = EncryptedPrivateKeyInfo::try_from(der_ref)
         .map_err(|e| PkiError::Key(format!("not a PKCS#8 encrypted key: {e}")))?;
     let plain = info.decrypt(passphrase).map_err(|e| match e {
-        pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::DecryptFailed) => {
+        // pkcs5 0.7 reports a bad padding (a wrong passphrase) as either.
+        pkcs8::Error::EncryptedPrivateKey(
+            pkcs8::pkcs5::Error::DecryptFailed | pkcs8::pkcs5::Error::EncryptFailed,
+        ) => {
             PkiError::Key("cannot decrypt: wrong passphrase".into())
         }
         pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::UnsupportedAlgorithm { oid }) => {
