@@ -136,7 +136,8 @@ fn make_crl(p: &Path, revoked: &[&str], out: &Path) {
     std::fs::write(
         p.join("ca.cnf"),
         "[ca]\ndefault_ca = sub\n[sub]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
-         certificate = sub.pem\nprivate_key = sub.key\ndefault_md = sha256\ndefault_crl_days = 30\n",
+         certificate = sub.pem\nprivate_key = sub.key\ndefault_md = sha256\ndefault_crl_days = 30\n\
+         crl_extensions = crl_ext\n[crl_ext]\nauthorityKeyIdentifier = keyid:always\n",
     )
     .unwrap();
     std::fs::write(p.join("index.txt"), "").unwrap();
