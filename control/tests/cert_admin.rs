@@ -478,3 +478,75 @@ async fn a_failing_rereadsecrets_names_the_file_and_changes_nothing() {
     assert!(up.ok, "{}", up.text);
     assert_eq!(home(&sock).await["ike_sas"][0]["state"], "established");
 }
+
+#[test]
+fn crls_load_from_pem_and_der_expired_ones_warn_and_bad_ones_name_the_file() {
+    let dir = scratch("load");
+    let pki = dir.join("pki");
+    make_pki(&pki);
+    std::fs::create_dir_all(dir.join("crls")).unwrap();
+    // An expired CRL listing b.pem (DER), written by openssl.
+    make_crl(&pki, &["b.pem"], &pki.join("stale.pem"));
+    openssl(
+        &pki,
+        &[
+            "ca",
+            "-config",
+            "ca.cnf",
+            "-gencrl",
+            "-crl_lastupdate",
+            "20200101000000Z",
+            "-crl_nextupdate",
+            "20200201000000Z",
+            "-out",
+            "stale.pem",
+        ],
+    );
+    openssl(
+        &pki,
+        &[
+            "crl",
+            "-in",
+            "stale.pem",
+            "-outform",
+            "DER",
+            "-out",
+            &dir.join("crls/stale.der").display().to_string(),
+        ],
+    );
+    write_secret(
+        &dir.join("secrets.toml"),
+        "[[key]]\nfile = \"pki/a.p8\"\npassphrase = \"hunter2 horse\"\n",
+    );
+    let main = dir.join("vpnd.toml");
+    std::fs::write(&main, config_text(A, B, "a.test", "b.test", "a-chain.pem")).unwrap();
+    let c = control::config::load(&main).expect("loads");
+    let crl = dir.join("crls/stale.der");
+    assert!(
+        c.warnings.iter().any(|w| w
+            == &format!(
+                "CRL '{}' of 'C=CH, O=strongSwan, CN=Sub CA' expired at 2020-02-01T00:00:00Z \
+                 (nextUpdate); it is still used: the certificates it lists stay revoked",
+                crl.display()
+            )),
+        "{:?}",
+        c.warnings
+    );
+    let b = std::fs::read(pki.join("b.pem")).unwrap();
+    let b = ike::pki::parse_certificates(&b).unwrap().remove(0);
+    assert!(c.secrets.is_revoked(&b), "the expired CRL still revokes");
+    let a = std::fs::read(pki.join("a.pem")).unwrap();
+    let a = ike::pki::parse_certificates(&a).unwrap().remove(0);
+    assert!(!c.secrets.is_revoked(&a));
+
+    // A certificate where a CRL should be: the file is named.
+    std::fs::copy(pki.join("ca.pem"), dir.join("crls/zz.pem")).unwrap();
+    let e = control::config::load(&main).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "CRL '{}': invalid CRL: no PEM 'X509 CRL' block",
+            dir.join("crls/zz.pem").display()
+        )),
+        "{e}"
+    );
+}

@@ -87,7 +87,12 @@ pub fn parse_crls(bytes: &[u8]) -> Result<Vec<Crl>, PkiError> {
                 "no PEM 'X509 CRL' block (is this a CRL?)".into(),
             ));
         }
-        return Ok(vec![Crl::from_der(bytes)?]);
+        return Crl::from_der(bytes).map(|c| vec![c]).map_err(|e| match e {
+            PkiError::BadCrl(why) => {
+                PkiError::BadCrl(format!("neither PEM 'X509 CRL' nor a DER CRL ({why})"))
+            }
+            e => e,
+        });
     }
     pem.iter().map(|d| Crl::from_der(d)).collect()
 }
