@@ -57,6 +57,17 @@ pub struct CrlEntry {
     pub source: String,
 }
 
+/// The `local_cert` files of `config`'s connections (not `auto =
+/// "ignore"`), with the connection's name.
+pub fn local_certs(config: &crate::config::Config) -> Vec<(String, PathBuf)> {
+    config
+        .connections
+        .iter()
+        .filter(|c| c.auto != crate::config::Auto::Ignore)
+        .filter_map(|c| c.local_cert_path().map(|p| (c.name.clone(), p)))
+        .collect()
+}
+
 /// The report from `secrets` (keys, CAs, CRLs) and the `local_cert` files
 /// of `local` (connection name, certificate file). Reads those files (call
 /// it off the async runtime). A file that cannot be read is reported as an

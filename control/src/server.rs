@@ -576,18 +576,16 @@ impl Server {
             }
         }
         let n = secrets.len();
-        let (keys, cas, crl_count) = (
+        let loaded = format!(
+            "{n} secret(s) loaded, with {} private key(s), {} CA certificate(s), {} CRL(s)",
             secrets.key_files().len(),
             secrets.ca_files().count(),
-            secrets.crl_files().count(),
+            secrets.crl_files().count()
         );
         st.config.secrets = secrets;
-        tracing::info!(
-            "rereadsecrets: {n} secret(s), {keys} private key(s), {cas} CA certificate(s), {crl_count} CRL(s) loaded"
-        );
-        let mut message = format!(
-            "{n} secret(s), {keys} private key(s), {cas} CA certificate(s), {crl_count} CRL(s) loaded; {updated} connection(s) use them from their next authentication"
-        );
+        tracing::info!("rereadsecrets: {loaded}");
+        let mut message =
+            format!("{loaded}; {updated} connection(s) use them from their next authentication");
         for w in warnings {
             message.push_str(&format!("\nwarning: {w}"));
         }
@@ -597,16 +595,11 @@ impl Server {
     /// The loaded certificates, keys and CRLs (`list-certs`): public
     /// facts only, so any client of the socket may ask.
     async fn list_certs(&self) -> Response {
-        let st = self.state.lock().await;
-        let secrets = st.config.secrets.clone();
-        let local: Vec<(String, PathBuf)> = st
-            .config
-            .connections
-            .iter()
-            .filter(|c| c.auto != config::Auto::Ignore)
-            .filter_map(|c| c.local_cert_path().map(|p| (c.name.clone(), p)))
-            .collect();
-        drop(st);
+        let (secrets, local) = {
+            let st = self.state.lock().await;
+            let c = &st.config;
+            (c.secrets.clone(), crate::certlist::local_certs(c))
+        };
         let report = off_runtime(move || crate::certlist::report(&secrets, &local)).await;
         Response::Certs {
             certs: Box::new(report),

@@ -406,7 +406,12 @@ async fn rereadsecrets_revokes_the_peer_for_the_next_authentication_only() {
     make_crl(&pki, &["b.pem"], &dir.join("crls/sub.crl"));
     let r = vpnctl(&sock, &["rereadsecrets"]).await;
     assert!(r.ok, "{}", r.text);
-    assert!(r.text.contains("1 CRL(s) loaded"), "{}", r.text);
+    assert!(
+        r.text
+            .contains("1 private key(s), 2 CA certificate(s), 1 CRL(s)"),
+        "{}",
+        r.text
+    );
     let v = json(&sock, &["list-certs", "--json"]).await;
     assert_eq!(v["crls"][0]["revoked_count"], 1);
     assert_eq!(v["crls"][0]["revoked_serials"][0], serial_of(&pki, "b.pem"));

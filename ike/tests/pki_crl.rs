@@ -201,7 +201,7 @@ fn an_expired_crl_still_revokes_and_still_allows_the_rest() {
     assert!(parsed.is_expired(1_800_000_000));
     let p = run(
         auth(&a, &[], &[&ca], &[]),
-        auth(&b, &[], &[&ca], &[stale.clone()]),
+        auth(&b, &[], &[&ca], std::slice::from_ref(&stale)),
     );
     assert!(p.b.closed_reason().unwrap().contains("revoked"));
     let stale_other = crl_by(&ca, &[9], 2019, 2020);
