@@ -555,3 +555,75 @@ fn crls_load_from_pem_and_der_expired_ones_warn_and_bad_ones_name_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn passphrase_keys_load_and_refusals_name_the_file() {
+    let dir = scratch("pass");
+    let pki = dir.join("pki");
+    make_pki(&pki);
+    std::fs::create_dir_all(dir.join("crls")).unwrap();
+    openssl(
+        &pki,
+        &[
+            "ec",
+            "-in",
+            "a.key",
+            "-aes256",
+            "-passout",
+            "pass:x",
+            "-out",
+            "legacy.key",
+        ],
+    );
+    let main = dir.join("vpnd.toml");
+    std::fs::write(&main, config_text(A, B, "a.test", "b.test", "a-chain.pem")).unwrap();
+    let secrets = dir.join("secrets.toml");
+    let shown = |f: &str| pki.join(f).display().to_string();
+    let load_err = |text: &str| {
+        write_secret(&secrets, text);
+        control::config::load(&main).unwrap_err().to_string()
+    };
+
+    // The right passphrase: the connection gets our key.
+    write_secret(
+        &secrets,
+        "[[key]]\nfile = \"pki/a.p8\"\npassphrase = \"hunter2 horse\"\n",
+    );
+    let c = control::config::load(&main).expect("loads");
+    let p = c.connections[0]
+        .to_peer_config(&c.secrets)
+        .expect("key found");
+    assert!(p.pubkey.unwrap().local.is_some());
+
+    let e = load_err("[[key]]\nfile = \"pki/a.p8\"\npassphrase = \"Hunter2 horse\"\n");
+    assert!(
+        e.contains(&format!(
+            "{}:2: key.file: '{}': invalid private key: cannot decrypt: wrong passphrase",
+            secrets.display(),
+            shown("a.p8")
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("Hunter2"), "{e}");
+
+    let e = load_err("[[key]]\nfile = \"pki/a.p8\"\n");
+    assert!(
+        e.contains(&format!(
+            "'{}': invalid private key: the key is encrypted: give its passphrase",
+            shown("a.p8")
+        )),
+        "{e}"
+    );
+
+    let e = load_err("[[key]]\nfile = \"pki/legacy.key\"\npassphrase = \"x\"\n");
+    assert!(
+        e.contains(&format!(
+            "'{}': invalid private key: legacy OpenSSL PEM encryption",
+            shown("legacy.key")
+        )) && e.contains("openssl pkcs8 -topk8 -v2 aes-256-cbc"),
+        "{e}"
+    );
+
+    let e = load_err("[[key]]\nfile = \"pki/a.p8\"\npassphrase = 7\n");
+    assert!(e.contains("key.passphrase"), "{e}");
+}
