@@ -331,3 +331,20 @@ fn base64(b: &[u8]) -> String {
     }
     s
 }
+
+#[test]
+fn a_forged_crl_fails_closed_with_a_clear_reason() {
+    let ca = root("Root");
+    // Same name, other key: its CRL does not verify with the real CA's key.
+    let forger = root("Root");
+    let a = leaf("a.test", 1, &ca);
+    let b = leaf("b.test", 2, &ca);
+    let forged = crl_by(&forger, &[9], 2020, 2090);
+    let p = run(auth(&a, &[], &[&ca], &[]), auth(&b, &[], &[&ca], &[forged]));
+    assert!(!established(&p));
+    let why = p.b.closed_reason().expect("b closed");
+    assert!(
+        why.contains("does not verify with the issuer's key"),
+        "{why}"
+    );
+}

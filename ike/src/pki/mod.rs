@@ -394,6 +394,18 @@ fn untrusted_reason(e: &webpki::Error, pinned: bool) -> String {
         E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) => {
             "extended key usage allows neither ipsecIKE, serverAuth nor clientAuth".into()
         }
+        E::InvalidCrlSignatureForPublicKey => {
+            "a loaded CRL names its issuer but does not verify with the issuer's key (replace that CRL)".into()
+        }
+        E::IssuerNotCrlSigner => {
+            "a loaded CRL names its issuer, whose key usage does not allow signing CRLs".into()
+        }
+        E::UnsupportedCrlSignatureAlgorithm
+        | E::UnsupportedCrlSignatureAlgorithmContext(_)
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKey
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_) => {
+            "a loaded CRL of its issuer is signed with an unsupported algorithm".into()
+        }
         other => format!("{other:?}"),
     }
 }
