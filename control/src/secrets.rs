@@ -262,6 +262,21 @@ impl Secrets {
             .zip(self.crl_files.iter().map(|p| p.as_path()))
     }
 
+    /// Everything `rereadsecrets` reads: the secrets files, then
+    /// `[daemon] cacerts` and `crls` (`main` names the file that lists
+    /// them, for errors).
+    pub fn reload(
+        daemon: &crate::config::DaemonConfig,
+        main: &Path,
+    ) -> Result<(Secrets, Vec<String>), ConfigErrors> {
+        let (mut s, mut w) = Secrets::load(&daemon.secrets)?;
+        let more = s
+            .load_trust(&daemon.cacerts, &daemon.crls)
+            .map_err(|e| ConfigErrors(vec![ConfigError::whole_file(main, e)]))?;
+        w.extend(more);
+        Ok((s, w))
+    }
+
     /// Load `[daemon] cacerts` and `[daemon] crls`: files (PEM, possibly
     /// several certificates or CRLs, or DER) and directories (every
     /// regular file in them). Of several CRLs by one issuer the newest is

@@ -517,23 +517,8 @@ impl Server {
     /// anything changes; running SAs are untouched.
     async fn reread_secrets(&self, peer: &Peer) -> Response {
         let mut st = self.state.lock().await;
-        let files = st.config.daemon.secrets.clone();
-        let cacerts = st.config.daemon.cacerts.clone();
-        let crls = st.config.daemon.crls.clone();
-        let main = st.config.main_file.clone();
-        let read = off_runtime(move || {
-            let (mut s, mut w) = crate::secrets::Secrets::load(&files)?;
-            match s.load_trust(&cacerts, &crls) {
-                Ok(more) => w.extend(more),
-                Err(e) => {
-                    return Err(config::ConfigErrors(vec![config::ConfigError::whole_file(
-                        &main, e,
-                    )]))
-                }
-            }
-            Ok((s, w))
-        })
-        .await;
+        let (daemon, main) = (st.config.daemon.clone(), st.config.main_file.clone());
+        let read = off_runtime(move || crate::secrets::Secrets::reload(&daemon, &main)).await;
         let (secrets, warnings) = match read {
             Ok(x) => x,
             Err(e) => {
@@ -557,7 +542,7 @@ impl Server {
             .filter(|c| names.contains(&c.name))
         {
             match Self::spec_for(&st, c, &secrets) {
-                Ok(Some(spec)) => specs.push(spec),
+                Ok(Some(spec)) => specs.push((c, Box::new(spec))),
                 Ok(None) => {}
                 Err(e) => {
                     return Response::Error {
@@ -570,8 +555,15 @@ impl Server {
             }
         }
         let updated = specs.len();
-        for spec in specs {
-            if let Response::Error { message } = self.api(Api::Set(Box::new(spec))).await {
+        for (i, (_, spec)) in specs.iter().enumerate() {
+            if let Response::Error { message } = self.api(Api::Set(spec.clone())).await {
+                // Put the connections already updated back on the old credentials.
+                let old = st.config.secrets.clone();
+                for (c, _) in &specs[..i] {
+                    if let Ok(Some(s)) = Self::spec_for(&st, c, &old) {
+                        let _ = self.api(Api::Set(Box::new(s))).await;
+                    }
+                }
                 return Response::Error { message };
             }
         }
