@@ -44,6 +44,9 @@ pub struct IkeStatus {
     pub remote: String,
     pub local_id: String,
     pub remote_id: String,
+    /// The subject of the peer's certificate (`auth = pubkey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_cert: Option<String>,
     pub proposal: String,
     pub established_secs: u64,
     pub initiator: bool,

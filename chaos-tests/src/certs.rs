@@ -272,3 +272,31 @@ pub fn make_refusal_pki(dir: &Path) {
     }
     std::fs::write(dir.join("b-chain.pem"), read("b.pem") + &read("sub.pem")).unwrap();
 }
+
+/// A CRL by the intermediate of [`make_pki`] ("Sub CA", sub.pem/sub.key in
+/// `dir`) listing the certificates `revoked` (file names in `dir`, e.g.
+/// "b.pem"), written as PEM to `out`; made with `openssl ca -revoke` and
+/// `-gencrl` over a fresh index (valid 30 days). The CRL carries an
+/// authorityKeyIdentifier: charon finds a CRL by its issuer's key id.
+pub fn make_crl(dir: &Path, revoked: &[&str], out: &Path) {
+    std::fs::write(
+        dir.join("crl-ca.cnf"),
+        "[ca]\ndefault_ca = sub\n[sub]\ndatabase = crl-index.txt\ncrlnumber = crlnumber\n\
+         certificate = sub.pem\nprivate_key = sub.key\ndefault_md = sha256\ndefault_crl_days = 30\n\
+         crl_extensions = crl_ext\n[crl_ext]\nauthorityKeyIdentifier = keyid:always\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("crl-index.txt"), "").unwrap();
+    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    for r in revoked {
+        openssl(dir, &["ca", "-config", "crl-ca.cnf", "-revoke", r]);
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    let out = out.display().to_string();
+    openssl(
+        dir,
+        &["ca", "-config", "crl-ca.cnf", "-gencrl", "-out", &out],
+    );
+}

@@ -124,8 +124,15 @@ pub enum Verb {
         #[arg(required = true, value_name = "KEY=VALUE")]
         settings: Vec<String>,
     },
-    /// Reload the secrets files (used from the next authentication).
+    /// Reload the secrets files, private keys, certificates, CA
+    /// certificates and CRLs (used from the next authentication).
     Rereadsecrets,
+    /// List the loaded certificates, private keys, CA certificates and CRLs.
+    ListCerts {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-read the configuration and apply only the differences.
     Reload {
         /// Print the plan and change nothing.

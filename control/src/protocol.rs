@@ -58,6 +58,8 @@ pub enum Request {
         settings: Vec<String>,
     },
     RereadSecrets,
+    /// The loaded certificates, keys and CRLs.
+    ListCerts,
     /// Re-read the main configuration and apply the difference.
     Reload {
         dry_run: bool,
@@ -71,9 +73,22 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {
-    Ok { message: String },
-    Error { message: String },
-    Status { status: StatusReport },
-    Stats { stats: Box<StatsReport> },
-    Event { event: MonitorEvent },
+    Ok {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+    Status {
+        status: StatusReport,
+    },
+    Stats {
+        stats: Box<StatsReport>,
+    },
+    Event {
+        event: MonitorEvent,
+    },
+    Certs {
+        certs: Box<crate::certlist::CertsReport>,
+    },
 }

@@ -11,10 +11,12 @@
 //! ```toml
 //! [[key]]
 //! file = "keys/gw.pem"     # PKCS#8, SEC1 EC or PKCS#1 RSA; PEM or DER
+//! passphrase = "..."       # if it is an encrypted PKCS#8 key
 //! ```
 //!
 //! `file` is relative to the secrets file's directory. A connection's
 //! `local_cert` takes the key whose public key is the certificate's.
+//! Passphrases are zeroized after use and never appear in errors.
 //!
 //! `ids` names the identities a secret serves (local or remote); `"%any"`
 //! matches any identity. A secret is taken as written, or as bytes when it
@@ -26,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use ike::config::{parse_identity, Psk};
 use ike::wire::Identification;
+use rustls_pki_types::CertificateDer;
 use toml::de::DeValue;
 use zeroize::Zeroizing;
 
@@ -37,8 +40,11 @@ use crate::config::reader::{entries, join, parse_document, ParseCtx, Source, Val
 pub struct Secrets {
     psks: Vec<PskEntry>,
     keys: Vec<KeyEntry>,
-    /// Trust anchors from `[daemon] cacerts`.
+    /// Trust anchors from `[daemon] cacerts` and CRLs from `[daemon] crls`.
     cas: std::sync::Arc<ike::pki::TrustStore>,
+    /// The file each of `cas.cas` and `cas.crls` came from, in order.
+    ca_files: Vec<PathBuf>,
+    crl_files: Vec<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -87,6 +93,7 @@ impl fmt::Debug for Secrets {
                 &self.keys.iter().map(|k| &k.file).collect::<Vec<_>>(),
             )
             .field("cacerts", &self.cas.cas.len())
+            .field("crls", &self.cas.crls.len())
             .finish()
     }
 }
@@ -239,40 +246,97 @@ impl Secrets {
         self.cas.clone()
     }
 
-    /// Keep the trust anchors loaded before (`rereadsecrets` reads only
-    /// the secrets files).
-    pub fn keep_cacerts(&mut self, cas: std::sync::Arc<ike::pki::TrustStore>) {
-        self.cas = cas;
+    /// The CA certificates with the file each came from.
+    pub fn ca_files(&self) -> impl Iterator<Item = (&CertificateDer<'static>, &Path)> {
+        self.cas
+            .cas
+            .iter()
+            .zip(self.ca_files.iter().map(|p| p.as_path()))
     }
 
-    /// Load `[daemon] cacerts`: files (PEM, possibly several certificates,
-    /// or DER) and directories (every regular file in them). Errors name
-    /// the file.
-    pub fn load_cacerts(&mut self, paths: &[PathBuf]) -> Result<(), String> {
+    /// The CRLs with the file each came from.
+    pub fn crl_files(&self) -> impl Iterator<Item = (&ike::pki::Crl, &Path)> {
+        self.cas
+            .crls
+            .iter()
+            .zip(self.crl_files.iter().map(|p| p.as_path()))
+    }
+
+    /// Everything `rereadsecrets` reads: the secrets files, then
+    /// `[daemon] cacerts` and `crls` (`main` names the file that lists
+    /// them, for errors).
+    pub fn reload(
+        daemon: &crate::config::DaemonConfig,
+        main: &Path,
+    ) -> Result<(Secrets, Vec<String>), ConfigErrors> {
+        let (mut s, mut w) = Secrets::load(&daemon.secrets)?;
+        let more = s
+            .load_trust(&daemon.cacerts, &daemon.crls)
+            .map_err(|e| ConfigErrors(vec![ConfigError::whole_file(main, e)]))?;
+        w.extend(more);
+        Ok((s, w))
+    }
+
+    /// Load `[daemon] cacerts` and `[daemon] crls`: files (PEM, possibly
+    /// several certificates or CRLs, or DER) and directories (every
+    /// regular file in them). Of several CRLs by one issuer the newest is
+    /// kept. Errors name the file; warnings name expired CRLs (they are
+    /// still used: what they list stays revoked).
+    pub fn load_trust(
+        &mut self,
+        cacerts: &[PathBuf],
+        crls: &[PathBuf],
+    ) -> Result<Vec<String>, String> {
         let mut cas = Vec::new();
-        for p in paths {
-            let files = if p.is_dir() {
-                let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-                    .map_err(|e| format!("cannot read cacerts directory '{}': {e}", p.display()))?
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|f| f.is_file())
-                    .collect();
-                v.sort();
-                v
-            } else {
-                vec![p.clone()]
-            };
-            for f in files {
-                let bytes = std::fs::read(&f)
-                    .map_err(|e| format!("cannot read CA certificate '{}': {e}", f.display()))?;
-                let certs = ike::pki::parse_certificates(&bytes)
-                    .map_err(|e| format!("CA certificate '{}': {e}", f.display()))?;
-                cas.extend(certs);
+        let mut ca_files = Vec::new();
+        for f in expand(cacerts, "cacerts")? {
+            let bytes = std::fs::read(&f)
+                .map_err(|e| format!("cannot read CA certificate '{}': {e}", f.display()))?;
+            let certs = ike::pki::parse_certificates(&bytes)
+                .map_err(|e| format!("CA certificate '{}': {e}", f.display()))?;
+            ca_files.extend(std::iter::repeat_n(f.clone(), certs.len()));
+            cas.extend(certs);
+        }
+        let mut all = Vec::new();
+        for f in expand(crls, "crls")? {
+            let bytes =
+                std::fs::read(&f).map_err(|e| format!("cannot read CRL '{}': {e}", f.display()))?;
+            let list =
+                ike::pki::parse_crls(&bytes).map_err(|e| format!("CRL '{}': {e}", f.display()))?;
+            all.extend(list.into_iter().map(|c| (c, f.clone())));
+        }
+        // The newest CRL per issuer (latest thisUpdate; the later file on a tie).
+        let mut kept: Vec<(ike::pki::Crl, PathBuf)> = Vec::new();
+        for (c, f) in all {
+            match kept.iter_mut().find(|(o, _)| o.issuer_der == c.issuer_der) {
+                Some(o) if c.this_update >= o.0.this_update => *o = (c, f),
+                Some(_) => {}
+                None => kept.push((c, f)),
             }
         }
-        self.cas = std::sync::Arc::new(ike::pki::TrustStore { cas });
-        Ok(())
+        let now = unix_now();
+        let warnings = kept
+            .iter()
+            .filter(|(c, _)| c.is_expired(now))
+            .map(|(c, f)| {
+                format!(
+                    "CRL '{}' of '{}' expired at {} (nextUpdate); it is still used: the certificates it lists stay revoked",
+                    f.display(),
+                    c.issuer,
+                    ike::pki::utc_string(c.next_update.unwrap_or(0))
+                )
+            })
+            .collect();
+        let (crls, crl_files) = kept.into_iter().unzip();
+        self.cas = std::sync::Arc::new(ike::pki::TrustStore { cas, crls });
+        self.ca_files = ca_files;
+        self.crl_files = crl_files;
+        Ok(warnings)
+    }
+
+    /// Is `cert` listed by a loaded CRL of its issuer?
+    pub fn is_revoked(&self, cert: &[u8]) -> bool {
+        self.cas.crls.iter().any(|c| c.lists(cert))
     }
 
     /// Number of `[[psk]]` entries.
@@ -283,6 +347,34 @@ impl Secrets {
     pub fn is_empty(&self) -> bool {
         self.psks.is_empty()
     }
+}
+
+/// The files of `paths`: a directory stands for its regular files, sorted
+/// (`what` names the key in errors).
+fn expand(paths: &[PathBuf], what: &str) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("cannot read {what} directory '{}': {e}", p.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| f.is_file())
+                .collect();
+            v.sort();
+            out.extend(v);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// An identity to look up: `None` is `%any` (or unparsable: matches only
@@ -389,6 +481,7 @@ fn parse_entry(ctx: &mut ParseCtx<'_>, item: &Value<'_>) -> Option<PskEntry> {
 fn parse_key(ctx: &mut ParseCtx<'_>, item: &Value<'_>, dir: &Path) -> Option<KeyEntry> {
     let t = ctx.table(item, "key")?;
     let mut file = None;
+    let mut passphrase: Option<Zeroizing<Vec<u8>>> = None;
     for (k, v) in entries(t) {
         let key = join("key", k.get_ref());
         match k.get_ref().as_ref() {
@@ -397,11 +490,11 @@ fn parse_key(ctx: &mut ParseCtx<'_>, item: &Value<'_>, dir: &Path) -> Option<Key
                     file = Some((dir.join(s), v.span()));
                 }
             }
-            "passphrase" => ctx.err(
-                v.span(),
-                &key,
-                "encrypted private keys are not supported yet: decrypt the key (openssl pkcs8 -in KEY -out PLAIN.pem) and drop the passphrase",
-            ),
+            "passphrase" => {
+                if let Some(p) = ctx.string(v, &key) {
+                    passphrase = Some(Zeroizing::new(p.as_bytes().to_vec()));
+                }
+            }
             _ => ctx.unknown_key(k, &key, KEY_KEYS),
         }
     }
@@ -420,7 +513,11 @@ fn parse_key(ctx: &mut ParseCtx<'_>, item: &Value<'_>, dir: &Path) -> Option<Key
             return None;
         }
     };
-    match ike::pki::parse_private_key(&bytes) {
+    let parsed = match &passphrase {
+        Some(p) => ike::pki::parse_private_key_with_passphrase(&bytes, p),
+        None => ike::pki::parse_private_key(&bytes),
+    };
+    match parsed {
         Ok(key) => Some(KeyEntry {
             file,
             key: std::sync::Arc::new(key),

@@ -375,6 +375,7 @@ impl Server {
             Request::Unroute { conn } => self.api(Api::Unroute(conn)).await,
             Request::Set { conn, settings } => self.set(&conn, &settings, peer).await,
             Request::RereadSecrets => self.reread_secrets(peer).await,
+            Request::ListCerts => self.list_certs().await,
             Request::Reload { dry_run } => self.reload(dry_run, peer).await,
             Request::Monitor => Response::Error {
                 message: "monitor is a stream".into(),
@@ -510,23 +511,22 @@ impl Server {
         r
     }
 
-    /// New secrets for the next authentications; running SAs are untouched.
+    /// New credentials for the next authentications: the secrets files
+    /// (PSKs, private keys), `[daemon] cacerts` and `crls`, and each
+    /// connection's `local_cert`. Everything is read and checked before
+    /// anything changes; running SAs are untouched.
     async fn reread_secrets(&self, peer: &Peer) -> Response {
         let mut st = self.state.lock().await;
-        let files = st.config.daemon.secrets.clone();
-        let cas = st.config.secrets.cacerts();
-        let read = off_runtime(move || {
-            crate::secrets::Secrets::load(&files).map(|(mut s, w)| {
-                s.keep_cacerts(cas);
-                (s, w)
-            })
-        })
-        .await;
+        let (daemon, main) = (st.config.daemon.clone(), st.config.main_file.clone());
+        let read = off_runtime(move || crate::secrets::Secrets::reload(&daemon, &main)).await;
         let (secrets, warnings) = match read {
             Ok(x) => x,
             Err(e) => {
                 return Response::Error {
-                    message: tell(peer, e).await,
+                    message: format!(
+                        "rereadsecrets failed; every credential is as it was:\n{}",
+                        tell(peer, e).await
+                    ),
                 }
             }
         };
@@ -534,7 +534,7 @@ impl Server {
             tracing::warn!("{w}");
         }
         let names = self.names().await;
-        let mut updated = 0;
+        let mut specs = Vec::new();
         for c in st
             .config
             .connections
@@ -542,29 +542,60 @@ impl Server {
             .filter(|c| names.contains(&c.name))
         {
             match Self::spec_for(&st, c, &secrets) {
-                Ok(Some(spec)) => {
-                    if let Response::Error { message } = self.api(Api::Set(Box::new(spec))).await {
-                        return Response::Error { message };
-                    }
-                    updated += 1;
-                }
+                Ok(Some(spec)) => specs.push((c, Box::new(spec))),
                 Ok(None) => {}
                 Err(e) => {
                     return Response::Error {
-                        message: tell_spec(peer, c, e).await,
+                        message: format!(
+                            "rereadsecrets failed; every credential is as it was:\n{}",
+                            tell_spec(peer, c, e).await
+                        ),
                     }
                 }
             }
         }
+        let updated = specs.len();
+        for (i, (_, spec)) in specs.iter().enumerate() {
+            if let Response::Error { message } = self.api(Api::Set(spec.clone())).await {
+                // Put the connections already updated back on the old credentials.
+                let old = st.config.secrets.clone();
+                for (c, _) in &specs[..i] {
+                    if let Ok(Some(s)) = Self::spec_for(&st, c, &old) {
+                        let _ = self.api(Api::Set(Box::new(s))).await;
+                    }
+                }
+                return Response::Error { message };
+            }
+        }
         let n = secrets.len();
-        st.config.secrets = secrets;
-        let mut message = format!(
-            "{n} secret(s) loaded; {updated} connection(s) use them from their next authentication"
+        let loaded = format!(
+            "{n} secret(s) loaded, with {} private key(s), {} CA certificate(s), {} CRL(s)",
+            secrets.key_files().len(),
+            secrets.ca_files().count(),
+            secrets.crl_files().count()
         );
+        st.config.secrets = secrets;
+        tracing::info!("rereadsecrets: {loaded}");
+        let mut message =
+            format!("{loaded}; {updated} connection(s) use them from their next authentication");
         for w in warnings {
             message.push_str(&format!("\nwarning: {w}"));
         }
         Response::Ok { message }
+    }
+
+    /// The loaded certificates, keys and CRLs (`list-certs`): public
+    /// facts only, so any client of the socket may ask.
+    async fn list_certs(&self) -> Response {
+        let (secrets, local) = {
+            let st = self.state.lock().await;
+            let c = &st.config;
+            (c.secrets.clone(), crate::certlist::local_certs(c))
+        };
+        let report = off_runtime(move || crate::certlist::report(&secrets, &local)).await;
+        Response::Certs {
+            certs: Box::new(report),
+        }
     }
 
     /// Re-read the main configuration, diff, apply only the changes.

@@ -103,7 +103,7 @@ fn secrets_are_never_printed() {
     assert!(!dbg.contains("hunter2"), "{dbg}");
     assert_eq!(
         dbg,
-        "Secrets { psk: [Psk { ids: [\"a.test\"], secret: <redacted> }], key: [], cacerts: 0 }"
+        "Secrets { psk: [Psk { ids: [\"a.test\"], secret: <redacted> }], key: [], cacerts: 0, crls: 0 }"
     );
     let psk = s.psk_for("a.test", "b.test").unwrap();
     assert!(!format!("{psk:?}").contains("hunter2"));

@@ -3,7 +3,7 @@
 //! responding peer daemon beside it. The member is `vpnctl` run as uid 65534
 //! through `setpriv`; root is `vpnctl` run as is. These tests run as root.
 //!
-//! - a member may use the verbs (`status`, `up`);
+//! - a member may use the verbs (`status`, `list-certs`, `up`);
 //! - `load --file` from a member takes only a file owned by root and not
 //!   writable by group or others, in directories likewise;
 //! - an error from a file the member cannot read leaves the value out; root
@@ -225,6 +225,11 @@ async fn a_member_may_run_status_and_up() {
     let s = vpnctl(&sock, AS_MEMBER, &["status"]).await;
     assert!(s.ok, "{}", s.text);
     assert!(s.text.contains("home: auto=add"), "{}", s.text);
+    // list-certs shows public facts only: a member may list them.
+    let l = vpnctl(&sock, AS_MEMBER, &["list-certs", "--json"]).await;
+    assert!(l.ok, "{}", l.text);
+    let v: serde_json::Value = serde_json::from_str(&l.text).expect("json");
+    assert_eq!(v, serde_json::json!({"certs": [], "crls": []}));
     let up = vpnctl(&sock, AS_MEMBER, &["up", "home"]).await;
     assert!(up.ok, "{}", up.text);
     let s = vpnctl(&sock, AS_MEMBER, &["status", "home", "--json"]).await;

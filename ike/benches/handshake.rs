@@ -137,6 +137,7 @@ fn pubkey_configs(kind: &str) -> (Arc<PeerConfig>, Arc<PeerConfig>) {
     let root = CertifiedIssuer::self_signed(ca, key(kind)).unwrap();
     let trust = Arc::new(TrustStore {
         cas: vec![root.der().clone()],
+        ..Default::default()
     });
     let side = |me: &str, peer: &str, initiator: bool| {
         let k = key(kind);

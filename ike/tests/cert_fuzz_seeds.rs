@@ -30,6 +30,7 @@ fn verify(seed: &str) -> Result<(), ike::pki::PkiError> {
         local: None,
         trust: Arc::new(TrustStore {
             cas: vec![CertificateDer::from(ca)],
+            ..Default::default()
         }),
         remote_cacert: None,
         send_cert: SendCert::IfAsked,

@@ -82,6 +82,7 @@ fn auth(leaf: &Leaf, chain: &[&Issuer], trust: &[&Issuer]) -> PubkeyAuth {
         )),
         trust: Arc::new(TrustStore {
             cas: trust.iter().map(|i| i.der().clone()).collect(),
+            ..Default::default()
         }),
         remote_cacert: None,
         send_cert: SendCert::IfAsked,

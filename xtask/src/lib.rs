@@ -322,7 +322,7 @@ pub fn vpnd_toml_man() -> io::Result<Vec<u8>> {
         }
     }
     section(&mut r, "SECRETS");
-    paragraph(&mut r, "The files [daemon] secrets names hold pre-shared keys, one [[psk]] table each, and should be root's and mode 0600: vpnd warns about one that group or others can read. vpnctl rereadsecrets loads them again.");
+    paragraph(&mut r, "The files [daemon] secrets names hold pre-shared keys, one [[psk]] table each, and the private keys of auth = pubkey, one [[key]] table each (file, relative to the secrets file, and passphrase for an encrypted PKCS#8 key); they should be root's and mode 0600: vpnd warns about one that group or others can read. vpnctl rereadsecrets loads them again, with [daemon] cacerts, crls and every local_cert.");
     tagged(
         &mut r,
         vec![bold("ids")],

@@ -492,6 +492,7 @@ impl Actor for IkeSaActor {
                 remote: String::new(),
                 local_id: String::new(),
                 remote_id: String::new(),
+                remote_cert: None,
                 proposal: String::new(),
                 established_secs: 0,
                 initiator: true,

@@ -63,6 +63,7 @@ impl IkeState {
             remote: fmt_addr(sa.remote_addr()),
             local_id: sa.local_id().map(display_identity).unwrap_or_default(),
             remote_id: sa.remote_id().map(display_identity).unwrap_or_default(),
+            remote_cert: sa.remote_cert().map(str::to_string),
             proposal: sa.proposal().map(|p| p.describe()).unwrap_or_default(),
             established_secs: sa
                 .established_at()

@@ -56,6 +56,7 @@ fn main() {
         Verb::Unroute { conn } => (Request::Unroute { conn }, false),
         Verb::Set { conn, settings } => (Request::Set { conn, settings }, false),
         Verb::Rereadsecrets => (Request::RereadSecrets, false),
+        Verb::ListCerts { json } => (Request::ListCerts, json),
         Verb::Reload { dry_run } => (Request::Reload { dry_run }, false),
         Verb::Down { conn } => (Request::Down { conn }, false),
         Verb::Kill { conn } => (Request::Kill { conn }, false),
@@ -206,6 +207,14 @@ fn print(resp: Response, json: bool) -> i32 {
             }
             0
         }
+        Response::Certs { certs } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&certs).expect("json"));
+            } else {
+                print!("{}", control::certlist::render_text(&certs));
+            }
+            0
+        }
         Response::Event { event } => {
             if json {
                 println!("{}", serde_json::to_string(&event).expect("json"));
@@ -278,6 +287,9 @@ fn print_conn(c: &ConnStatus) {
         );
         println!("    local  '{}' @ {}", ike.local_id, ike.local);
         println!("    remote '{}' @ {}", ike.remote_id, ike.remote);
+        if let Some(cert) = &ike.remote_cert {
+            println!("    remote certificate '{cert}'");
+        }
         if !ike.proposal.is_empty() {
             println!("    {}", ike.proposal);
         }

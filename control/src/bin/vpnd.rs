@@ -45,6 +45,15 @@ async fn run(args: Args) -> Result<(), String> {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
+    let s = &cfg.secrets;
+    let (keys, cas, crls) = (
+        s.key_files().len(),
+        s.ca_files().count(),
+        s.crl_files().count(),
+    );
+    if keys + cas + crls > 0 {
+        tracing::info!("loaded {keys} private key(s), {cas} CA certificate(s), {crls} CRL(s)");
+    }
     let userspace = || {
         let opts = kernel::userspace::UserspaceOptions {
             tun: cfg.daemon.tun.clone(),

@@ -132,6 +132,11 @@ impl ConnectionConfig {
         })
     }
 
+    /// Its `local_cert` file, resolved.
+    pub fn local_cert_path(&self) -> Option<PathBuf> {
+        self.local_cert.as_ref().map(|p| self.resolve_path(p))
+    }
+
     /// A path of this connection's, relative to its file's directory.
     fn resolve_path(&self, p: &std::path::Path) -> PathBuf {
         self.file

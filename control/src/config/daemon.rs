@@ -25,6 +25,9 @@ pub struct DaemonConfig {
     /// DER) or directories of them, resolved relative to the main file's
     /// directory.
     pub cacerts: Vec<PathBuf>,
+    /// Certificate revocation lists: files (PEM or DER) or directories of
+    /// them, resolved relative to the main file's directory.
+    pub crls: Vec<PathBuf>,
     /// Prometheus endpoint.
     pub metrics: Option<SocketAddr>,
     /// Group that may use the control socket (mode 0660 instead of 0600).
@@ -70,6 +73,7 @@ impl Default for DaemonConfig {
             include: Vec::new(),
             secrets: Vec::new(),
             cacerts: Vec::new(),
+            crls: Vec::new(),
             metrics: None,
             tun: "vpnd0".to_string(),
             workers: 0,
@@ -137,6 +141,7 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "include",
     "secrets",
     "cacerts",
+    "crls",
     "metrics",
     "socket_group",
     "tun",
@@ -219,6 +224,17 @@ pub(super) fn parse_daemon(
                             continue;
                         }
                         out.cacerts.push(base.join(s));
+                    }
+                }
+            }
+            "crls" => {
+                if let Some(l) = ctx.strings(v, &key) {
+                    for (s, span) in l {
+                        if s.trim().is_empty() {
+                            ctx.err(span, &key, "must not be empty");
+                            continue;
+                        }
+                        out.crls.push(base.join(s));
                     }
                 }
             }

@@ -104,6 +104,8 @@ pub static KEY_DOCS: &[KeyDoc] = &[
       "Secrets files (or patterns), relative to the main file's directory; vpnd warns about one that group or others can read. See SECRETS below."),
     k(D, "cacerts", "[]", "x509ca/ (swanctl), ipsec.d/cacerts/",
       "Trust anchors for auth = pubkey: CA certificate files (PEM, several per file allowed, or DER) or directories of them, relative to the main file's directory."),
+    k(D, "crls", "[]", "x509crl/ (swanctl), ipsec.d/crls/",
+      "Certificate revocation lists (PEM or DER) or directories of them, relative to the main file's directory. A peer certificate (or one of its chain) that its issuer's CRL lists is refused; no CRL for an issuer allows its certificates; an expired CRL is still used, with a warning. vpnctl rereadsecrets loads them again."),
     k(D, "metrics", "unset (off)", "none",
       "IP:port of a Prometheus endpoint (/metrics), e.g. \"127.0.0.1:9469\"."),
     k(D, "socket_group", "unset (socket mode 0600)", "charon.group (strongswan.conf)",

@@ -195,8 +195,10 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
             (Secrets::empty(), Vec::new())
         }
     };
-    if let Err(e) = secrets.load_cacerts(&daemon.cacerts) {
-        errors.push(ConfigError::whole_file(main, e));
+    let mut warnings = warnings;
+    match secrets.load_trust(&daemon.cacerts, &daemon.crls) {
+        Ok(w) => warnings.extend(w),
+        Err(e) => errors.push(ConfigError::whole_file(main, e)),
     }
 
     if !errors.is_empty() {

@@ -37,6 +37,7 @@ fn auth() -> &'static PubkeyAuth {
         local: None,
         trust: Arc::new(TrustStore {
             cas: vec![CertificateDer::from(CA.to_vec())],
+            ..Default::default()
         }),
         remote_cacert: None,
         send_cert: SendCert::IfAsked,

@@ -5,7 +5,10 @@
 //!
 //! The daemon reads the files; this module takes their bytes (PEM or DER).
 
+pub mod crl;
 mod dn;
+pub mod info;
+mod keyfile;
 mod reason;
 pub mod sig;
 
@@ -16,7 +19,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use webpki::{EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeIdIter};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+pub use crl::{parse_crls, Crl};
 pub use dn::{dn_matches, dn_to_string, parse_dn};
+pub use info::{cert_info, utc_string, CertInfo};
+pub use keyfile::{is_encrypted_key, parse_private_key_with_passphrase};
 pub use sig::{KeyFormat, SigningKey};
 
 use crate::config::display_identity;
@@ -44,6 +50,15 @@ pub enum PkiError {
     PeerSentNoCertificate,
     #[error("peer's CERT payload (encoding {encoding}) is not an X.509 certificate: {why}")]
     BadPeerCertificate { encoding: u8, why: String },
+    #[error("invalid CRL: {0}")]
+    BadCrl(String),
+    #[error("peer's certificate '{subject}' is revoked: certificate '{revoked}' (serial {serial}) is listed in the CRL of '{issuer}'")]
+    Revoked {
+        subject: String,
+        revoked: String,
+        serial: String,
+        issuer: String,
+    },
     #[error("peer's certificate '{subject}' is not trusted: {why}")]
     Untrusted { subject: String, why: String },
     #[error("peer identity '{id}' is not in its certificate '{subject}' ({})", reason::alt_names(.alt_names))]
@@ -95,13 +110,13 @@ pub fn parse_certificates(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, 
 /// A private key from a PEM (PKCS#8, SEC1 "EC PRIVATE KEY", PKCS#1 "RSA
 /// PRIVATE KEY") or DER file.
 pub fn parse_private_key(bytes: &[u8]) -> Result<SigningKey, PkiError> {
+    if is_encrypted_key(bytes) {
+        return Err(PkiError::Key(
+            "the key is encrypted: give its passphrase (passphrase = \"...\" in its [[key]])"
+                .into(),
+        ));
+    }
     if bytes.starts_with(b"-----") || bytes.windows(5).any(|w| w == b"-----") {
-        if bytes.windows(9).any(|w| w == b"ENCRYPTED") {
-            return Err(PkiError::Key(
-                "encrypted keys are not supported; decrypt it (openssl pkcs8 -in KEY -out KEY.plain)"
-                    .into(),
-            ));
-        }
         let key =
             PrivateKeyDer::from_pem_slice(bytes).map_err(|e| PkiError::Key(format!("PEM: {e}")))?;
         return match key {
@@ -170,10 +185,12 @@ impl LocalCert {
     }
 }
 
-/// Trust anchors: CA certificates (roots, or intermediates trusted as such).
+/// Trust anchors: CA certificates (roots, or intermediates trusted as
+/// such), and the CRLs checked for every certificate of a peer's chain.
 #[derive(Clone, Debug, Default)]
 pub struct TrustStore {
     pub cas: Vec<CertificateDer<'static>>,
+    pub crls: Vec<Crl>,
 }
 
 /// SHA-1 of a certificate's SubjectPublicKeyInfo: its CERTREQ entry (§3.7).
@@ -324,18 +341,31 @@ impl PubkeyAuth {
                 why: "no trusted CA certificates are configured".into(),
             });
         }
+        let crls: Vec<&webpki::CertRevocationList<'static>> =
+            self.trust.crls.iter().map(|c| &*c.webpki).collect();
+        // strongSwan's policy: a certificate is refused only when its
+        // issuer's CRL lists it; expired CRLs still count.
+        let revocation = webpki::RevocationOptionsBuilder::new(&crls).ok().map(|b| {
+            b.with_depth(webpki::RevocationCheckDepth::Chain)
+                .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                .with_expiration_policy(webpki::ExpirationPolicy::Ignore)
+                .build()
+        });
         ee.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
             &anchors,
             &x509[1..],
             now,
             IkeEku,
-            None,
+            revocation,
             None,
         )
-        .map_err(|e| PkiError::Untrusted {
-            subject: subject.clone(),
-            why: untrusted_reason(&e, self.remote_cacert.as_ref(), &x509, &anchor_certs),
+        .map_err(|e| match e {
+            webpki::Error::CertRevoked => self.revoked(&x509, &subject),
+            e => PkiError::Untrusted {
+                subject: subject.clone(),
+                why: untrusted_reason(&e, self.remote_cacert.as_ref(), &x509, &anchor_certs),
+            },
         })?;
         if !cert_has_identity(&x509[0], id) {
             return Err(PkiError::IdentityNotInCertificate {
@@ -345,6 +375,21 @@ impl PubkeyAuth {
             });
         }
         sig::verify(&ee, &x509[0], octets, auth)
+    }
+}
+
+impl PubkeyAuth {
+    /// The error for a chain (end entity first) that a CRL revokes: which
+    /// certificate, by whose CRL.
+    fn revoked(&self, chain: &[CertificateDer<'_>], subject: &str) -> PkiError {
+        let at = crl::revoked_index(&self.trust.crls, chain).unwrap_or(0);
+        let info = info::cert_info(&chain[at]).ok();
+        PkiError::Revoked {
+            subject: subject.to_string(),
+            revoked: subject_string(&chain[at]),
+            serial: info.as_ref().map(|i| i.serial.clone()).unwrap_or_default(),
+            issuer: info.map(|i| i.issuer).unwrap_or_default(),
+        }
     }
 }
 
@@ -398,6 +443,18 @@ fn untrusted_reason(
         | E::UnsupportedSignatureAlgorithmForPublicKey
         | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
             format!("a certificate of its chain is signed with an unsupported algorithm ({e:?})")
+        }
+        E::InvalidCrlSignatureForPublicKey => {
+            "a loaded CRL names its issuer but does not verify with the issuer's key (replace that CRL)".into()
+        }
+        E::IssuerNotCrlSigner => {
+            "a loaded CRL names its issuer, whose key usage does not allow signing CRLs".into()
+        }
+        E::UnsupportedCrlSignatureAlgorithm
+        | E::UnsupportedCrlSignatureAlgorithmContext(_)
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKey
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_) => {
+            "a loaded CRL of its issuer is signed with an unsupported algorithm".into()
         }
         other => format!("{other:?}"),
     }

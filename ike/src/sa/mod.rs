@@ -233,6 +233,8 @@ pub struct IkeSa {
     proposal: Option<Chosen>,
     local_id: Option<Identification>,
     remote_id: Option<Identification>,
+    /// The subject of the certificate the peer authenticated with.
+    remote_cert: Option<String>,
     half_open_deadline: Option<Instant>,
     established_at: Option<Instant>,
     transmits: VecDeque<Transmit>,
@@ -318,6 +320,12 @@ impl IkeSa {
 
     pub fn remote_id(&self) -> Option<&Identification> {
         self.remote_id.as_ref()
+    }
+
+    /// The subject DN of the peer's certificate (`auth = pubkey`), once
+    /// it authenticated.
+    pub fn remote_cert(&self) -> Option<&str> {
+        self.remote_cert.as_deref()
     }
 
     pub fn proposal(&self) -> Option<&Chosen> {

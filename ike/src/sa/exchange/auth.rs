@@ -47,6 +47,18 @@ fn prove(
     }
 }
 
+/// The subject of the peer's end-entity certificate among `payloads`, when
+/// `config` authenticates with certificates.
+fn peer_cert_subject(config: &PeerConfig, payloads: &[Payload]) -> Option<String> {
+    config.pubkey.as_ref()?;
+    payloads.iter().find_map(|p| match p {
+        Payload::Cert(c) if c.encoding == crate::pki::CERT_X509_SIGNATURE => {
+            Some(crate::pki::subject_string(&c.data))
+        }
+        _ => None,
+    })
+}
+
 /// Check the peer's proof of identity `id` (AUTH payload `auth` over
 /// `octets`, with the CERT payloads among `payloads`).
 fn check(
@@ -203,6 +215,7 @@ impl IkeSa {
             return Ok(());
         }
         self.remote_id = Some(idr.clone());
+        self.remote_cert = peer_cert_subject(&config, &payloads);
         let Some(proposal) = self.proposal.clone() else {
             return Err(DatagramError::Unexpected("IKE_AUTH before a proposal"));
         };
@@ -294,6 +307,7 @@ impl IkeSa {
         self.config = Some(config.clone());
         self.local_id = Some(config.local_id.clone());
         self.remote_id = Some(idi.clone());
+        self.remote_cert = peer_cert_subject(&config, &payloads);
         let mut response = vec![Payload::IdR(config.local_id.clone())];
         response.extend(certs);
         response.push(Payload::Auth(my_auth));

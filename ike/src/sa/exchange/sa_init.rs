@@ -92,6 +92,7 @@ impl IkeSa {
             proposal: None,
             local_id: None,
             remote_id: None,
+            remote_cert: None,
             half_open_deadline: None,
             established_at: None,
             transmits: VecDeque::new(),
