@@ -290,10 +290,9 @@ impl ConnState {
     }
 
     fn remove_dataplane_sas(&self) {
-        for sa in self.ctx.dataplane.installed() {
-            if sa.owner == self.spec.name {
-                let _ = self.ctx.dataplane.remove_sa(&sa.owner, sa.spi_in);
-            }
+        let owner = &self.spec.name;
+        for spi in self.ctx.dataplane.spis_of(owner) {
+            let _ = self.ctx.dataplane.remove_sa(owner, spi);
         }
     }
 

@@ -163,6 +163,17 @@ pub trait Dataplane: Send + Sync + 'static {
     fn remove_owner(&self, owner: &str);
     fn counters(&self, spi_in: u32) -> Option<SaCounters>;
     fn installed(&self) -> Vec<InstalledSa>;
+    /// Inbound SPIs of `owner`'s installed SA pairs. The default filters
+    /// [`Dataplane::installed`]; a backend with an index by owner answers
+    /// from it, so a gateway with many connections does not copy every SA
+    /// to find one connection's.
+    fn spis_of(&self, owner: &str) -> Vec<u32> {
+        self.installed()
+            .into_iter()
+            .filter(|s| s.owner == owner)
+            .map(|s| s.spi_in)
+            .collect()
+    }
     fn traps(&self) -> Vec<Trap>;
     /// Subscribe to ACQUIRE / EXPIRE events.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DataplaneEvent>;

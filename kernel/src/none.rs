@@ -8,7 +8,7 @@
 //! packet passes. Outside a Tokio runtime no timer can run and time
 //! lifetimes are not enforced (the daemon always has one).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
@@ -34,8 +34,28 @@ impl Drop for Entry {
     }
 }
 
+/// The installed SAs by inbound SPI, and their SPIs by owner.
+#[derive(Default)]
+struct Table {
+    sas: BTreeMap<u32, Entry>,
+    by_owner: HashMap<String, BTreeSet<u32>>,
+}
+
+impl Table {
+    fn remove(&mut self, spi_in: u32) -> Option<Entry> {
+        let e = self.sas.remove(&spi_in)?;
+        if let Some(set) = self.by_owner.get_mut(&e.sa.owner) {
+            set.remove(&spi_in);
+            if set.is_empty() {
+                self.by_owner.remove(&e.sa.owner);
+            }
+        }
+        Some(e)
+    }
+}
+
 struct Inner {
-    sas: Mutex<BTreeMap<u32, Entry>>,
+    sas: Mutex<Table>,
     traps: Mutex<Vec<Trap>>,
     events: broadcast::Sender<DataplaneEvent>,
     fail_next: FailNext,
@@ -49,7 +69,7 @@ impl Default for NoneDataplane {
     fn default() -> Self {
         NoneDataplane {
             inner: Arc::new(Inner {
-                sas: Mutex::new(BTreeMap::new()),
+                sas: Mutex::new(Table::default()),
                 traps: Mutex::new(Vec::new()),
                 events: broadcast::channel(64).0,
                 fail_next: FailNext::default(),
@@ -65,7 +85,7 @@ impl Inner {
         let gone = {
             let mut sas = self.sas.lock().expect("dataplane lock");
             let now = tokio::time::Instant::now().into_std();
-            let due = sas.get_mut(&spi_in).is_some_and(|e| {
+            let due = sas.sas.get_mut(&spi_in).is_some_and(|e| {
                 let hard = e.life.check(now, 0, 0) == Verdict::Hard;
                 if hard {
                     // The timer is this task: do not abort it.
@@ -74,7 +94,7 @@ impl Inner {
                 hard
             });
             if due {
-                sas.remove(&spi_in)
+                sas.remove(spi_in)
             } else {
                 None
             }
@@ -105,7 +125,7 @@ impl Dataplane for NoneDataplane {
     fn install_sa(&self, sa: &SaInstall) -> Result<(), DataplaneError> {
         self.inner.fail_next.check(&sa.owner)?;
         let mut sas = self.inner.sas.lock().expect("dataplane lock");
-        if sas.contains_key(&sa.spi_in) {
+        if sas.sas.contains_key(&sa.spi_in) {
             return Err(DataplaneError::Duplicate(sa.spi_in));
         }
         let now = tokio::time::Instant::now();
@@ -124,7 +144,11 @@ impl Dataplane for NoneDataplane {
             }
             _ => None,
         };
-        sas.insert(
+        sas.by_owner
+            .entry(sa.owner.clone())
+            .or_default()
+            .insert(sa.spi_in);
+        sas.sas.insert(
             sa.spi_in,
             Entry {
                 sa: InstalledSa {
@@ -146,7 +170,7 @@ impl Dataplane for NoneDataplane {
             .sas
             .lock()
             .expect("dataplane lock")
-            .remove(&spi_in);
+            .remove(spi_in);
         Ok(())
     }
 
@@ -167,11 +191,12 @@ impl Dataplane for NoneDataplane {
     }
 
     fn remove_owner(&self, owner: &str) {
-        self.inner
-            .sas
-            .lock()
-            .expect("dataplane lock")
-            .retain(|_, e| e.sa.owner != owner);
+        {
+            let mut t = self.inner.sas.lock().expect("dataplane lock");
+            for spi in t.by_owner.remove(owner).unwrap_or_default() {
+                t.sas.remove(&spi);
+            }
+        }
         self.inner
             .traps
             .lock()
@@ -184,6 +209,7 @@ impl Dataplane for NoneDataplane {
             .sas
             .lock()
             .expect("dataplane lock")
+            .sas
             .contains_key(&spi_in)
             .then(SaCounters::default)
     }
@@ -193,9 +219,17 @@ impl Dataplane for NoneDataplane {
             .sas
             .lock()
             .expect("dataplane lock")
+            .sas
             .values()
             .map(|e| e.sa.clone())
             .collect()
+    }
+
+    fn spis_of(&self, owner: &str) -> Vec<u32> {
+        let t = self.inner.sas.lock().expect("dataplane lock");
+        t.by_owner
+            .get(owner)
+            .map_or_else(Vec::new, |s| s.iter().copied().collect())
     }
 
     fn traps(&self) -> Vec<Trap> {
@@ -307,5 +341,30 @@ mod tests {
         c4.owner = "c4".into();
         assert_eq!(dp.install_sa(&c4), Err(DataplaneError::Injected));
         dp.install_sa(&c4).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spis_by_owner_follow_installs_removals_and_expiry() {
+        let dp = NoneDataplane::new();
+        let of = |owner: &str, spi: u32, hard: Option<Duration>| {
+            let mut s = sa(spi, hard);
+            s.owner = owner.into();
+            s
+        };
+        dp.install_sa(&of("a", 0x10, None)).unwrap();
+        dp.install_sa(&of("a", 0x20, Some(Duration::from_secs(5))))
+            .unwrap();
+        dp.install_sa(&of("b", 0x30, None)).unwrap();
+        assert_eq!(dp.spis_of("a"), [0x10, 0x20]);
+        assert_eq!(dp.spis_of("b"), [0x30]);
+        assert!(dp.spis_of("nobody").is_empty());
+        dp.remove_sa("a", 0x10).unwrap();
+        assert_eq!(dp.spis_of("a"), [0x20]);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert!(dp.spis_of("a").is_empty(), "expired with its hard lifetime");
+        dp.remove_owner("b");
+        assert!(dp.spis_of("b").is_empty() && dp.installed().is_empty());
+        dp.install_sa(&of("b", 0x30, None)).unwrap();
+        assert_eq!(dp.spis_of("b"), [0x30], "a removed SPI may come back");
     }
 }

@@ -442,6 +442,10 @@ impl Dataplane for UserspaceDataplane {
         self.shared.read().installed()
     }
 
+    fn spis_of(&self, owner: &str) -> Vec<u32> {
+        self.shared.read().spis_of(owner)
+    }
+
     fn traps(&self) -> Vec<Trap> {
         self.shared.read().traps()
     }

@@ -677,6 +677,15 @@ impl Tables {
         })
     }
 
+    /// Inbound SPIs of `owner`'s SA pairs, by its children.
+    pub(super) fn spis_of(&self, owner: &str) -> Vec<u32> {
+        self.children
+            .iter()
+            .filter(|((o, _), _)| o == owner)
+            .flat_map(|(_, c)| c.sas.iter().copied())
+            .collect()
+    }
+
     pub(super) fn installed(&self) -> Vec<InstalledSa> {
         let mut v: Vec<InstalledSa> = self
             .sas

@@ -817,6 +817,10 @@ impl Dataplane for XfrmDataplane {
         self.shared.lock().installed()
     }
 
+    fn spis_of(&self, owner: &str) -> Vec<u32> {
+        self.shared.lock().spis_of(owner)
+    }
+
     fn traps(&self) -> Vec<Trap> {
         self.shared.lock().traps()
     }

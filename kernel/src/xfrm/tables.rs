@@ -100,6 +100,15 @@ impl Tables {
             .collect()
     }
 
+    /// Inbound SPIs of `owner`'s SA pairs, by its children.
+    pub fn spis_of(&self, owner: &str) -> Vec<u32> {
+        self.children
+            .range((owner.to_string(), String::new())..)
+            .take_while(|((o, _), _)| o == owner)
+            .flat_map(|(_, c)| c.sas.iter().copied())
+            .collect()
+    }
+
     pub fn insert_sa(&mut self, sa: SaEntry) {
         self.by_state.insert(sa.in_key(), sa.spi_in);
         self.by_state.insert(sa.out_key(), sa.spi_in);
