@@ -83,6 +83,8 @@ pub struct DaemonState {
     _alive: runtime::counters::AliveGuard,
     ctx: CtxRef,
     conns: Vec<Conn>,
+    /// Position in `conns` by name.
+    by_name: std::collections::HashMap<String, usize>,
     /// Restart history per connection name (survives the restarts).
     trackers: std::collections::HashMap<String, RestartTracker>,
     /// Connections whose actor used up its restarts, with why: not running,
@@ -164,7 +166,21 @@ async fn spawn_responders(
 
 impl DaemonState {
     fn find(&self, name: &str) -> Option<&Conn> {
-        self.conns.iter().find(|c| c.spec.name == name)
+        self.conns.get(*self.by_name.get(name)?)
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Take connection `pos` out of the list (and the index).
+    fn remove_at(&mut self, pos: usize) -> Conn {
+        let c = self.conns.remove(pos);
+        self.by_name.remove(&c.spec.name);
+        for (i, c) in self.conns.iter().enumerate().skip(pos) {
+            self.by_name.insert(c.spec.name.clone(), i);
+        }
+        c
     }
 
     /// Why `name` gave up, if it did.
@@ -229,6 +245,7 @@ impl DaemonState {
         let (actor, _) = Actor::spawn_linked(None, ConnectionActor, args, myself.get_cell())
             .await
             .map_err(|e| format!("cannot start connection '{}': {e}", spec.name))?;
+        self.by_name.insert(spec.name.clone(), self.conns.len());
         self.conns.push(Conn { spec, actor });
         Ok(())
     }
@@ -240,10 +257,10 @@ impl DaemonState {
     }
 
     async fn stop_conn(&mut self, name: &str) -> bool {
-        let Some(pos) = self.conns.iter().position(|c| c.spec.name == name) else {
+        let Some(pos) = self.position(name) else {
             return false;
         };
-        let c = self.conns.remove(pos);
+        let c = self.remove_at(pos);
         self.publish();
         if let Some(r) = &self.ctx.revival {
             r.set(name, false);
@@ -346,6 +363,7 @@ impl Actor for DaemonActor {
             _alive: runtime::counters::AliveGuard::new(),
             ctx: a.ctx,
             conns: Vec::new(),
+            by_name: std::collections::HashMap::new(),
             trackers: std::collections::HashMap::new(),
             given_up: Vec::new(),
         };
@@ -451,7 +469,7 @@ impl Actor for DaemonActor {
                 spawn_responders(&myself, &st.ctx).await?;
                 return Ok(());
             };
-            let c = st.conns.remove(pos);
+            let c = st.remove_at(pos);
             st.publish();
             runtime::supervise::counters::restart();
             st.ctx.dataplane.remove_owner(&c.spec.name);
@@ -623,7 +641,7 @@ impl DaemonActor {
                     )));
                     return;
                 }
-                let Some(pos) = st.conns.iter().position(|c| c.spec.name == name) else {
+                let Some(pos) = st.position(&name) else {
                     let _ = reply.send(no_conn(&name));
                     return;
                 };
