@@ -151,6 +151,32 @@ fn no_conn(name: &str) -> ApiReply {
     ApiReply::Err(format!("no connection named '{name}'"))
 }
 
+/// Ask each connection for its status, in order: in up to `STATUS_LANES`
+/// tasks at once, so that thousands of connections answer in the time of
+/// their work rather than of thousands of round trips one after another.
+async fn gather_status(targets: Vec<ActorRef<ConnMsg>>) -> Vec<crate::status::ConnStatus> {
+    const STATUS_LANES: usize = 16;
+    let per = targets.len().div_ceil(STATUS_LANES).max(1);
+    let mut lanes = Vec::new();
+    for chunk in targets.chunks(per) {
+        let chunk = chunk.to_vec();
+        lanes.push(tokio::spawn(async move {
+            let mut out = Vec::with_capacity(chunk.len());
+            for t in chunk {
+                if let Ok(s) = ractor::call_t!(t, ConnMsg::Status, 3000) {
+                    out.push(s);
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Vec::with_capacity(targets.len());
+    for lane in lanes {
+        all.extend(lane.await.unwrap_or_default());
+    }
+    all
+}
+
 /// Start the neutral home of half-open responder SAs under the Daemon.
 async fn spawn_responders(
     myself: &ActorRef<DaemonMsg>,
@@ -548,11 +574,7 @@ impl DaemonActor {
                 };
                 tokio::spawn(async move {
                     let mut report = StatusReport::default();
-                    for t in targets {
-                        if let Ok(s) = ractor::call_t!(t, ConnMsg::Status, 3000) {
-                            report.connections.push(s);
-                        }
-                    }
+                    report.connections = gather_status(targets).await;
                     report.connections.extend(given_up);
                     let _ = reply.send(ApiReply::Status(report));
                 });

@@ -321,7 +321,7 @@ fn charon_run(n: usize) -> Row {
     eprintln!("scale: charon ↔ charon, {n} tunnels");
     let (mut lab, a, b) = Lab::gateways("scc");
     let opts = CharonOptions {
-        charon_extra: "install_routes = no\ncookie_threshold = 1000000\nblock_threshold = 1000000\ninit_limit_half_open = 1000000".into(),
+        charon_extra: "install_routes = no\ncookie_threshold = 1000000\ncookie_threshold_ip = 1000000\nblock_threshold = 1000000\ninit_limit_half_open = 1000000".into(),
         ..Default::default()
     };
     let cb = Charon::start_with(&mut lab, &b, "charon-b", &charon_conns(n, 1, "none"), &opts);

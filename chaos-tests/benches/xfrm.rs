@@ -383,7 +383,7 @@ fn tunnels_charon() -> Vec<Row> {
     };
     let opts = CharonOptions {
         kernel_esp: true,
-        charon_extra: "install_routes = no\ncookie_threshold = 100000\nblock_threshold = 100000\ninit_limit_half_open = 100000".into(),
+        charon_extra: "install_routes = no\ncookie_threshold = 100000\ncookie_threshold_ip = 100000\nblock_threshold = 100000\ninit_limit_half_open = 100000".into(),
         ..Default::default()
     };
     let _cb = Charon::start_with(&mut lab, &b, "charon-b", &conns(1, "none"), &opts);
