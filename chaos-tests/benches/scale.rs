@@ -305,6 +305,9 @@ fn charon_conns(n: usize, side: usize, start: &str) -> Vec<CharonConn> {
             c.local_ts = format!("{}/32", host(i, side));
             c.remote_ts = format!("{}/32", host(i, 1 - side));
             c.start_action = start.into();
+            // A handshake that times out under the load is tried again, as
+            // vpnd's initiator does, rather than lost.
+            c.extra = "keyingtries = 3".into();
             c
         })
         .collect()
@@ -321,9 +324,19 @@ fn charon_run(n: usize) -> Row {
     eprintln!("scale: charon ↔ charon, {n} tunnels");
     let (mut lab, a, b) = Lab::gateways("scc");
     let opts = CharonOptions {
-        charon_extra: "install_routes = no\ncookie_threshold = 1000000\ncookie_threshold_ip = 1000000\nblock_threshold = 1000000\ninit_limit_half_open = 1000000".into(),
+        charon_extra: "install_routes = no\ncookie_threshold = 1000000\ncookie_threshold_ip = 1000000\nblock_threshold = 1000000\ninit_limit_half_open = 1000000\nretransmit_timeout = 4\nretransmit_tries = 5".into(),
         ..Default::default()
     };
+    // kernel-libipsec routes each CHILD SA through its TUN device from an
+    // address of the local selector: each side holds its N addresses.
+    for (side, ns) in [(0, &a), (1, &b)] {
+        let batch = lab.dir().join(format!("addrs-{side}"));
+        let lines: String = (0..n)
+            .map(|i| format!("addr add {}/32 dev lo\n", host(i, side)))
+            .collect();
+        std::fs::write(&batch, lines).expect("batch file");
+        lab.exec(ns, &["ip", "-batch", batch.to_str().expect("path")]);
+    }
     let cb = Charon::start_with(&mut lab, &b, "charon-b", &charon_conns(n, 1, "none"), &opts);
     std::thread::sleep(Duration::from_secs(2));
     let base_b = lab.pid("charon-b").map_or(0, rss);
