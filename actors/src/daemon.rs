@@ -573,8 +573,10 @@ impl DaemonActor {
                     ),
                 };
                 tokio::spawn(async move {
-                    let mut report = StatusReport::default();
-                    report.connections = gather_status(targets).await;
+                    let mut report = StatusReport {
+                        connections: gather_status(targets).await,
+                        ..Default::default()
+                    };
                     report.connections.extend(given_up);
                     let _ = reply.send(ApiReply::Status(report));
                 });
