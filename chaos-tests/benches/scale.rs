@@ -33,6 +33,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use chaos_tests::configs::psk_any;
+use chaos_tests::many::{self, host};
 use chaos_tests::procstat::{cpu, rss};
 use chaos_tests::{Charon, CharonConn, CharonOptions, Lab, Ns, Vpnd};
 
@@ -108,42 +109,8 @@ fn main() {
     println!("\n{}", table(&rows, cap));
 }
 
-/// The i-th tunnel's address on side 0 (a) or 1 (b): 198.19.0.0/17 for a,
-/// 198.19.128.0/17 for b.
-fn host(i: usize, side: usize) -> String {
-    format!("198.19.{}.{}", (i >> 8) + 128 * side, i & 255)
-}
-
-fn addrs(side: usize) -> (&'static str, &'static str) {
-    if side == 0 {
-        ("198.18.0.1", "198.18.0.2")
-    } else {
-        ("198.18.0.2", "198.18.0.1")
-    }
-}
-
 fn vpnd_config(n: usize, side: usize, auto: &str, cap: Option<u64>) -> String {
-    let (me, peer) = addrs(side);
-    let mut s = format!(
-        "[daemon]\nlisten = [\"{me}\"]\ndataplane = \"none\"\nsecrets = [\"secrets.toml\"]\n\n"
-    );
-    if let Some(cap) = cap {
-        let _ = write!(s, "[scheduler]\nkey_computations_per_sec = {cap}\n\n");
-    }
-    let _ = write!(
-        s,
-        "[defaults]\nlocal_addrs = [\"{me}\"]\nremote_addrs = [\"{peer}\"]\nauto = \"{auto}\"\nproposals = [\"aes256gcm16-prfsha256-x25519\"]\nretransmit_timeout = \"10s\"\n"
-    );
-    for i in 0..n {
-        let _ = write!(
-            s,
-            "\n[connections.c{i}]\nlocal_id = \"{side}-{i}.test\"\nremote_id = \"{}-{i}.test\"\n[connections.c{i}.children.net]\nlocal_ts = [\"{}/32\"]\nremote_ts = [\"{}/32\"]\nesp_proposals = [\"aes256gcm16\"]\n",
-            1 - side,
-            host(i, side),
-            host(i, 1 - side)
-        );
-    }
-    s
+    many::vpnd_config(n, side, auto, "dataplane = \"none\"\n", cap)
 }
 
 fn child_sas(v: &Vpnd) -> u64 {
@@ -290,27 +257,13 @@ fn churn_rounds(va: &Vpnd, vb: &Vpnd, pid: u32, n: usize) -> String {
 }
 
 fn charon_conns(n: usize, side: usize, start: &str) -> Vec<CharonConn> {
-    let (me, peer) = addrs(side);
-    (0..n)
-        .map(|i| {
-            let mut c = CharonConn::psk(
-                &format!("c{i}"),
-                me,
-                peer,
-                &format!("{side}-{i}.test"),
-                &format!("{}-{i}.test", 1 - side),
-                PSK,
-            );
-            c.child = format!("net{i}");
-            c.local_ts = format!("{}/32", host(i, side));
-            c.remote_ts = format!("{}/32", host(i, 1 - side));
-            c.start_action = start.into();
-            // A handshake that times out under the load is tried again, as
-            // vpnd's initiator does, rather than lost.
-            c.extra = "keyingtries = 3".into();
-            c
-        })
-        .collect()
+    let mut conns = many::charon_conns(n, side, start, PSK);
+    for c in &mut conns {
+        // A handshake that times out under the load is tried again, as
+        // vpnd's initiator does, rather than lost.
+        c.extra = "keyingtries = 3".into();
+    }
+    conns
 }
 
 fn installed(c: &Charon) -> usize {

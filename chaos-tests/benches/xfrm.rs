@@ -21,8 +21,9 @@
 use std::time::{Duration, Instant};
 
 use chaos_tests::configs::psk_any;
+use chaos_tests::many::{self, host};
 use chaos_tests::procstat::cpu;
-use chaos_tests::{uml, Charon, CharonConn, CharonOptions, Lab, Ns, Vpnd};
+use chaos_tests::{uml, Charon, CharonOptions, Lab, Ns, Vpnd};
 use ike::config::Mode;
 use ike::wire::TrafficSelector;
 use kernel::xfrm::{XfrmDataplane, XfrmSettings};
@@ -98,10 +99,6 @@ fn terminate(lab: &mut Lab, name: &str) {
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
     lab.wait_exit(name, Duration::from_secs(300));
-}
-
-fn host(i: usize, side: u8) -> String {
-    format!("198.19.{}.{}", (i >> 8) + 128 * side as usize, i & 255)
 }
 
 fn ts(a: &str) -> TrafficSelector {
@@ -293,24 +290,9 @@ fn lab(tag: &str) -> (Lab, Ns, Ns) {
     (lab, a, b)
 }
 
-fn vpnd_config(side: u8, auto: &str) -> String {
-    let (me, peer) = if side == 0 {
-        ("198.18.0.1", "198.18.0.2")
-    } else {
-        ("198.18.0.2", "198.18.0.1")
-    };
-    let mut s = format!(
-        "[daemon]\nlisten = [\"{me}\"]\ndataplane = \"xfrm\"\ninstall_routes = false\nsecrets = [\"secrets.toml\"]\n\n[scheduler]\nkey_computations_per_sec = 100000\n\n[defaults]\nlocal_addrs = [\"{me}\"]\nremote_addrs = [\"{peer}\"]\nauto = \"{auto}\"\nproposals = [\"aes256gcm16-prfsha256-x25519\"]\nretransmit_timeout = \"10s\"\n"
-    );
-    for i in 0..N {
-        s.push_str(&format!(
-            "\n[connections.c{i}]\nlocal_id = \"{side}-{i}.test\"\nremote_id = \"{}-{i}.test\"\n[connections.c{i}.children.net]\nlocal_ts = [\"{}/32\"]\nremote_ts = [\"{}/32\"]\nesp_proposals = [\"aes256gcm16\"]\n",
-            1 - side,
-            host(i, side),
-            host(i, 1 - side)
-        ));
-    }
-    s
+fn vpnd_config(side: usize, auto: &str) -> String {
+    let daemon = "dataplane = \"xfrm\"\ninstall_routes = false\n";
+    many::vpnd_config(N, side, auto, daemon, Some(100_000))
 }
 
 fn tunnels_vpnd() -> Vec<Row> {
@@ -357,30 +339,7 @@ fn tunnels_vpnd() -> Vec<Row> {
 
 fn tunnels_charon() -> Vec<Row> {
     let (mut lab, a, b) = lab("xbc");
-    let conns = |side: u8, start: &str| -> Vec<CharonConn> {
-        let (me, peer) = if side == 0 {
-            ("198.18.0.1", "198.18.0.2")
-        } else {
-            ("198.18.0.2", "198.18.0.1")
-        };
-        (0..N)
-            .map(|i| {
-                let mut c = CharonConn::psk(
-                    &format!("c{i}"),
-                    me,
-                    peer,
-                    &format!("{side}-{i}.test"),
-                    &format!("{}-{i}.test", 1 - side),
-                    PSK,
-                );
-                c.child = format!("net{i}");
-                c.local_ts = format!("{}/32", host(i, side));
-                c.remote_ts = format!("{}/32", host(i, 1 - side));
-                c.start_action = start.into();
-                c
-            })
-            .collect()
-    };
+    let conns = |side: usize, start: &str| many::charon_conns(N, side, start, PSK);
     let opts = CharonOptions {
         kernel_esp: true,
         charon_extra: "install_routes = no\ncookie_threshold = 100000\ncookie_threshold_ip = 100000\nblock_threshold = 100000\ninit_limit_half_open = 100000".into(),

@@ -12,6 +12,7 @@ pub mod configs;
 pub mod fraglab;
 pub mod kernel_lab;
 pub mod lab;
+pub mod many;
 pub mod procstat;
 pub mod topology;
 pub mod traffic;
