@@ -69,6 +69,22 @@ fn charon(lab: &mut Lab, b: &Ns, local_id: &str, remote_id: &str) -> Charon {
     Charon::start(lab, b, "charon-b", &[c])
 }
 
+/// vpnd's `up tob` succeeds and charon has the CHILD SA installed.
+fn up_to_charon(lab: &Lab, v: &Vpnd, charon: &Charon) {
+    let up = v.ctl(&["up", "tob"]);
+    assert!(
+        up.ok(),
+        "up failed: {up:?}\n{}\ncharon:\n{}",
+        lab.log("vpnd-a"),
+        lab.log("charon-b")
+    );
+    assert!(
+        charon.has_installed("net"),
+        "charon:\n{}",
+        charon.list_sas()
+    );
+}
+
 fn wait(secs: u64, f: impl FnMut() -> bool) -> bool {
     Lab::wait_until(Duration::from_secs(secs), f)
 }
@@ -86,18 +102,7 @@ fn ecdsa_chain_fqdn_vpnd_initiator() {
         &secrets(&pki),
         &[],
     );
-    let up = v.ctl(&["up", "tob"]);
-    assert!(
-        up.ok(),
-        "up failed: {up:?}\n{}\ncharon:\n{}",
-        lab.log("vpnd-a"),
-        lab.log("charon-b")
-    );
-    assert!(
-        charon.has_installed("net"),
-        "charon:\n{}",
-        charon.list_sas()
-    );
+    up_to_charon(&lab, &v, &charon);
     let ike = &v.conn("tob")["ike_sas"][0];
     assert_eq!(ike["remote_id"], "b.test");
     assert_eq!(ike["child_sas"][0]["state"], "installed");
@@ -191,18 +196,7 @@ fn ecdsa_chain_dn_vpnd_initiator() {
         &secrets(&pki),
         &[],
     );
-    let up = v.ctl(&["up", "tob"]);
-    assert!(
-        up.ok(),
-        "up failed: {up:?}\n{}\ncharon:\n{}",
-        lab.log("vpnd-a"),
-        lab.log("charon-b")
-    );
-    assert!(
-        charon.has_installed("net"),
-        "charon:\n{}",
-        charon.list_sas()
-    );
+    up_to_charon(&lab, &v, &charon);
     let ike = &v.conn("tob")["ike_sas"][0];
     assert_eq!(ike["remote_id"], "C=CH, O=strongSwan, CN=b.test");
 }
