@@ -406,6 +406,9 @@ impl Actor for ConnectionActor {
         Ok(st)
     }
 
+    /// The handlers' futures are boxed: ractor keeps one loop future per
+    /// actor for its whole life, and it would otherwise hold the largest
+    /// state of every await below inline (about 5 KB per connection).
     async fn handle(
         &self,
         myself: ActorRef<ConnMsg>,
@@ -413,10 +416,7 @@ impl Actor for ConnectionActor {
         st: &mut ConnState,
     ) -> Result<(), ActorProcessingErr> {
         let span = st.span.clone();
-        let r = self
-            .dispatch(myself, msg, st)
-            .instrument(span.clone())
-            .await;
+        let r = Box::pin(self.dispatch(myself, msg, st).instrument(span.clone())).await;
         span.in_scope(|| st.record_revival());
         r
     }
@@ -428,10 +428,7 @@ impl Actor for ConnectionActor {
         st: &mut ConnState,
     ) -> Result<(), ActorProcessingErr> {
         let span = st.span.clone();
-        let r = self
-            .supervise(myself, evt, st)
-            .instrument(span.clone())
-            .await;
+        let r = Box::pin(self.supervise(myself, evt, st).instrument(span.clone())).await;
         span.in_scope(|| st.record_revival());
         r
     }

@@ -141,13 +141,21 @@ impl Vpnd {
 
     pub fn launch(&self, lab: &mut Lab, ns: &Ns, extra_args: &[&str]) {
         let bin = bin_dir().join("vpnd");
-        let mut argv = vec![
+        // VPND_TEST_WRAP puts a command before vpnd that execs it (so the
+        // pid stays vpnd's), `{name}` replaced by the instance name: a
+        // heap profiler's preload, e.g. `env LD_PRELOAD=/usr/lib/heaptrack/
+        // libheaptrack_preload.so DUMP_HEAPTRACK_OUTPUT=/tmp/ht.{name}.raw`.
+        let wrap = std::env::var("VPND_TEST_WRAP")
+            .unwrap_or_default()
+            .replace("{name}", &self.name);
+        let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+        argv.extend([
             bin.to_str().expect("utf-8"),
             "--config",
             self.config.to_str().expect("utf-8"),
             "--socket",
             self.socket.to_str().expect("utf-8"),
-        ];
+        ]);
         argv.extend_from_slice(extra_args);
         // VPND_TEST_LOG overrides the log filter (e.g. "debug") when a lab
         // test needs a closer look.

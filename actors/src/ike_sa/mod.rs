@@ -515,7 +515,10 @@ impl Actor for IkeSaActor {
         // The span follows the step across its awaits (a guard held over
         // an await would tag whatever else ran on this thread meanwhile).
         let span = st.span.clone();
-        step(myself, msg, st).instrument(span).await
+        // Boxed: ractor keeps one loop future per actor for the actor's
+        // whole life, and it would otherwise hold the largest state of
+        // every await in `step` inline (about 8 KB per IKE SA).
+        Box::pin(step(myself, msg, st).instrument(span)).await
     }
 
     /// CHILD SA actors end normally when their SA is deleted; one that fails

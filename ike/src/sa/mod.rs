@@ -248,6 +248,17 @@ pub struct IkeSa {
     frag_stats: FragmentStats,
 }
 
+/// The next item of an output queue. A drained queue gives its buffer
+/// back: an established SA sits idle between bursts, and 10,000 of them
+/// would otherwise each keep a handshake's worth of queue capacity.
+fn drain<T>(q: &mut VecDeque<T>) -> Option<T> {
+    let next = q.pop_front();
+    if next.is_none() && q.capacity() > 0 {
+        *q = VecDeque::new();
+    }
+    next
+}
+
 impl fmt::Debug for IkeSa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IkeSa")
@@ -390,12 +401,12 @@ impl IkeSa {
 
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        drain(&mut self.transmits)
     }
 
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        drain(&mut self.events)
     }
 
     /// The earliest instant at which `handle_timeout` has work to do.

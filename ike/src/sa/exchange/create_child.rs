@@ -853,6 +853,9 @@ impl IkeSa {
             .and_then(|c| c.child(&sa.name))
             .is_some_and(|c| !no_group(&c.esp_proposals));
         let pfs_refused = sa.rekey_of.is_some() && sa.proposal.dh.is_none() && names_group;
+        // Exactly: an IKE SA usually has one CHILD SA, and a doubling
+        // Vec would hold room for four.
+        self.children.reserve_exact(1);
         self.children.push(Child {
             sa: sa.clone(),
             state: ChildState::Installed,
