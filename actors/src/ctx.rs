@@ -91,19 +91,20 @@ impl Ctx {
     /// Publish a monitor event (and log it).
     pub fn event(&self, conn: Option<&str>, kind: &str, message: String) {
         tracing::info!(conn = conn.unwrap_or("-"), kind, "{message}");
-        let _ = self.monitor.send(MonitorEvent {
-            t: runtime::clock::now()
-                .saturating_duration_since(self.started)
-                .as_secs_f64(),
-            conn: conn.map(str::to_string),
-            kind: kind.to_string(),
-            message,
-        });
+        self.to_monitor(conn, kind, message);
     }
 
     /// Publish a monitor event that is a warning (and log it as one).
     pub fn warn(&self, conn: Option<&str>, kind: &str, message: String) {
         tracing::warn!(conn = conn.unwrap_or("-"), kind, "{message}");
+        self.to_monitor(conn, kind, message);
+    }
+
+    /// To `vpnctl monitor` clients, if any is listening.
+    fn to_monitor(&self, conn: Option<&str>, kind: &str, message: String) {
+        if self.monitor.receiver_count() == 0 {
+            return;
+        }
         let _ = self.monitor.send(MonitorEvent {
             t: runtime::clock::now()
                 .saturating_duration_since(self.started)

@@ -127,6 +127,16 @@ pub const MIN_FRAGMENT_SIZE: u16 = 576;
 pub const DEFAULT_MAX_CHILD_SAS: u32 = 64;
 
 impl PeerConfig {
+    /// Whether proving our identity costs milliseconds rather than
+    /// microseconds: an RSA signature (ECDSA, Ed25519, PSK and every DH
+    /// group we support are a few hundred microseconds at most).
+    pub fn signs_slowly(&self) -> bool {
+        self.pubkey
+            .as_ref()
+            .and_then(|p| p.local.as_ref())
+            .is_some_and(|l| matches!(*l.key, crate::pki::SigningKey::Rsa(_)))
+    }
+
     /// How this connection authenticates, if it has the credentials for it.
     pub fn authenticator(&self) -> Option<Box<dyn crate::auth::Authenticator + '_>> {
         let psk = self.psk.as_ref()?;

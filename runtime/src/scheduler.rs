@@ -62,6 +62,28 @@ pub enum Priority {
     Stranger,
 }
 
+/// What a key computation is expected to cost, which decides where it
+/// runs (see [`SchedulerHandle::compute`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weight {
+    /// Hundreds of microseconds at most: elliptic-curve DH, key
+    /// derivation, PSK, ECDSA and Ed25519 signatures.
+    Light,
+    /// Milliseconds: RSA signatures.
+    Heavy,
+}
+
+impl Weight {
+    /// `Heavy` if `slow`.
+    pub fn of(slow: bool) -> Weight {
+        if slow {
+            Weight::Heavy
+        } else {
+            Weight::Light
+        }
+    }
+}
+
 /// Waiters kept at [`Priority::Stranger`]; one more sheds the oldest.
 pub const STRANGER_QUEUE: usize = 256;
 
@@ -341,17 +363,21 @@ impl SchedulerHandle {
         }
     }
 
-    /// Run a CPU-bound closure (DH, key derivation) on tokio's blocking pool
-    /// under a permit; returns its result. The permit is held until the
-    /// closure returns, even if this future is dropped meanwhile. A panic in
-    /// `f` is resumed in the caller.
+    /// Run a CPU-bound closure (DH, key derivation, AUTH) under a permit;
+    /// returns its result. [`Weight::Heavy`] work runs on tokio's blocking
+    /// pool, so it never holds up the runtime; [`Weight::Light`] work runs
+    /// on the calling task, because handing a job of a few hundred
+    /// microseconds to another thread and back costs about as much again.
+    /// The permit is held until the closure returns, even if this future
+    /// is dropped meanwhile. A panic in `f` is resumed in the caller.
     pub async fn compute<T: Send + 'static>(
         &self,
         priority: Priority,
+        weight: Weight,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> T {
         let permit = self.permit(priority).await;
-        self.run(permit, f).await
+        self.run(permit, weight, f).await
     }
 
     /// As [`SchedulerHandle::compute`], but `None` (and `f` never runs) when
@@ -359,21 +385,24 @@ impl SchedulerHandle {
     pub async fn compute_or_shed<T: Send + 'static>(
         &self,
         priority: Priority,
+        weight: Weight,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
         let permit = self.permit_or_shed(priority).await?;
-        Some(self.run(permit, f).await)
+        Some(self.run(permit, weight, f).await)
     }
 
     async fn run<T: Send + 'static>(
         &self,
         permit: Permit,
+        weight: Weight,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> T {
-        if self
-            .shared
-            .inline
-            .load(std::sync::atomic::Ordering::Relaxed)
+        if weight == Weight::Light
+            || self
+                .shared
+                .inline
+                .load(std::sync::atomic::Ordering::Relaxed)
         {
             let _permit = permit;
             return f();

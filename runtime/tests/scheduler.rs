@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use runtime::scheduler::{
-    Priority, SchedulerConfig, SchedulerHandle, SchedulerStats, STRANGER_QUEUE,
+    Priority, SchedulerConfig, SchedulerHandle, SchedulerStats, Weight, STRANGER_QUEUE,
 };
 use tokio::time::{sleep, timeout, Instant};
 
@@ -264,7 +264,7 @@ async fn half_open_pacing_per_peer() {
 #[tokio::test(start_paused = true)]
 async fn compute_runs_the_closure_under_a_permit() {
     let s = spawn(cfg(100, 1, 0)).await;
-    let v = s.compute(Priority::High, || 6 * 7).await;
+    let v = s.compute(Priority::High, Weight::Heavy, || 6 * 7).await;
     assert_eq!(v, 42);
     let outs: Vec<u64> = futures_join(&s).await;
     assert_eq!(outs, (0..8).map(|i| i * i).collect::<Vec<_>>());
@@ -280,7 +280,7 @@ async fn futures_join(s: &SchedulerHandle) -> Vec<u64> {
     for i in 0..8u64 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.compute(Priority::Normal, move || i * i).await
+            s.compute(Priority::Normal, Weight::Heavy, move || i * i).await
         }));
     }
     let mut out = Vec::new();
@@ -295,14 +295,14 @@ async fn compute_propagates_panics_and_releases() {
     let s = spawn(cfg(0, 1, 0)).await;
     let s2 = s.clone();
     let r = tokio::spawn(async move {
-        s2.compute(Priority::Normal, || -> u32 { panic!("dh failed") })
+        s2.compute(Priority::Normal, Weight::Heavy, || -> u32 { panic!("dh failed") })
             .await
     })
     .await;
     assert!(r.unwrap_err().is_panic());
     settle().await;
     assert_eq!(s.stats().await.in_flight, 0);
-    assert_eq!(s.compute(Priority::Normal, || 1).await, 1);
+    assert_eq!(s.compute(Priority::Normal, Weight::Heavy, || 1).await, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -394,7 +394,7 @@ async fn strangers_are_served_last_and_shed_oldest_first() {
     for i in 0..=STRANGER_QUEUE {
         let (s, served) = (s.clone(), served.clone());
         strangers.push(tokio::spawn(async move {
-            let r = s.compute_or_shed(Priority::Stranger, move || i).await;
+            let r = s.compute_or_shed(Priority::Stranger, Weight::Heavy, move || i).await;
             if let Some(i) = r {
                 served.lock().unwrap().push(format!("stranger{i}"));
             }

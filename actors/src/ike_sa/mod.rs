@@ -22,7 +22,7 @@ use crate::spis::DataplaneSpis;
 use ike::sa::{Accept, Command, Cost, IkeSa, KeyWork, Responder, Timers, Transmit};
 use ike::wire::Header;
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
-use runtime::scheduler::{HalfOpenGuard, Priority};
+use runtime::scheduler::{HalfOpenGuard, Priority, Weight};
 use runtime::timer::Timer;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -221,9 +221,10 @@ impl IkeState {
         self.busy = true;
         let sched = self.ctx.scheduler.clone();
         let me = myself.clone();
+        let weight = Weight::of(sa.signs_slowly());
         self.work = Some(tokio::spawn(async move {
             let sa = sched
-                .compute(priority, move || {
+                .compute(priority, weight, move || {
                     step(&mut sa);
                     sa
                 })
@@ -603,8 +604,9 @@ async fn step(
                         // Pace bring-up under the peer's half-open limits.
                         let guard = sched.half_open(remote.ip()).await;
                         ctx_events.event(Some(&conn), "state", format!("initiating to {remote}"));
+                        let weight = Weight::of(peer.signs_slowly());
                         let sa = sched
-                            .compute(Priority::Normal, move || {
+                            .compute(Priority::Normal, weight, move || {
                                 let names: Vec<&str> =
                                     children.iter().map(String::as_str).collect();
                                 IkeSa::initiate(
@@ -637,9 +639,10 @@ async fn step(
                     let (spis, owner) =
                         DataplaneSpis::boxed(ctx.dataplane.clone(), "", local.ip(), remote.ip());
                     st.spi_owner = Some(owner);
+                    let weight = Weight::of(candidates.signs_slowly());
                     st.work = Some(tokio::spawn(async move {
                         let outcome = sched
-                            .compute_or_shed(priority, move || {
+                            .compute_or_shed(priority, weight, move || {
                                 let params = Responder {
                                     local,
                                     remote,

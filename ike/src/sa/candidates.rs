@@ -27,6 +27,8 @@ pub struct Candidates {
     encap: bool,
     fragmentation: bool,
     pubkey: bool,
+    /// Any of them signs with an RSA key ([`crate::config::PeerConfig::signs_slowly`]).
+    signs_slowly: bool,
     /// SHA-1 key hashes of their CAs (§3.7), each once.
     certreq: Vec<u8>,
     /// Positions in `all` by exact remote identity.
@@ -53,6 +55,7 @@ impl Candidates {
             }
             c.encap |= p.encap;
             c.fragmentation |= p.fragment_size != 0;
+            c.signs_slowly |= p.signs_slowly();
             if let Some(pk) = &p.pubkey {
                 c.pubkey = true;
                 for h in pk.certreq().map(|r| r.data).unwrap_or_default().chunks(20) {
@@ -109,6 +112,12 @@ impl Candidates {
     /// Some candidate forces UDP encapsulation.
     pub(crate) fn encap(&self) -> bool {
         self.encap
+    }
+
+    /// Some candidate signs with an RSA key: the key work of an SA they
+    /// may take is not known to be cheap.
+    pub fn signs_slowly(&self) -> bool {
+        self.signs_slowly
     }
 
     /// Some candidate uses IKE fragmentation.

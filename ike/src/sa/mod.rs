@@ -296,6 +296,16 @@ impl IkeSa {
         &self.name
     }
 
+    /// Whether this SA's key work may cost milliseconds: our connection
+    /// signs with RSA, or (a responder before IKE_AUTH) one it may turn
+    /// out to be does.
+    pub fn signs_slowly(&self) -> bool {
+        match &self.config {
+            Some(c) => c.signs_slowly(),
+            None => self.candidates.signs_slowly(),
+        }
+    }
+
     pub fn spi_i(&self) -> u64 {
         self.core.spi_i
     }
