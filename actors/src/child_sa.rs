@@ -44,6 +44,7 @@ pub struct ChildSaActor;
 
 pub struct ChildActorState {
     _alive: runtime::counters::AliveGuard,
+    id: ractor::ActorId,
     ctx: CtxRef,
     conn: String,
     spi_in: u32,
@@ -96,6 +97,7 @@ impl Actor for ChildSaActor {
         a.ctx.children.insert(c.spi_in, myself.get_derived());
         Ok(ChildActorState {
             _alive: runtime::counters::AliveGuard::new(),
+            id: myself.get_id(),
             ctx: a.ctx,
             conn: a.conn,
             spi_in: c.spi_in,
@@ -149,8 +151,18 @@ impl Actor for ChildSaActor {
         st: &mut ChildActorState,
     ) -> Result<(), ActorProcessingErr> {
         let _ = st.ctx.dataplane.remove_sa(&st.conn, st.spi_in);
-        st.ctx.children.remove(&st.spi_in);
-        metrics::gauge!("vpnd_child_sas").decrement(1.0);
         Ok(())
+    }
+}
+
+/// An actor that is killed (as ractor kills the children of an actor that
+/// stops) never runs `post_stop`, but its state is dropped: what must not
+/// outlive it is released here.
+impl Drop for ChildActorState {
+    fn drop(&mut self) {
+        self.ctx
+            .children
+            .remove_if(&self.spi_in, |_, a| a.get_id() == self.id);
+        metrics::gauge!("vpnd_child_sas").decrement(1.0);
     }
 }

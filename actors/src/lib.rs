@@ -180,6 +180,13 @@ impl DaemonHandle {
         self.ctx.admission.set_config(cfg);
     }
 
+    /// CHILD SA actors reachable by SPI (for the dataplane's lifetime
+    /// events). Each leaves this table however it ends: a test checks
+    /// that none outlives its actor.
+    pub fn registered_children(&self) -> usize {
+        self.ctx.children.len()
+    }
+
     pub fn dataplane(&self) -> &Arc<dyn Dataplane> {
         &self.ctx.dataplane
     }

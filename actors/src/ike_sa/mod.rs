@@ -569,6 +569,15 @@ impl Actor for IkeSaActor {
     }
 }
 
+/// An IKE SA actor that is killed (as ractor kills the children of a
+/// connection actor that stops) never runs `post_stop`, but its state is
+/// dropped: its SPIs, half-open places and CHILD SAs are released here.
+impl Drop for IkeState {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// One message to the IKE SA actor.
 async fn step(
     myself: ActorRef<IkeMsg>,
