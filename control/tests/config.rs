@@ -29,7 +29,7 @@ fn design_example_parses() {
     assert_eq!(c.daemon.metrics, Some("127.0.0.1:9469".parse().unwrap()));
     assert_eq!(c.daemon.socket_group, None);
 
-    assert_eq!(c.scheduler.key_computations_per_sec, 1000);
+    assert_eq!(c.scheduler.key_computations_per_sec, Some(1000));
     assert_eq!(c.scheduler.max_concurrent, 4);
     assert_eq!(c.scheduler.max_half_open_per_peer, 4);
     assert_eq!(c.scheduler.rekey_jitter_pct, 10);
@@ -86,7 +86,7 @@ fn builtin_defaults_for_unset_keys() {
     assert_eq!(c.daemon.dataplane, Dataplane::Auto);
     assert_eq!(c.daemon.metrics, None);
     assert_eq!(c.scheduler, config::SchedulerConfig::default());
-    assert_eq!(c.scheduler.key_computations_per_sec, 1000);
+    assert_eq!(c.scheduler.key_computations_per_sec, None);
     assert_eq!(c.scheduler.rekey_jitter_pct, 10);
     assert!(c.secrets.is_empty());
     let m = &c.connections[0];

@@ -39,7 +39,19 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// The share of all cores key computations may take at the default rate.
+pub const DEFAULT_KEY_CPU_SHARE: f64 = 0.5;
+
 impl SchedulerConfig {
+    /// The default `key_computations_per_sec` for a machine where one key
+    /// computation takes `cost` and `cores` cores can run them: as many as
+    /// fill [`DEFAULT_KEY_CPU_SHARE`] of the CPU, rounded down to a
+    /// hundred, at least 100.
+    pub fn derived_rate(cost: Duration, cores: usize) -> u32 {
+        let per_sec = DEFAULT_KEY_CPU_SHARE * cores.max(1) as f64 / cost.as_secs_f64().max(1e-7);
+        ((per_sec.min(u32::MAX as f64) as u32) / 100 * 100).max(100)
+    }
+
     /// Token-bucket burst: `max(1, rate / 20)`.
     pub fn burst(&self) -> u32 {
         (self.key_computations_per_sec / 20).max(1)

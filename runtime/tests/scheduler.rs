@@ -280,7 +280,8 @@ async fn futures_join(s: &SchedulerHandle) -> Vec<u64> {
     for i in 0..8u64 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.compute(Priority::Normal, Weight::Heavy, move || i * i).await
+            s.compute(Priority::Normal, Weight::Heavy, move || i * i)
+                .await
         }));
     }
     let mut out = Vec::new();
@@ -295,8 +296,10 @@ async fn compute_propagates_panics_and_releases() {
     let s = spawn(cfg(0, 1, 0)).await;
     let s2 = s.clone();
     let r = tokio::spawn(async move {
-        s2.compute(Priority::Normal, Weight::Heavy, || -> u32 { panic!("dh failed") })
-            .await
+        s2.compute(Priority::Normal, Weight::Heavy, || -> u32 {
+            panic!("dh failed")
+        })
+        .await
     })
     .await;
     assert!(r.unwrap_err().is_panic());
@@ -394,7 +397,9 @@ async fn strangers_are_served_last_and_shed_oldest_first() {
     for i in 0..=STRANGER_QUEUE {
         let (s, served) = (s.clone(), served.clone());
         strangers.push(tokio::spawn(async move {
-            let r = s.compute_or_shed(Priority::Stranger, Weight::Heavy, move || i).await;
+            let r = s
+                .compute_or_shed(Priority::Stranger, Weight::Heavy, move || i)
+                .await;
             if let Some(i) = r {
                 served.lock().unwrap().push(format!("stranger{i}"));
             }
@@ -429,4 +434,23 @@ async fn strangers_are_served_last_and_shed_oldest_first() {
     assert_eq!(served[..2], ["peer".to_string(), "rekey".to_string()]);
     assert_eq!(served[2], "stranger1");
     assert_eq!(served.len(), 2 + STRANGER_QUEUE);
+}
+
+#[test]
+fn the_derived_default_rate_fills_half_of_the_cores() {
+    // 100 us a computation on 2 cores: 10,000 a second take one core.
+    assert_eq!(
+        SchedulerConfig::derived_rate(Duration::from_micros(100), 2),
+        10_000
+    );
+    // Rounded down to a hundred.
+    assert_eq!(
+        SchedulerConfig::derived_rate(Duration::from_micros(130), 1),
+        3_800
+    );
+    // A very slow machine still gets some.
+    assert_eq!(
+        SchedulerConfig::derived_rate(Duration::from_secs(1), 1),
+        100
+    );
 }

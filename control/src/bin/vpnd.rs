@@ -30,6 +30,33 @@ fn init_logging(format: &str) {
     }
 }
 
+/// Times one key computation here (the median of 64) and derives the
+/// default rate from it and the core count.
+async fn derived_rate() -> u32 {
+    let cost = tokio::task::spawn_blocking(|| {
+        let mut rng = ike::crypto::SystemRandom::new();
+        let mut times: Vec<Duration> = (0..64)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let _ = std::hint::black_box(ike::crypto::reference_key_computation(&mut rng));
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[times.len() / 2]
+    })
+    .await
+    .unwrap_or(Duration::from_millis(1));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rate = SchedulerConfig::derived_rate(cost, cores);
+    tracing::info!(
+        "key computations: at most {rate}/s (one takes {} us here, {cores} cores, at most {:.0}% of the CPU; [scheduler] key_computations_per_sec overrides)",
+        cost.as_micros(),
+        runtime::scheduler::DEFAULT_KEY_CPU_SHARE * 100.0
+    );
+    rate
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -114,11 +141,15 @@ async fn run(args: Args) -> Result<(), String> {
         },
     };
     let specs = control::convert::specs(&cfg)?;
+    let rate = match cfg.scheduler.key_computations_per_sec {
+        Some(rate) => rate,
+        None => derived_rate().await,
+    };
     let settings = DaemonSettings {
         listen: cfg.daemon.listen.clone(),
         dataplane,
         scheduler: SchedulerConfig {
-            key_computations_per_sec: cfg.scheduler.key_computations_per_sec,
+            key_computations_per_sec: rate,
             max_concurrent: cfg.scheduler.max_concurrent,
             max_half_open_per_peer: cfg.scheduler.max_half_open_per_peer,
         },

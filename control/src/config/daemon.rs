@@ -113,8 +113,10 @@ impl Dataplane {
 /// `[scheduler]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SchedulerConfig {
-    /// DH + key derivations started per second.
-    pub key_computations_per_sec: u32,
+    /// DH + key derivations started per second; `None`: derived at start
+    /// from this machine's speed (`SchedulerConfig::derived_rate` in
+    /// `runtime`).
+    pub key_computations_per_sec: Option<u32>,
     pub max_concurrent: u32,
     /// Pacing towards one peer address.
     pub max_half_open_per_peer: u32,
@@ -127,7 +129,7 @@ impl Default for SchedulerConfig {
         // The scheduler's own defaults, and 10% rekey jitter.
         let runtime = runtime::scheduler::SchedulerConfig::default();
         SchedulerConfig {
-            key_computations_per_sec: runtime.key_computations_per_sec,
+            key_computations_per_sec: None,
             max_concurrent: runtime.max_concurrent,
             max_half_open_per_peer: runtime.max_half_open_per_peer,
             rekey_jitter_pct: 10,
@@ -385,7 +387,13 @@ pub(super) fn parse_scheduler(ctx: &mut ParseCtx<'_>, t: &DeTable<'_>, out: &mut
             }
         };
         match k.get_ref().as_ref() {
-            "key_computations_per_sec" => positive(ctx, &mut out.key_computations_per_sec),
+            "key_computations_per_sec" => {
+                let mut rate = 0;
+                positive(ctx, &mut rate);
+                if rate > 0 {
+                    out.key_computations_per_sec = Some(rate);
+                }
+            }
             "max_concurrent" => positive(ctx, &mut out.max_concurrent),
             "max_half_open_per_peer" => positive(ctx, &mut out.max_half_open_per_peer),
             "rekey_jitter" => {

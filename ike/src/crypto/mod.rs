@@ -18,6 +18,21 @@ pub use dh::{DhGroup, DhPrivate};
 pub use prf::PrfAlg;
 pub use rng::{Random, SeededRandom, SystemRandom};
 
+/// One key computation of the commonest IKE SA (X25519, HMAC-SHA-256),
+/// or a little more: two key pairs, the shared secret, SKEYSEED and the
+/// seven SK_* keys (RFC 7296 §2.14). A daemon times it to choose its
+/// default key-computation rate. Returns the length of the keys made, so
+/// the work is not optimised away.
+pub fn reference_key_computation(rng: &mut dyn Random) -> Result<usize, CryptoError> {
+    let peer = DhPrivate::generate(DhGroup::Curve25519, rng);
+    let ours = DhPrivate::generate(DhGroup::Curve25519, rng);
+    let shared = ours.agree(peer.public_key())?;
+    let prf = PrfAlg::HmacSha256;
+    let nonces = [0x5au8; 64];
+    let skeyseed = prf.prf(&nonces, &[&shared]);
+    Ok(prf.prf_plus(&skeyseed, &nonces, 7 * 32).len())
+}
+
 /// Failures of the crypto layer. None of them carries secret material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
