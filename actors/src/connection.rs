@@ -19,7 +19,7 @@ use runtime::timer::Timer;
 use crate::child_retry::{ChildRetries, Next};
 use crate::ctx::CtxRef;
 use crate::derive_report;
-use crate::ike_sa::{IkeArgs, IkeMsg, IkeSaActor, IkeStart, Impair};
+use crate::ike_sa::{IkeArgs, IkeMsg, IkeSaActor, IkeStart, IkeView, IkeViewRef, Impair};
 use crate::report::{HandOver, IkeReport};
 use crate::socket::IKE_PORT;
 use crate::spec::{idle_status, Auto, ConnSpec, DpdAction};
@@ -69,6 +69,8 @@ pub struct ConnArgs {
 
 struct Ike {
     actor: ActorRef<IkeMsg>,
+    /// What it publishes for `status`.
+    view: IkeViewRef,
     ours: bool,
     established: bool,
     /// Set when its `Up` arrived: what finds stale and duplicate siblings.
@@ -264,10 +266,12 @@ impl ConnState {
             }
             None => spec.peer.children.iter().map(|c| c.name.clone()).collect(),
         };
+        let view = IkeView::new_ref();
         let args = IkeArgs {
             ctx: self.ctx.clone(),
             spec: spec.clone(),
             parent: myself.get_derived(),
+            view: view.clone(),
             start: IkeStart::Initiate {
                 local: SocketAddr::new(local, IKE_PORT),
                 remote: SocketAddr::new(remote, IKE_PORT),
@@ -282,6 +286,7 @@ impl ConnState {
         }
         self.ikes.push(Ike {
             actor,
+            view,
             ours: true,
             established: false,
             up: None,
@@ -306,18 +311,24 @@ impl ConnState {
         });
         s.last_error = self.last_error.clone();
         s.gave_up = self.gave_up.clone();
-        s.ike_sas = self.ike_statuses().await;
+        s.ike_sas = self.ike_statuses();
         s
     }
 
-    async fn ike_statuses(&self) -> Vec<crate::status::IkeStatus> {
-        let mut ike_sas = Vec::new();
-        for ike in &self.ikes {
-            if let Ok(s) = ractor::call_t!(ike.actor, IkeMsg::Status, 1000) {
-                ike_sas.push(s);
-            }
-        }
-        ike_sas
+    /// Read from what each IKE SA published: no message, so no SA that
+    /// is busy holds the answer up.
+    fn ike_statuses(&self) -> Vec<crate::status::IkeStatus> {
+        let now = runtime::clock::now();
+        self.ikes
+            .iter()
+            // One that failed or is stopping is not shown while its
+            // supervision event is on the way.
+            .filter(|ike| ike.actor.get_status() <= ractor::ActorStatus::Upgrading)
+            .map(|ike| {
+                let v = ike.view.lock().unwrap_or_else(|e| e.into_inner());
+                v.read(self.ctx.dataplane.as_ref(), now)
+            })
+            .collect()
     }
     fn install_traps(&mut self) {
         for c in &self.spec.peer.children {
@@ -518,11 +529,13 @@ impl ConnectionActor {
                 let _ = reply.send(Ok(format!("connection '{}' killed", st.spec.name)));
             }
             ConnMsg::Adopt(sa) => {
+                let view = IkeView::new_ref();
                 let args = IkeArgs {
                     ctx: st.ctx.clone(),
                     spec: st.spec.clone(),
                     parent: myself.get_derived(),
                     start: IkeStart::Adopt(sa),
+                    view: view.clone(),
                 };
                 if let Ok((actor, _)) =
                     Actor::spawn_linked(None, IkeSaActor, args, myself.get_cell()).await
@@ -532,6 +545,7 @@ impl ConnectionActor {
                     }
                     st.ikes.push(Ike {
                         actor,
+                        view,
                         ours: false,
                         established: true,
                         up: None,

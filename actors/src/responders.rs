@@ -17,7 +17,7 @@ use runtime::scheduler::Priority;
 use crate::admission::Refusal;
 use crate::ctx::CtxRef;
 use crate::derive_report;
-use crate::ike_sa::{IkeArgs, IkeSaActor, IkeStart};
+use crate::ike_sa::{IkeArgs, IkeSaActor, IkeStart, IkeView};
 use crate::report::{HandOver, IkeReport};
 use crate::router::Datagram;
 
@@ -88,6 +88,7 @@ impl Actor for Responders {
                     // connection; the SA itself weighs every candidate.
                     spec: first,
                     parent: myself.get_derived(),
+                    view: IkeView::new_ref(),
                     start: IkeStart::Accept {
                         local,
                         remote,

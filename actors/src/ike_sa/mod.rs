@@ -34,11 +34,11 @@ use crate::derive_report;
 use crate::report::{ChildReport, HandOver, IkeReport};
 use crate::router::Datagram;
 use crate::spec::ConnSpec;
-use crate::status::IkeStatus;
 
 mod events;
 mod impair;
 mod status;
+pub use self::status::{IkeView, IkeViewRef};
 
 use self::events::{run_down, ChildActor};
 pub use self::impair::{parse_impair, Impair};
@@ -77,6 +77,8 @@ pub struct IkeArgs {
     /// Where this actor reports (its owner: a Connection or Responders).
     pub parent: DerivedActorRef<IkeReport>,
     pub start: IkeStart,
+    /// Where the SA publishes its status for its owner to read.
+    pub view: IkeViewRef,
 }
 
 pub enum IkeMsg {
@@ -89,7 +91,6 @@ pub enum IkeMsg {
     /// The SA is back from the blocking pool.
     Computed(Option<Box<IkeSa>>),
     Kill(RpcReplyPort<()>),
-    Status(RpcReplyPort<IkeStatus>),
     Impair(Impair),
     /// `vpnctl impair CONN panic`: panic in this actor's handler once.
     Panic,
@@ -148,7 +149,9 @@ pub struct IkeState {
     done: bool,
     impair: Impair,
     id: u64,
-    snapshot: IkeStatus,
+    view: IkeViewRef,
+    /// What `view`'s strings were last built from.
+    shape: status::Shape,
     span: tracing::Span,
 }
 
@@ -280,7 +283,7 @@ impl IkeState {
         }
         self.register(myself);
         self.arm_timer(myself);
-        self.refresh_snapshot();
+        self.publish_status();
         Ok(())
     }
 
@@ -455,7 +458,7 @@ impl Actor for IkeSaActor {
         let initiated = matches!(args.start, IkeStart::Initiate { .. });
         let neutral = matches!(args.start, IkeStart::Accept { .. });
         let _ = myself.send_message(IkeMsg::Start);
-        Ok(IkeState {
+        let st = IkeState {
             _alive: runtime::counters::AliveGuard::new(),
             _counted: counted,
             ctx: args.ctx,
@@ -486,25 +489,12 @@ impl Actor for IkeSaActor {
             done: false,
             impair: Impair::default(),
             id,
-            snapshot: IkeStatus {
-                id,
-                state: "connecting".into(),
-                local: String::new(),
-                remote: String::new(),
-                local_id: String::new(),
-                remote_id: String::new(),
-                remote_cert: None,
-                proposal: String::new(),
-                established_secs: 0,
-                initiator: true,
-                spi_i: String::new(),
-                spi_r: String::new(),
-                encap: false,
-                rekey_secs: None,
-                child_sas: Vec::new(),
-            },
+            view: args.view,
+            shape: status::Shape::default(),
             span,
-        })
+        };
+        st.init_view();
+        Ok(st)
     }
 
     async fn handle(
@@ -762,12 +752,6 @@ async fn step(
             st.done = true;
             let _ = reply.send(());
             myself.stop(Some("killed".into()));
-        }
-        IkeMsg::Status(reply) => {
-            if !st.busy {
-                st.refresh_snapshot();
-            }
-            let _ = reply.send(st.snapshot.clone());
         }
         IkeMsg::Impair(i) => st.impair = i,
         IkeMsg::UpdateSpec(spec) => {

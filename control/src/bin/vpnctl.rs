@@ -3,7 +3,7 @@
 //! Exit status: 0 done; 1 the operation failed (message on stderr); 2 usage
 //! error; 3 daemon not reachable.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 
 use actors::status::{ConnStatus, StatsReport, StatusReport};
@@ -74,6 +74,14 @@ fn main() {
     let monitor = req == Request::Monitor;
     let mut conn = connect(&args.socket);
     send(&mut conn, &req);
+    if json && matches!(req, Request::Status { .. }) && !std::io::stdout().is_terminal() {
+        let line = read_line(&mut conn);
+        if let Some(status) = control::protocol::status_json(&line) {
+            println!("{status}");
+            std::process::exit(0);
+        }
+        std::process::exit(print(parse(&line), json));
+    }
     loop {
         let code = print(receive(&mut conn), json);
         if !monitor {
@@ -106,15 +114,22 @@ fn send(conn: &mut Conn, req: &Request) {
 }
 
 fn receive(conn: &mut Conn) -> Response {
+    parse(&read_line(conn))
+}
+
+fn read_line(conn: &mut Conn) -> String {
     let mut buf = String::new();
     match conn.1.read_line(&mut buf) {
         Ok(0) | Err(_) => {
             eprintln!("vpnctl: vpnd closed the connection");
             std::process::exit(3);
         }
-        Ok(_) => {}
+        Ok(_) => buf,
     }
-    match serde_json::from_str(&buf) {
+}
+
+fn parse(buf: &str) -> Response {
+    match serde_json::from_str(buf) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vpnctl: unreadable answer from vpnd: {e}");
