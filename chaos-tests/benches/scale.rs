@@ -28,6 +28,20 @@
 //! not what is measured; `--cap default` keeps vpnd's own default).
 //! Prints one markdown table. Without `--bench` (which cargo bench passes)
 //! it does nothing, so `cargo test --all-targets` skips it.
+//!
+//! `-- storm N [--cap RATE]` (default 10,000 tunnels, cap 5000) is the
+//! control plane under load instead: N tunnels come up under the cap,
+//! then
+//!
+//! * **flood**: `ike-flood` sends IKE_SA_INITs from 1,024 spoofed unknown
+//!   sources at the responder (5,000/s for 10 s) while `status CONN`,
+//!   `status --json` and 20 `kill`s are timed on the responder;
+//! * **rekey storm**: every tunnel's IKE SA and CHILD SA have the same
+//!   60 s rekey time and no jitter, so all of them rekey at once; the key
+//!   computations per second (sampled each second from `vpnctl stats`)
+//!   are held to the cap, the control plane is timed again on the
+//!   initiator, and afterwards no tunnel may be missing and no exchange
+//!   may have timed out ("did not answer" in either log).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -42,6 +56,9 @@ const CHARON_SECS: u64 = 600;
 const KILLS: usize = 100;
 const CHURN_TUNNELS: usize = 1000;
 const CHURN_ROUNDS: usize = 10;
+const STORM_CAP: u64 = 5000;
+const STORM_REKEY_SECS: u64 = 60;
+const FLOOD: &str = env!("CARGO_BIN_EXE_ike-flood");
 
 #[derive(Default)]
 struct Row {
@@ -81,6 +98,16 @@ fn main() {
         (vpnd, charon) = (true, true);
     }
     let churn = !args.iter().any(|a| a == "--no-churn");
+    if args.iter().any(|a| a == "storm") {
+        let n = counts.first().copied().unwrap_or(10_000);
+        let cap = if args.iter().any(|a| a == "--cap") {
+            cap
+        } else {
+            Some(STORM_CAP)
+        };
+        println!("\n{}", storm_run(n, cap));
+        return;
+    }
     let mut rows = Vec::new();
     if vpnd {
         let ns = if counts.is_empty() {
@@ -410,4 +437,175 @@ fn table(rows: &[Row], cap: Option<u64>) -> String {
         );
     }
     t
+}
+
+/// Control-plane latencies on `v`: `status CONN` (median of 10), `status
+/// --json` (median of 3), and `kill` p50 / p99 over `kills`.
+struct Latency {
+    status_one: Duration,
+    status_all: Duration,
+    kill: (Duration, Duration),
+}
+
+fn latency(v: &Vpnd, n: usize, kills: &[String]) -> Latency {
+    let mid = format!("c{}", n / 2);
+    let status_one = median(
+        (0..10)
+            .map(|_| timed(|| v.ctl(&["status", &mid]).ok()))
+            .collect(),
+    );
+    let status_all = median(
+        (0..3)
+            .map(|_| timed(|| v.ctl(&["status", "--json"]).ok()))
+            .collect(),
+    );
+    let k: Vec<Duration> = kills
+        .iter()
+        .map(|c| timed(|| v.ctl(&["kill", c]).ok()))
+        .collect();
+    Latency {
+        status_one,
+        status_all,
+        kill: (percentile(&k, 0.5), percentile(&k, 0.99)),
+    }
+}
+
+fn key_computations(v: &Vpnd) -> u64 {
+    v.stats()["scheduler"]["key_computations_total"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn ike_sas(v: &Vpnd) -> u64 {
+    v.stats()["ike_sas"].as_u64().unwrap_or(0)
+}
+
+/// Exchanges that ran out of retransmissions, as the logs say.
+fn timeouts(lab: &Lab, name: &str) -> usize {
+    lab.log(name).matches("did not answer").count()
+}
+
+fn storm_run(n: usize, cap: Option<u64>) -> String {
+    eprintln!("scale: storm, {n} tunnels, cap {cap:?}");
+    let (mut lab, a, b) = Lab::gateways("scs");
+    // The flood's spoofed sources are routed back towards A (so B's
+    // reverse-path filter lets them in), which does not forward and
+    // drops the replies.
+    lab.exec(
+        &b,
+        &["ip", "route", "add", "198.18.64.0/22", "via", "198.18.0.1"],
+    );
+    let rekey = format!("rekey_time = \"{STORM_REKEY_SECS}s\"\n");
+    let storm = |c: String| {
+        c.replace("[scheduler]\n", "[scheduler]\nrekey_jitter = \"0%\"\n")
+            .replace(
+                "retransmit_timeout = \"10s\"\n",
+                &format!("retransmit_timeout = \"10s\"\n{rekey}"),
+            )
+            .replace(
+                "esp_proposals = [\"aes256gcm16\"]\n",
+                &format!("esp_proposals = [\"aes256gcm16\"]\n{rekey}"),
+            )
+    };
+    // Only the initiator's lifetimes are short: it rekeys everything.
+    let cfg_a = storm(vpnd_config(n, 0, "start", cap));
+    let cfg_b = vpnd_config(n, 1, "add", cap);
+    let vb = Vpnd::start(&mut lab, &b, "vpnd-b", &cfg_b, &psk_any(PSK), &[]);
+    let t = Instant::now();
+    let va = Vpnd::start(&mut lab, &a, "vpnd-a", &cfg_a, &psk_any(PSK), &[]);
+    let all = Lab::wait_until(Duration::from_secs(300), || {
+        child_sas(&va) >= n as u64 && child_sas(&vb) >= n as u64
+    });
+    let up = t.elapsed();
+    if !all {
+        return format!("storm: only {} of {n} up after {up:.0?}", child_sas(&va));
+    }
+    eprintln!("scale: storm: {n} up in {up:.1?}");
+    // The flood, at the responder.
+    let base = admission_requests(&vb);
+    lab.spawn(
+        &a,
+        "flood",
+        &[
+            FLOOD,
+            "--to",
+            "198.18.0.2",
+            "--rate",
+            "5000",
+            "--secs",
+            "10",
+            "--spoof",
+            "198.18.64.0",
+            "--count",
+            "1024",
+        ],
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let flood_kills: Vec<String> = (0..20).map(|i| format!("c{}", n - 1 - i)).collect();
+    let flood = latency(&vb, n, &flood_kills);
+    let flood_ok = lab.wait_exit("flood", Duration::from_secs(20)).is_some();
+    let refused = admission_requests(&vb).saturating_sub(base);
+    let sent = lab.log("flood");
+    let left = n - flood_kills.len();
+    // The storm: everything established within `up` rekeys about
+    // STORM_REKEY_SECS after it was.
+    let storm_at = t + Duration::from_secs(STORM_REKEY_SECS);
+    let mut rates = Vec::new();
+    let (mut last, mut at) = (key_computations(&va), Instant::now());
+    let mut storm_lat = None;
+    let storm_kills: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    let end = storm_at + up + Duration::from_secs(30);
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_secs(1));
+        let (now, t2) = (key_computations(&va), Instant::now());
+        rates.push((now - last) as f64 / t2.duration_since(at).as_secs_f64());
+        (last, at) = (now, t2);
+        if storm_lat.is_none() && Instant::now() > storm_at + Duration::from_secs(2) {
+            storm_lat = Some(latency(&va, n, &storm_kills));
+        }
+    }
+    let peak = rates.iter().cloned().fold(0.0, f64::max);
+    let busy = rates.iter().filter(|r| **r > 100.0).count();
+    let want = (left - storm_kills.len()) as u64;
+    let settled = Lab::wait_until(Duration::from_secs(60), || {
+        child_sas(&va) == want && child_sas(&vb) == want && ike_sas(&va) == want
+    });
+    let lost = want.saturating_sub(child_sas(&va).min(child_sas(&vb)));
+    let timed_out = timeouts(&lab, "vpnd-a") + timeouts(&lab, "vpnd-b");
+    let storm_lat = storm_lat.expect("timed during the storm");
+    let row = |what: &str, l: &Latency| {
+        format!(
+            "| {what} | {} | {} | {} / {} |\n",
+            ms(l.status_one),
+            ms(l.status_all),
+            ms(l.kill.0),
+            ms(l.kill.1)
+        )
+    };
+    let mut out = format!(
+        "{n} tunnels up in {:.2} s (key_computations_per_sec {}).\n\n| under | `status CONN` | `status --json` | `kill` p50 / p99 |\n|---|---|---|---|\n",
+        up.as_secs_f64(),
+        cap.map_or("default".into(), |c| c.to_string())
+    );
+    out += &row(
+        &format!("flood of spoofed IKE_SA_INITs, 5,000/s (responder; {refused} requests met at its admission gate)"),
+        &flood,
+    );
+    out += &row("rekey storm (initiator)", &storm_lat);
+    let _ = write!(
+        out,
+        "\nRekey storm: {} tunnels rekeyed their IKE SA and CHILD SA together; key computations per second on the initiator peaked at {peak:.0} (cap {}), busy for {busy} s; tunnels lost: {lost}; exchanges timed out: {timed_out}; all settled: {settled}. The flood ended: {flood_ok} ({}).\n",
+        want,
+        cap.map_or("default".into(), |c| c.to_string()),
+        sent.trim()
+    );
+    out
+}
+
+/// New IKE_SA_INITs the responder's admission gate has met: those from
+/// addresses some connection accepts, and those from addresses none does.
+fn admission_requests(v: &Vpnd) -> u64 {
+    let a = &v.stats()["admission"];
+    a["requests_total"].as_u64().unwrap_or(0) + a["unmatched_total"].as_u64().unwrap_or(0)
 }
