@@ -165,9 +165,11 @@ fn percentile(v: &[Duration], p: f64) -> Duration {
 }
 
 fn timed(f: impl FnOnce() -> bool) -> Duration {
-    let t = Instant::now();
-    let ok = f();
-    let d = t.elapsed();
+    let mut ok = false;
+    let d = timed_any(|| {
+        ok = f();
+        ok
+    });
     assert!(ok, "a timed control request failed");
     d
 }

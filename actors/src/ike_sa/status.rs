@@ -94,7 +94,7 @@ pub(super) struct Shape {
     proposal: bool,
     encap: bool,
     /// Each CHILD SA's inbound SPI, state and whether its actor runs.
-    children: Vec<(u32, String, bool)>,
+    children: Vec<(u32, &'static str, bool)>,
 }
 
 impl IkeState {
@@ -122,13 +122,7 @@ impl IkeState {
             encap: sa.encap(),
             children: sa
                 .child_sas()
-                .map(|(c, state)| {
-                    (
-                        c.spi_in,
-                        state.to_string(),
-                        self.children.contains_key(&c.spi_in),
-                    )
-                })
+                .map(|(c, state)| (c.spi_in, state, self.children.contains_key(&c.spi_in)))
                 .collect(),
         };
         let children: Vec<ChildTimes> = sa
